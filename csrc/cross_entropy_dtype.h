@@ -1,0 +1,115 @@
+/*
+ * Template: the parts of cross-entropy that depend on the dtype but not on the SIMD path.
+ * Included by cross_entropy.c with FL_T (float / double) and FL_TS (f32 / f64).
+ *
+ *   fl_ce_check_targets_<TS>  the target check that runs before any kernel;
+ *   ce_position_<TS>          one position with any strides, in scalar double arithmetic:
+ *                             the fallback for layouts the vector kernels do not take, and
+ *                             the tail of the column kernel.
+ */
+#define FL_DT(name) FL_XCAT(FL_XCAT(name, _), FL_TS)
+
+fl_index FL_DT(fl_ce_check_targets)(const fl_ce_args *a, double *kept_weight, int64_t *bad_value)
+{
+    const FL_T *w = (const FL_T *)a->weight;
+    double kept = 0.0;
+    for (fl_index i = 0; i < a->n; i++) {
+        for (fl_index j = 0; j < a->s; j++) {
+            const fl_index t = ce_target(a, i, j);
+            if (t == a->ignore_index)
+                continue;
+            if (t < 0 || t >= a->c) {
+                *bad_value = t;
+                return i * a->s + j;
+            }
+            kept += w ? (double)w[t] : 1.0;
+        }
+    }
+    *kept_weight = kept;
+    return -1;
+}
+
+/* Returns the nll term (the whole loss for probabilities) and stores the smoothing term. */
+static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, double *smooth)
+{
+    *smooth = 0.0;
+    const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
+    FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
+    const FL_T *w = (const FL_T *)a->weight;
+    const fl_index C = a->c, xs = a->x_sc, gs = a->g_sc;
+    const double eps = a->label_smoothing;
+    double sc = a->scale;
+    if (a->grad_out)
+        sc *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
+
+    if (a->target_kind == FL_TARGET_PROB) {
+        if (C == 0)
+            return -0.0; /* torch: -(empty sum) */
+        const FL_T *y = (const FL_T *)a->target + i * a->t_sn + j * a->t_ss;
+        const fl_index ys = a->t_sc;
+        const FL_T one_m = (FL_T)(1.0 - eps), eps_c = (FL_T)(eps / (double)C);
+        double m = -INFINITY, sy = 0.0, sxy = 0.0;
+        for (fl_index k = 0; k < C; k++) {
+            const FL_T xk = x[k * xs];
+            const FL_T yk = eps != 0.0 ? y[k * ys] * one_m + eps_c : y[k * ys];
+            const FL_T wy = w ? w[k] * yk : yk;
+            m = xk > m ? xk : m;
+            sy += wy;
+            sxy += (double)(wy * xk);
+        }
+        double sum = 0.0;
+        for (fl_index k = 0; k < C; k++)
+            sum += exp((double)x[k * xs] - m);
+        const double loss = (m + log(sum)) * sy - sxy;
+        if (g) {
+            const double f = sc * sy / sum;
+            for (fl_index k = 0; k < C; k++) {
+                const FL_T yk = eps != 0.0 ? y[k * ys] * one_m + eps_c : y[k * ys];
+                const FL_T wy = w ? w[k] * yk : yk;
+                g[k * gs] = (FL_T)(exp((double)x[k * xs] - m) * f - sc * (double)wy);
+            }
+        }
+        return loss;
+    }
+
+    const fl_index t = ce_target(a, i, j);
+    if (t == a->ignore_index) {
+        if (g)
+            for (fl_index k = 0; k < C; k++)
+                g[k * gs] = 0;
+        return 0.0;
+    }
+    const double xt = (double)x[t * xs];
+    const double wt = w ? (double)w[t] : 1.0;
+    double m = -INFINITY, swx = 0.0;
+    for (fl_index k = 0; k < C; k++) {
+        const FL_T xk = x[k * xs];
+        m = xk > m ? xk : m;
+        if (eps != 0.0)
+            swx += (double)(w ? w[k] * xk : xk);
+    }
+    double sum = 0.0;
+    for (fl_index k = 0; k < C; k++)
+        sum += exp((double)x[k * xs] - m);
+    const double logsum = log(sum);
+    const double nll = wt * ((m - xt) + logsum);
+    double A = wt;
+    if (eps != 0.0) {
+        *smooth = (m + logsum) * a->weight_total - swx;
+        A = (1.0 - eps) * wt + eps / (double)C * a->weight_total;
+    }
+    if (g) {
+        const double f = sc * A / sum, c = sc * eps / (double)C;
+        for (fl_index k = 0; k < C; k++) {
+            double gk = exp((double)x[k * xs] - m) * f;
+            if (eps != 0.0)
+                gk -= c * (w ? (double)w[k] : 1.0);
+            if (k == t)
+                gk -= sc * (1.0 - eps) * wt;
+            g[k * gs] = (FL_T)gk;
+        }
+    }
+    return nll;
+}
+
+#undef FL_DT

@@ -1,0 +1,377 @@
+/*
+ * Template: the vector cross-entropy kernels for one (dtype, SIMD path). Included by
+ * cross_entropy.c with FL_P (op prefix), FL_T, FL_TS (f32/f64), FL_PATH (avx2/generic),
+ * FL_ATTR (that path's function attributes) and FL_F32. simd_exp.h must be included first.
+ *
+ * Two layouts run vectorized (cross_entropy.c picks one per call from the strides):
+ *   rows     classes contiguous (x, grad, probability targets): one position at a time,
+ *            vectors along the classes, three passes over a row that stays in cache
+ *            (max, exp + sum [written into the gradient], scale);
+ *   columns  positions contiguous (K-dim input, or (N, C) in Fortran order): a vector of
+ *            neighbouring positions at a time, walking the class axis by its stride, the
+ *            same three passes lane by lane. Leftover positions go to ce_position.
+ * Formulas: cross_entropy.h. Only the kernels' own outputs are written.
+ */
+#define FL_OP(name) FL_XCAT(FL_P, name)
+#define FL_V FL_XCAT(FL_P, v)
+#define FL_ACC FL_XCAT(FL_P, acc)
+#define FL_L FL_XCAT(FL_P, LANES)
+#define FL_KN(name) FL_XCAT(FL_XCAT(FL_XCAT(name, _), FL_TS), FL_XCAT(_, FL_PATH))
+#define FL_DTN(name) FL_XCAT(FL_XCAT(name, _), FL_TS)
+
+/* exp(x - m) over a contiguous row: returns the sum in double; with store, also writes the
+ * terms to e (which may be x itself). */
+static inline FL_ATTR double FL_KN(ce_expsum)(const FL_T *x, FL_T *e, fl_index C, FL_T m, int store)
+{
+    const FL_V vm = FL_OP(set1)(m);
+    const fl_index L = FL_L;
+    FL_ACC s0 = FL_OP(acc_zero)(), s1 = FL_OP(acc_zero)();
+    fl_index k = 0;
+    for (; k + 2 * L <= C; k += 2 * L) {
+        FL_V e0 = FL_OP(exp)(FL_OP(sub)(FL_OP(load)(x + k), vm));
+        FL_V e1 = FL_OP(exp)(FL_OP(sub)(FL_OP(load)(x + k + L), vm));
+        if (store) {
+            FL_OP(store)(e + k, e0);
+            FL_OP(store)(e + k + L, e1);
+        }
+        s0 = FL_OP(acc_add)(s0, e0);
+        s1 = FL_OP(acc_add)(s1, e1);
+    }
+    for (; k < C; k += L) {
+        const fl_index r = C - k < L ? C - k : L;
+        /* padding lanes hold -inf: exp gives 0 and they add nothing */
+        FL_V e0 = FL_OP(exp)(FL_OP(sub)(FL_OP(loadn)(x + k, r, -INFINITY), vm));
+        if (store)
+            FL_OP(storen)(e + k, e0, r);
+        s0 = FL_OP(acc_add)(s0, e0);
+    }
+    return FL_OP(acc_hsum)(s0) + FL_OP(acc_hsum)(s1);
+}
+
+static inline FL_ATTR FL_T FL_KN(ce_rowmax)(const FL_T *x, fl_index C)
+{
+    const fl_index L = FL_L;
+    FL_V m0 = FL_OP(set1)(-INFINITY), m1 = m0;
+    fl_index k = 0;
+    for (; k + 2 * L <= C; k += 2 * L) {
+        m0 = FL_OP(max)(m0, FL_OP(load)(x + k));
+        m1 = FL_OP(max)(m1, FL_OP(load)(x + k + L));
+    }
+    for (; k < C; k += L) {
+        const fl_index r = C - k < L ? C - k : L;
+        m0 = FL_OP(max)(m0, FL_OP(loadn)(x + k, r, -INFINITY));
+    }
+    return FL_OP(hmax)(FL_OP(max)(m0, m1));
+}
+
+/* sum_k w_k x_k (w may be NULL: plain sum), for label smoothing */
+static inline FL_ATTR double FL_KN(ce_dot)(const FL_T *x, const FL_T *w, fl_index C)
+{
+    const fl_index L = FL_L;
+    FL_ACC s = FL_OP(acc_zero)();
+    for (fl_index k = 0; k < C; k += L) {
+        const fl_index r = C - k < L ? C - k : L;
+        FL_V xv = FL_OP(loadn)(x + k, r, 0);
+        s = FL_OP(acc_add)(s, w ? FL_OP(mul)(FL_OP(loadn)(w + k, r, 0), xv) : xv);
+    }
+    return FL_OP(acc_hsum)(s);
+}
+
+/* One position, index target t (not ignored), classes contiguous: returns the nll term,
+ * stores the smoothing term. */
+static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL_T *g, fl_index t, double sc,
+                                          double *smooth)
+{
+    const FL_T *w = (const FL_T *)a->weight;
+    const fl_index C = a->c, L = FL_L;
+    const double eps = a->label_smoothing;
+    const double xt = (double)x[t], wt = w ? (double)w[t] : 1.0;
+    const double swx = eps != 0.0 ? FL_KN(ce_dot)(x, w, C) : 0.0; /* before g overwrites x */
+    const FL_T m = FL_KN(ce_rowmax)(x, C);
+    const double sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
+    const double logsum = log(sum);
+    const double nll = wt * (((double)m - xt) + logsum);
+    double A = wt;
+    *smooth = 0.0;
+    if (eps != 0.0) {
+        *smooth = ((double)m + logsum) * a->weight_total - swx;
+        A = (1.0 - eps) * wt + eps / (double)C * a->weight_total;
+    }
+    if (g) {
+        const double et = (double)g[t], f = sc * A / sum, c = sc * eps / (double)C;
+        const FL_V vf = FL_OP(set1)((FL_T)f), vc = FL_OP(set1)((FL_T)c);
+        for (fl_index k = 0; k < C; k += L) {
+            const fl_index r = C - k < L ? C - k : L;
+            FL_V gv = FL_OP(mul)(FL_OP(loadn)(g + k, r, 0), vf);
+            if (eps != 0.0)
+                gv = FL_OP(fnmadd)(vc, w ? FL_OP(loadn)(w + k, r, 0) : FL_OP(set1)(1), gv);
+            if (r == L)
+                FL_OP(store)(g + k, gv);
+            else
+                FL_OP(storen)(g + k, gv, r);
+        }
+        /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
+        g[t] = (FL_T)(et * f - sc * (1.0 - eps) * wt - (eps != 0.0 ? c * wt : 0.0));
+    }
+    return nll;
+}
+
+/* One position, probability targets, classes contiguous in x, y and g. */
+static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, const FL_T *y, FL_T *g, double sc)
+{
+    const FL_T *w = (const FL_T *)a->weight;
+    const fl_index C = a->c, L = FL_L;
+    if (C == 0)
+        return -0.0;
+    const double eps = a->label_smoothing;
+    const FL_V one_m = FL_OP(set1)((FL_T)(1.0 - eps)), eps_c = FL_OP(set1)((FL_T)(eps / (double)C));
+    FL_ACC sy = FL_OP(acc_zero)(), sxy = FL_OP(acc_zero)();
+    FL_V vmax = FL_OP(set1)(-INFINITY);
+    fl_index k = 0;
+    for (; k + L <= C; k += L) {
+        FL_V xv = FL_OP(load)(x + k), yv = FL_OP(load)(y + k);
+        if (eps != 0.0)
+            yv = FL_OP(fmadd)(yv, one_m, eps_c);
+        if (w)
+            yv = FL_OP(mul)(FL_OP(load)(w + k), yv);
+        vmax = FL_OP(max)(vmax, xv);
+        sy = FL_OP(acc_add)(sy, yv);
+        sxy = FL_OP(acc_add)(sxy, FL_OP(mul)(yv, xv));
+    }
+    double m = FL_OP(hmax)(vmax), s_y = FL_OP(acc_hsum)(sy), s_xy = FL_OP(acc_hsum)(sxy);
+    const FL_T one_ms = (FL_T)(1.0 - eps), eps_cs = (FL_T)(eps / (double)C);
+    for (; k < C; k++) { /* tail in scalar: padding lanes would get eps / C */
+        const FL_T yk = eps != 0.0 ? y[k] * one_ms + eps_cs : y[k];
+        const FL_T wy = w ? w[k] * yk : yk;
+        m = x[k] > m ? x[k] : m;
+        s_y += wy;
+        s_xy += (double)(wy * x[k]);
+    }
+    const double sum = g ? FL_KN(ce_expsum)(x, g, C, (FL_T)m, 1) : FL_KN(ce_expsum)(x, NULL, C, (FL_T)m, 0);
+    const double loss = (m + log(sum)) * s_y - s_xy;
+    if (g) {
+        const FL_V vf = FL_OP(set1)((FL_T)(sc * s_y / sum)), vc = FL_OP(set1)((FL_T)sc);
+        for (k = 0; k < C; k += L) {
+            const fl_index r = C - k < L ? C - k : L;
+            FL_V yv = FL_OP(loadn)(y + k, r, 0);
+            if (eps != 0.0)
+                yv = FL_OP(fmadd)(yv, one_m, eps_c);
+            if (w)
+                yv = FL_OP(mul)(FL_OP(loadn)(w + k, r, 0), yv);
+            FL_V gv = FL_OP(fnmadd)(vc, yv, FL_OP(mul)(FL_OP(loadn)(g + k, r, 0), vf));
+            FL_OP(storen)(g + k, gv, r);
+        }
+    }
+    return loss;
+}
+
+/* Positions [p0, p1) of the row layout; adds to sums[0] (nll) and sums[1] (smoothing). */
+static FL_ATTR void FL_KN(ce_rows)(const fl_ce_args *a, fl_index p0, fl_index p1, double *sums)
+{
+    const fl_index S = a->s, C = a->c;
+    FL_T *loss_out = (FL_T *)a->loss;
+    for (fl_index p = p0; p < p1; p++) {
+        const fl_index i = p / S, j = p - i * S;
+        const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
+        FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
+        double sc = a->scale;
+        if (a->grad_out)
+            sc *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
+        double nll, smooth = 0.0;
+        if (a->target_kind == FL_TARGET_PROB) {
+            const FL_T *y = (const FL_T *)a->target + i * a->t_sn + j * a->t_ss;
+            nll = FL_KN(ce_row_prob)(a, x, y, g, sc);
+        } else {
+            const fl_index t = ce_target(a, i, j);
+            if (t == a->ignore_index) {
+                if (g)
+                    memset(g, 0, (size_t)C * sizeof(FL_T));
+                nll = 0.0;
+            } else {
+                nll = FL_KN(ce_row_index)(a, x, g, t, sc, &smooth);
+            }
+        }
+        if (loss_out)
+            loss_out[p] = (FL_T)ce_combine(a, nll, smooth);
+        sums[0] += nll;
+        sums[1] += smooth;
+    }
+}
+
+/* Positions [j0, j1) of item i in the column layout (x_ss == 1, and g_ss == 1, t_ss == 1 for
+ * probabilities). A vector holds L neighbouring positions; the class axis is walked by its
+ * stride. Per lane the arithmetic is that of the row kernel. */
+static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0, fl_index j1, double *sums)
+{
+    enum { L = FL_L };
+    const fl_index C = a->c, xs = a->x_sc, gs = a->g_sc, ys = a->t_sc;
+    const FL_T *w = (const FL_T *)a->weight;
+    const double eps = a->label_smoothing;
+    const int prob = a->target_kind == FL_TARGET_PROB;
+    FL_T *loss_out = (FL_T *)a->loss;
+    fl_index j = j0;
+    for (; j + L <= j1 && C > 0; j += L) {
+        const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j;
+        FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j : NULL;
+        const FL_T *y = prob ? (const FL_T *)a->target + i * a->t_sn + j : NULL;
+        double sc[L], xt[L], wt[L], mx[L], sum[L], s1[L], s2[L], nll[L], smooth[L];
+        fl_index t[L];
+        int ignored[L], any_ignored = 0;
+        for (int l = 0; l < L; l++) {
+            ignored[l] = 0;
+            t[l] = 0;
+            xt[l] = wt[l] = 0.0;
+            sc[l] = a->scale;
+            if (a->grad_out)
+                sc[l] *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + (j + l) * a->go_ss];
+            if (!prob) {
+                t[l] = ce_target(a, i, j + l);
+                ignored[l] = t[l] == a->ignore_index;
+                any_ignored |= ignored[l];
+                xt[l] = ignored[l] ? 0.0 : (double)x[t[l] * xs + l];
+                wt[l] = ignored[l] ? 0.0 : (w ? (double)w[t[l]] : 1.0);
+            }
+        }
+        /* pass 1: max; s1, s2 = sum w y', sum w y' x (probabilities) or sum w x (smoothing) */
+        FL_V vmax = FL_OP(set1)(-INFINITY);
+        FL_ACC a1 = FL_OP(acc_zero)(), a2 = FL_OP(acc_zero)();
+        const FL_V one_m = FL_OP(set1)((FL_T)(1.0 - eps)), eps_c = FL_OP(set1)((FL_T)(eps / (double)C));
+        for (fl_index k = 0; k < C; k++) {
+            FL_V xv = FL_OP(load)(x + k * xs);
+            vmax = FL_OP(max)(vmax, xv);
+            if (prob) {
+                FL_V yv = FL_OP(load)(y + k * ys);
+                if (eps != 0.0)
+                    yv = FL_OP(fmadd)(yv, one_m, eps_c);
+                if (w)
+                    yv = FL_OP(mul)(FL_OP(set1)(w[k]), yv);
+                a1 = FL_OP(acc_add)(a1, yv);
+                a2 = FL_OP(acc_add)(a2, FL_OP(mul)(yv, xv));
+            } else if (eps != 0.0) {
+                a2 = FL_OP(acc_add)(a2, w ? FL_OP(mul)(FL_OP(set1)(w[k]), xv) : xv);
+            }
+        }
+        FL_T mt[L];
+        FL_OP(store)(mt, vmax);
+        FL_OP(acc_store)(s1, a1);
+        FL_OP(acc_store)(s2, a2);
+        /* pass 2: exp(x - max), summed, written into g */
+        FL_ACC as = FL_OP(acc_zero)();
+        for (fl_index k = 0; k < C; k++) {
+            FL_V e = FL_OP(exp)(FL_OP(sub)(FL_OP(load)(x + k * xs), vmax));
+            if (g)
+                FL_OP(store)(g + k * gs, e);
+            as = FL_OP(acc_add)(as, e);
+        }
+        FL_OP(acc_store)(sum, as);
+        /* per lane: the loss and the gradient's factors */
+        FL_T f[L], c[L];
+        double et[L], A[L];
+        for (int l = 0; l < L; l++) {
+            A[l] = 0.0;
+            et[l] = 0.0;
+            mx[l] = (double)mt[l];
+            smooth[l] = 0.0;
+            const double logsum = log(sum[l]);
+            if (prob) {
+                nll[l] = (mx[l] + logsum) * s1[l] - s2[l];
+                f[l] = (FL_T)(sc[l] * s1[l] / sum[l]);
+                c[l] = (FL_T)sc[l];
+            } else if (ignored[l]) {
+                nll[l] = 0.0;
+                f[l] = 0;
+                c[l] = 0;
+            } else {
+                nll[l] = wt[l] * ((mx[l] - xt[l]) + logsum);
+                A[l] = wt[l];
+                if (eps != 0.0) {
+                    smooth[l] = (mx[l] + logsum) * a->weight_total - s2[l];
+                    A[l] = (1.0 - eps) * wt[l] + eps / (double)C * a->weight_total;
+                }
+                f[l] = (FL_T)(sc[l] * A[l] / sum[l]);
+                c[l] = (FL_T)(sc[l] * eps / (double)C);
+                if (g)
+                    et[l] = (double)g[t[l] * gs + l];
+            }
+            if (loss_out)
+                loss_out[i * a->s + j + l] = (FL_T)ce_combine(a, nll[l], smooth[l]);
+            sums[0] += nll[l];
+            sums[1] += smooth[l];
+        }
+        if (!g)
+            continue;
+        /* pass 3: scale */
+        const FL_V vf = FL_OP(load)(f), vc = FL_OP(load)(c);
+        FL_T ign[L];
+        for (int l = 0; l < L; l++)
+            ign[l] = (FL_T)(!prob && ignored[l]);
+        const FL_V zero = FL_OP(set1)(0), vign = FL_OP(load)(ign);
+        for (fl_index k = 0; k < C; k++) {
+            FL_V gv = FL_OP(mul)(FL_OP(load)(g + k * gs), vf);
+            if (prob) {
+                FL_V yv = FL_OP(load)(y + k * ys);
+                if (eps != 0.0)
+                    yv = FL_OP(fmadd)(yv, one_m, eps_c);
+                if (w)
+                    yv = FL_OP(mul)(FL_OP(set1)(w[k]), yv);
+                gv = FL_OP(fnmadd)(vc, yv, gv);
+            } else if (eps != 0.0) {
+                gv = FL_OP(fnmadd)(vc, w ? FL_OP(set1)(w[k]) : FL_OP(set1)(1), gv);
+            }
+            if (any_ignored) /* an ignored position may hold NaN: 0 * NaN must not leak */
+                gv = FL_OP(select)(FL_OP(gt)(vign, zero), zero, gv);
+            FL_OP(store)(g + k * gs, gv);
+        }
+        if (!prob)
+            for (int l = 0; l < L; l++)
+                if (!ignored[l])
+                    g[t[l] * gs + l] = (FL_T)(et[l] * (sc[l] * A[l] / sum[l]) - sc[l] * (1.0 - eps) * wt[l] -
+                                              (eps != 0.0 ? sc[l] * eps / (double)C * wt[l] : 0.0));
+    }
+    for (; j < j1; j++) {
+        double smooth;
+        const double nll = FL_DTN(ce_position)(a, i, j, &smooth);
+        if (loss_out)
+            loss_out[i * a->s + j] = (FL_T)ce_combine(a, nll, smooth);
+        sums[0] += nll;
+        sums[1] += smooth;
+    }
+}
+
+/* One block of positions in the layout the call chose; its partial sum goes to ctx. */
+static FL_ATTR void FL_KN(ce_block)(void *vctx, fl_index b)
+{
+    ce_ctx *ctx = (ce_ctx *)vctx;
+    const fl_ce_args *a = ctx->a;
+    const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
+    double *sums = ctx->partial + 2 * b;
+    sums[0] = sums[1] = 0.0;
+    if (ctx->layout == CE_ROWS) {
+        FL_KN(ce_rows)(a, p0, p1, sums);
+    } else if (ctx->layout == CE_COLS) {
+        for (fl_index p = p0; p < p1;) { /* split at item boundaries */
+            const fl_index i = p / a->s, j = p - i * a->s;
+            const fl_index stop = (i + 1) * a->s < p1 ? (i + 1) * a->s : p1;
+            FL_KN(ce_cols)(a, i, j, j + (stop - p), sums);
+            p = stop;
+        }
+    } else {
+        FL_T *loss_out = (FL_T *)a->loss;
+        for (fl_index p = p0; p < p1; p++) {
+            const fl_index i = p / a->s;
+            double smooth;
+            const double nll = FL_DTN(ce_position)(a, i, p - i * a->s, &smooth);
+            if (loss_out)
+                loss_out[p] = (FL_T)ce_combine(a, nll, smooth);
+            sums[0] += nll;
+            sums[1] += smooth;
+        }
+    }
+}
+
+#undef FL_OP
+#undef FL_V
+#undef FL_ACC
+#undef FL_L
+#undef FL_KN
+#undef FL_DTN

@@ -1,0 +1,96 @@
+/*
+ * Runtime facts: which SIMD path this CPU can run, whether OpenMP is compiled in, and the
+ * one parallel loop every kernel uses. No mutable global state lives here: the chosen path
+ * and the thread count are passed to each kernel call by the Cython layer.
+ */
+#include "fastloss.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if FL_HAVE_AVX2_BUILD
+#include <cpuid.h>
+
+/* cpuid for the instruction sets, xgetbv for the OS saving the YMM state. */
+static int avx2_fma_supported(void)
+{
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    const unsigned int fma = 1u << 12, osxsave = 1u << 27, avx = 1u << 28;
+    if ((c & (fma | osxsave | avx)) != (fma | osxsave | avx))
+        return 0;
+    unsigned int xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0x6u) != 0x6u) /* XMM and YMM state enabled */
+        return 0;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b & (1u << 5)) != 0; /* AVX2 */
+}
+#endif
+
+int fl_cpu_has_avx2_fma(void)
+{
+#if FL_HAVE_AVX2_BUILD
+    return avx2_fma_supported();
+#else
+    return 0;
+#endif
+}
+
+int fl_simd_resolve(const char *request)
+{
+    if (request == NULL || strcmp(request, "") == 0 || strcmp(request, "auto") == 0)
+        return fl_cpu_has_avx2_fma() ? FL_SIMD_AVX2 : FL_SIMD_GENERIC;
+    if (strcmp(request, "generic") == 0)
+        return FL_SIMD_GENERIC;
+    if (strcmp(request, "avx2") == 0)
+        return fl_cpu_has_avx2_fma() ? FL_SIMD_AVX2 : FL_SIMD_GENERIC;
+    return -1;
+}
+
+const char *fl_simd_name(int path)
+{
+    return path == FL_SIMD_AVX2 ? "avx2" : "generic";
+}
+
+int fl_openmp_enabled(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fl_parallel_blocks(fl_block_fn fn, void *ctx, fl_index nblocks, int nthreads)
+{
+    int used = 1;
+    if (nthreads > nblocks)
+        nthreads = (int)nblocks;
+#ifdef _OPENMP
+    if (nthreads > 1) {
+        /* num_threads on the region itself: the setting is per call, so it holds for calls
+         * from any Python thread (omp_set_num_threads would only set the caller's ICV). */
+#pragma omp parallel num_threads(nthreads)
+        {
+#pragma omp master
+            used = omp_get_num_threads();
+            fl_index b;
+#pragma omp for schedule(static)
+            for (b = 0; b < nblocks; b++)
+                fn(ctx, b);
+        }
+        return used;
+    }
+#endif
+    for (fl_index b = 0; b < nblocks; b++)
+        fn(ctx, b);
+    (void)nthreads;
+    return used;
+}

@@ -1,0 +1,142 @@
+/*
+ * AVX2+FMA vector operations for float32 (8 lanes) and float64 (4 lanes).
+ *
+ * Every function carries target("avx2,fma"), so this header compiles with the baseline
+ * flags and only code that the dispatcher picks on an AVX2 CPU runs these instructions.
+ * The names mirror simd_generic.h op for op: the kernel templates are written once against
+ * the prefix (avx2_f32_, avx2_f64_, gen_f32_, gen_f64_).
+ */
+#ifndef FASTLOSS_SIMD_AVX2_H
+#define FASTLOSS_SIMD_AVX2_H
+
+#include "fastloss.h"
+
+#if FL_HAVE_AVX2_BUILD
+#include <immintrin.h>
+
+#define FL_AVX2 __attribute__((target("avx2,fma")))
+#define FL_AVX2_INLINE static inline __attribute__((target("avx2,fma"), always_inline))
+
+/* ---- float32 ---------------------------------------------------------------------- */
+#define avx2_f32_LANES 8
+typedef __m256 avx2_f32_v;
+typedef __m256 avx2_f32_m;
+typedef struct { __m256d lo, hi; } avx2_f32_acc;
+
+FL_AVX2_INLINE __m256 avx2_f32_set1(float a) { return _mm256_set1_ps(a); }
+FL_AVX2_INLINE __m256 avx2_f32_load(const float *p) { return _mm256_loadu_ps(p); }
+FL_AVX2_INLINE void avx2_f32_store(float *p, __m256 v) { _mm256_storeu_ps(p, v); }
+FL_AVX2_INLINE __m256i avx2_f32_tailmask(fl_index n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/* The first n (< 8) lanes from p, the rest `fill`; masked lanes are never touched. */
+FL_AVX2_INLINE __m256 avx2_f32_loadn(const float *p, fl_index n, float fill)
+{
+    __m256i m = avx2_f32_tailmask(n);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+}
+FL_AVX2_INLINE void avx2_f32_storen(float *p, __m256 v, fl_index n)
+{
+    _mm256_maskstore_ps(p, avx2_f32_tailmask(n), v);
+}
+FL_AVX2_INLINE __m256 avx2_f32_add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+FL_AVX2_INLINE __m256 avx2_f32_sub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
+FL_AVX2_INLINE __m256 avx2_f32_mul(__m256 a, __m256 b) { return _mm256_mul_ps(a, b); }
+FL_AVX2_INLINE __m256 avx2_f32_fmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+FL_AVX2_INLINE __m256 avx2_f32_fnmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fnmadd_ps(a, b, c); }
+FL_AVX2_INLINE __m256 avx2_f32_max(__m256 a, __m256 b) { return _mm256_max_ps(a, b); }
+FL_AVX2_INLINE __m256 avx2_f32_gt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+FL_AVX2_INLINE __m256 avx2_f32_lt(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+/* m ? a : b, lane by lane */
+FL_AVX2_INLINE __m256 avx2_f32_select(__m256 m, __m256 a, __m256 b) { return _mm256_blendv_ps(b, a, m); }
+/* 2^n for t = n + magic (see simd_exp.h): n is the low mantissa bits of t. */
+FL_AVX2_INLINE __m256 avx2_f32_pow2_magic(__m256 t, __m256 magic)
+{
+    __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+}
+FL_AVX2_INLINE float avx2_f32_hmax(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+FL_AVX2_INLINE avx2_f32_acc avx2_f32_acc_zero(void)
+{
+    avx2_f32_acc r = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    return r;
+}
+FL_AVX2_INLINE avx2_f32_acc avx2_f32_acc_add(avx2_f32_acc a, __m256 v)
+{
+    a.lo = _mm256_add_pd(a.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    a.hi = _mm256_add_pd(a.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    return a;
+}
+/* Lane sums in a fixed order, so the result does not depend on anything but the data. */
+FL_AVX2_INLINE void avx2_f32_acc_store(double *out, avx2_f32_acc a)
+{
+    _mm256_storeu_pd(out, a.lo);
+    _mm256_storeu_pd(out + 4, a.hi);
+}
+FL_AVX2_INLINE double avx2_f32_acc_hsum(avx2_f32_acc a)
+{
+    __m256d s = _mm256_add_pd(a.lo, a.hi);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+/* ---- float64 ---------------------------------------------------------------------- */
+#define avx2_f64_LANES 4
+typedef __m256d avx2_f64_v;
+typedef __m256d avx2_f64_m;
+typedef __m256d avx2_f64_acc;
+
+FL_AVX2_INLINE __m256d avx2_f64_set1(double a) { return _mm256_set1_pd(a); }
+FL_AVX2_INLINE __m256d avx2_f64_load(const double *p) { return _mm256_loadu_pd(p); }
+FL_AVX2_INLINE void avx2_f64_store(double *p, __m256d v) { _mm256_storeu_pd(p, v); }
+FL_AVX2_INLINE __m256i avx2_f64_tailmask(fl_index n)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+FL_AVX2_INLINE __m256d avx2_f64_loadn(const double *p, fl_index n, double fill)
+{
+    __m256i m = avx2_f64_tailmask(n);
+    return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+}
+FL_AVX2_INLINE void avx2_f64_storen(double *p, __m256d v, fl_index n)
+{
+    _mm256_maskstore_pd(p, avx2_f64_tailmask(n), v);
+}
+FL_AVX2_INLINE __m256d avx2_f64_add(__m256d a, __m256d b) { return _mm256_add_pd(a, b); }
+FL_AVX2_INLINE __m256d avx2_f64_sub(__m256d a, __m256d b) { return _mm256_sub_pd(a, b); }
+FL_AVX2_INLINE __m256d avx2_f64_mul(__m256d a, __m256d b) { return _mm256_mul_pd(a, b); }
+FL_AVX2_INLINE __m256d avx2_f64_fmadd(__m256d a, __m256d b, __m256d c) { return _mm256_fmadd_pd(a, b, c); }
+FL_AVX2_INLINE __m256d avx2_f64_fnmadd(__m256d a, __m256d b, __m256d c) { return _mm256_fnmadd_pd(a, b, c); }
+FL_AVX2_INLINE __m256d avx2_f64_max(__m256d a, __m256d b) { return _mm256_max_pd(a, b); }
+FL_AVX2_INLINE __m256d avx2_f64_gt(__m256d a, __m256d b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+FL_AVX2_INLINE __m256d avx2_f64_lt(__m256d a, __m256d b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+FL_AVX2_INLINE __m256d avx2_f64_select(__m256d m, __m256d a, __m256d b) { return _mm256_blendv_pd(b, a, m); }
+FL_AVX2_INLINE __m256d avx2_f64_pow2_magic(__m256d t, __m256d magic)
+{
+    __m256i n = _mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(magic));
+    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n, _mm256_set1_epi64x(1023)), 52));
+}
+FL_AVX2_INLINE double avx2_f64_hmax(__m256d v)
+{
+    __m128d m = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
+    return _mm_cvtsd_f64(m);
+}
+FL_AVX2_INLINE __m256d avx2_f64_acc_zero(void) { return _mm256_setzero_pd(); }
+FL_AVX2_INLINE __m256d avx2_f64_acc_add(__m256d a, __m256d v) { return _mm256_add_pd(a, v); }
+FL_AVX2_INLINE void avx2_f64_acc_store(double *out, __m256d a) { _mm256_storeu_pd(out, a); }
+FL_AVX2_INLINE double avx2_f64_acc_hsum(__m256d a)
+{
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
+#endif /* FL_HAVE_AVX2_BUILD */
+#endif /* FASTLOSS_SIMD_AVX2_H */

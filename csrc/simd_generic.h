@@ -1,0 +1,130 @@
+/*
+ * Portable vector operations (the "generic" path), op for op the same names as
+ * simd_avx2.h with the prefixes gen_f32_ and gen_f64_.
+ *
+ * With GCC or Clang they use the compilers' vector extensions on 32-byte vectors, which
+ * compile to pairs of SSE2 instructions on baseline x86-64 and to NEON on aarch64: the
+ * generic path stays vectorized on every CPU, without intrinsics. Any other compiler (MSVC)
+ * gets the same functions on one lane, in plain C.
+ */
+#ifndef FASTLOSS_SIMD_GENERIC_H
+#define FASTLOSS_SIMD_GENERIC_H
+
+#include <math.h>
+#include <string.h>
+
+#include "fastloss.h"
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(FL_FORCE_SCALAR_GENERIC)
+
+#define FL_GEN_INLINE static inline __attribute__((always_inline))
+
+#define gen_f32_LANES 8
+#define gen_f64_LANES 4
+typedef float gen_f32_v __attribute__((vector_size(32)));
+typedef int32_t gen_f32_m __attribute__((vector_size(32)));
+typedef uint32_t gen_f32_u __attribute__((vector_size(32)));
+typedef double gen_f32_acc __attribute__((vector_size(64)));
+typedef double gen_f64_v __attribute__((vector_size(32)));
+typedef int64_t gen_f64_m __attribute__((vector_size(32)));
+typedef uint64_t gen_f64_u __attribute__((vector_size(32)));
+typedef double gen_f64_acc __attribute__((vector_size(32)));
+
+/* One definition per dtype: T scalar, V vector, M mask, U unsigned lanes, A accumulator. */
+#define FL_GEN_OPS(P, T, V, M, U, A, LANES, EXPBIAS, MANTBITS)                                 \
+    FL_GEN_INLINE V P##set1(T a) { return (V){0} + a; }                                       \
+    FL_GEN_INLINE V P##load(const T *p) { V v; memcpy(&v, p, sizeof v); return v; }           \
+    FL_GEN_INLINE void P##store(T *p, V v) { memcpy(p, &v, sizeof v); }                       \
+    FL_GEN_INLINE V P##loadn(const T *p, fl_index n, T fill)                                  \
+    {                                                                                         \
+        V v = P##set1(fill);                                                                  \
+        memcpy(&v, p, (size_t)n * sizeof(T));                                                 \
+        return v;                                                                             \
+    }                                                                                         \
+    FL_GEN_INLINE void P##storen(T *p, V v, fl_index n) { memcpy(p, &v, (size_t)n * sizeof(T)); } \
+    FL_GEN_INLINE V P##add(V a, V b) { return a + b; }                                        \
+    FL_GEN_INLINE V P##sub(V a, V b) { return a - b; }                                        \
+    FL_GEN_INLINE V P##mul(V a, V b) { return a * b; }                                        \
+    FL_GEN_INLINE V P##fmadd(V a, V b, V c) { return a * b + c; }                            \
+    FL_GEN_INLINE V P##fnmadd(V a, V b, V c) { return c - a * b; }                           \
+    FL_GEN_INLINE M P##gt(V a, V b) { return a > b; }                                         \
+    FL_GEN_INLINE M P##lt(V a, V b) { return a < b; }                                         \
+    FL_GEN_INLINE V P##select(M m, V a, V b) { return (V)(((M)a & m) | ((M)b & ~m)); }        \
+    FL_GEN_INLINE V P##max(V a, V b) { return P##select(a > b, a, b); }                       \
+    FL_GEN_INLINE V P##pow2_magic(V t, V magic)                                               \
+    {                                                                                         \
+        U n = (U)t - (U)magic; /* unsigned: out-of-range lanes wrap, never overflow */        \
+        return (V)((n + EXPBIAS) << MANTBITS);                                                \
+    }                                                                                         \
+    FL_GEN_INLINE T P##hmax(V v)                                                              \
+    {                                                                                         \
+        T m = v[0];                                                                           \
+        for (int i = 1; i < LANES; i++)                                                       \
+            m = v[i] > m ? v[i] : m;                                                          \
+        return m;                                                                             \
+    }                                                                                         \
+    FL_GEN_INLINE A P##acc_zero(void) { return (A){0}; }                                      \
+    FL_GEN_INLINE A P##acc_add(A a, V v) { return a + __builtin_convertvector(v, A); }        \
+    FL_GEN_INLINE void P##acc_store(double *out, A a) { memcpy(out, &a, sizeof a); }          \
+    FL_GEN_INLINE double P##acc_hsum(A a)                                                     \
+    {                                                                                         \
+        double s = 0.0;                                                                       \
+        for (int i = 0; i < LANES; i++)                                                       \
+            s += a[i];                                                                        \
+        return s;                                                                             \
+    }
+
+FL_GEN_OPS(gen_f32_, float, gen_f32_v, gen_f32_m, gen_f32_u, gen_f32_acc, 8, 127u, 23)
+FL_GEN_OPS(gen_f64_, double, gen_f64_v, gen_f64_m, gen_f64_u, gen_f64_acc, 4, 1023u, 52)
+#undef FL_GEN_OPS
+
+#else /* one lane, plain C */
+
+#define FL_GEN_INLINE static inline
+
+#define gen_f32_LANES 1
+#define gen_f64_LANES 1
+typedef float gen_f32_v;
+typedef int gen_f32_m;
+typedef double gen_f32_acc;
+typedef double gen_f64_v;
+typedef int gen_f64_m;
+typedef double gen_f64_acc;
+
+#define FL_GEN_OPS(P, T, U, EXPBIAS, MANTBITS)                                                 \
+    FL_GEN_INLINE T P##set1(T a) { return a; }                                                \
+    FL_GEN_INLINE T P##load(const T *p) { return *p; }                                        \
+    FL_GEN_INLINE void P##store(T *p, T v) { *p = v; }                                        \
+    FL_GEN_INLINE T P##loadn(const T *p, fl_index n, T fill) { return n > 0 ? *p : fill; }    \
+    FL_GEN_INLINE void P##storen(T *p, T v, fl_index n) { if (n > 0) *p = v; }                \
+    FL_GEN_INLINE T P##add(T a, T b) { return a + b; }                                        \
+    FL_GEN_INLINE T P##sub(T a, T b) { return a - b; }                                        \
+    FL_GEN_INLINE T P##mul(T a, T b) { return a * b; }                                        \
+    FL_GEN_INLINE T P##fmadd(T a, T b, T c) { return a * b + c; }                            \
+    FL_GEN_INLINE T P##fnmadd(T a, T b, T c) { return c - a * b; }                           \
+    FL_GEN_INLINE int P##gt(T a, T b) { return a > b; }                                       \
+    FL_GEN_INLINE int P##lt(T a, T b) { return a < b; }                                       \
+    FL_GEN_INLINE T P##select(int m, T a, T b) { return m ? a : b; }                          \
+    FL_GEN_INLINE T P##max(T a, T b) { return a > b ? a : b; }                                \
+    FL_GEN_INLINE T P##pow2_magic(T t, T magic)                                               \
+    {                                                                                         \
+        U bt, bm;                                                                             \
+        memcpy(&bt, &t, sizeof t);                                                            \
+        memcpy(&bm, &magic, sizeof magic);                                                    \
+        U bits = (U)((bt - bm + EXPBIAS) << MANTBITS);                                        \
+        T r;                                                                                  \
+        memcpy(&r, &bits, sizeof r);                                                          \
+        return r;                                                                             \
+    }                                                                                         \
+    FL_GEN_INLINE T P##hmax(T v) { return v; }                                                \
+    FL_GEN_INLINE double P##acc_zero(void) { return 0.0; }                                    \
+    FL_GEN_INLINE double P##acc_add(double a, T v) { return a + (double)v; }                  \
+    FL_GEN_INLINE void P##acc_store(double *out, double a) { *out = a; }                      \
+    FL_GEN_INLINE double P##acc_hsum(double a) { return a; }
+
+FL_GEN_OPS(gen_f32_, float, uint32_t, 127u, 23)
+FL_GEN_OPS(gen_f64_, double, uint64_t, 1023u, 52)
+#undef FL_GEN_OPS
+
+#endif
+#endif /* FASTLOSS_SIMD_GENERIC_H */

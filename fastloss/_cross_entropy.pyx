@@ -1,0 +1,440 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Cross-entropy: the Cython layer between the public functions and csrc/cross_entropy.c.
+
+Design
+------
+Three layers, each with one job (the same for every loss in fastloss):
+
+* ``csrc/cross_entropy.c`` computes. It sees logits as an (n, c, s) array with element
+  strides -- n batch items, c classes, s positions per item -- and never raises.
+* This module checks every argument (dtypes, shapes, options, out=, overlap, and every
+  target) with the GIL held, builds that (n, c, s) view without copying the logits when
+  their memory allows, then runs the kernel with the GIL released. A bad target raises
+  before anything is written.
+* ``fastloss/__init__.py`` re-exports ``cross_entropy`` and ``cross_entropy_with_grad``.
+
+``fastloss/reference.py`` is the slow NumPy twin used as the test oracle.
+
+Views: (N, C) input becomes (1, C, N) so that its rows are positions along s, which lets
+one rule pick the kernel layout from the strides: classes contiguous -> rows, positions
+contiguous -> columns (Fortran-ordered (N, C), K-dim inputs), anything else -> a scalar
+strided loop. Spatial axes d1..dk are merged into s when their strides allow it; an input
+whose axes do not merge, a big-endian or unaligned input, a float16 input (computed in
+float32) and a probability target of another dtype are copied first.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+import os
+import warnings
+
+import numpy as np
+
+from fastloss._csrc cimport *
+from fastloss._validation cimport *
+
+from fastloss import _threads
+
+cnp.import_array()
+
+cdef int _simd_path = FL_SIMD_GENERIC
+
+
+def _use_simd(str request):
+    """Select the SIMD path ("auto", "avx2" or "generic"); returns the name of the path in
+    use. A request this CPU cannot run falls back to generic."""
+    global _simd_path
+    cdef int path = fl_simd_resolve(request.encode())
+    if path < 0:
+        raise ValueError(f"unknown SIMD path {request!r} (expected 'auto', 'avx2' or 'generic')")
+    _simd_path = path
+    return fl_simd_name(path).decode()
+
+
+def _simd_name():
+    return fl_simd_name(_simd_path).decode()
+
+
+def _openmp_enabled():
+    return bool(fl_openmp_enabled())
+
+
+def _cpu_has_avx2_fma():
+    return bool(fl_cpu_has_avx2_fma())
+
+
+_request = os.environ.get("FASTLOSS_SIMD", "auto").strip().lower() or "auto"
+try:
+    _use_simd(_request)
+except ValueError as exc:
+    warnings.warn(f"FASTLOSS_SIMD: {exc}; using 'auto'", RuntimeWarning, stacklevel=2)
+    _use_simd("auto")
+del _request
+
+
+cdef inline bint is_float_dtype(cnp.ndarray a):
+    cdef int t = cnp.PyArray_TYPE(a)
+    return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
+
+
+cdef cnp.ndarray _index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore):
+    """Class-index targets as int32/int64, checked for dtype and shape (values later, in C)."""
+    cdef int nd = cnp.PyArray_NDIM(x0), d
+    if not cnp.PyArray_ISINTEGER(t0):
+        raise TypeError(f"class-index targets must be an integer array, got dtype {t0.dtype} "
+                        "(a floating target must have the input's shape: class probabilities)")
+    if nd == 1:
+        if not (t0.ndim == 0 or (t0.ndim == 1 and t0.shape[0] == 1)):
+            raise ValueError(f"For 1D input, the target must be 0-d or have size 1, got shape {np.shape(t0)}")
+    else:
+        if t0.ndim == 0 or t0.shape[0] != x0.shape[0]:
+            raise ValueError(f"Expected input batch_size ({x0.shape[0]}) to match target batch_size "
+                             f"({t0.shape[0] if t0.ndim else 0}).")
+        if t0.ndim != nd - 1 or np.shape(t0)[1:] != np.shape(x0)[2:]:
+            raise ValueError(f"Expected target size {[np.shape(x0)[0]] + list(np.shape(x0)[2:])}, "
+                             f"got {list(np.shape(t0))}")
+    cdef int item = cnp.PyArray_ITEMSIZE(t0)
+    if cnp.PyArray_ISSIGNED(t0) and (item == 4 or item == 8) and is_native_aligned(t0) \
+            and strides_in_elements(t0):
+        return t0
+    if cnp.PyArray_ISUNSIGNED(t0) and item == 8:
+        # values above 2**63 - 1 have no int64 form: report the first bad target here
+        flat = t0.ravel()
+        ok = flat < C
+        if ignore >= 0:
+            ok |= flat == ignore
+        if not ok.all():
+            raise IndexError(f"Target {int(flat[np.argmin(ok)])} is out of bounds.")
+    return t0.astype(np.int64)
+
+
+cdef object _cross_entropy(object input, object target, object weight, object ignore_index,
+                           object reduction, object label_smoothing, object grad_output,
+                           object out, bint want_grad, dict stats):
+    # ---- options and input -----------------------------------------------------------
+    cdef cnp.ndarray x0 = as_array(input)
+    cdef int typenum = float_compute_type(x0, "input")
+    cdef int nd = cnp.PyArray_NDIM(x0), d
+    if nd == 0:
+        raise ValueError("input must have at least one dimension (the class axis)")
+    cdef int red = parse_reduction(reduction)
+    cdef double eps = real_option(label_smoothing, "label_smoothing")
+    if not (0.0 <= eps <= 1.0):
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {eps}")
+    ignore = int_option(ignore_index, "ignore_index")
+    if not (-2**63 <= ignore < 2**63):
+        raise ValueError(f"ignore_index {ignore} does not fit in int64")
+
+    cdef fl_index N = 1, C, S = 1
+    if nd == 1:
+        C = cnp.PyArray_DIM(x0, 0)
+    else:
+        N = cnp.PyArray_DIM(x0, 0)
+        C = cnp.PyArray_DIM(x0, 1)
+        for d in range(2, nd):
+            S *= cnp.PyArray_DIM(x0, d)
+
+    # ---- targets -----------------------------------------------------------------------
+    cdef cnp.ndarray t0 = as_array(target), t
+    cdef bint prob = same_shape(t0, x0)
+    cdef int kind
+    if prob:
+        if not is_float_dtype(t0):
+            raise TypeError(f"class-probability targets must be floating, got dtype {t0.dtype}")
+        if ignore >= 0:
+            raise ValueError("ignore_index is not supported for probability targets")
+        t = as_kernel_array(t0, typenum)
+        kind = FL_TARGET_PROB
+    else:
+        t = _index_target(t0, x0, C, ignore)
+        kind = FL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_TARGET_I64
+
+    # ---- weight ------------------------------------------------------------------------
+    cdef cnp.ndarray w0 = None, w = None
+    cdef double weight_total = <double>C
+    cdef fl_index k
+    if weight is not None:
+        w0 = as_array(weight)
+        if not (cnp.PyArray_ISINTEGER(w0) or cnp.PyArray_ISFLOAT(w0)):
+            raise TypeError(f"weight must be a real array, got dtype {w0.dtype}")
+        if w0.ndim != 1 or w0.shape[0] != C:
+            raise ValueError(f"weight should be defined either for all {C} classes or no classes "
+                             f"but got weight of shape: {list(np.shape(w0))}")
+        w = np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
+        weight_total = 0.0
+        if typenum == cnp.NPY_FLOAT:
+            for k in range(C):
+                weight_total += (<float *>cnp.PyArray_DATA(w))[k]
+        else:
+            for k in range(C):
+                weight_total += (<double *>cnp.PyArray_DATA(w))[k]
+
+    # ---- upstream gradient -------------------------------------------------------------
+    cdef double go_scalar = 1.0
+    cdef cnp.ndarray go0 = None, go = None
+    if want_grad and grad_output is not None:
+        if red != REDUCE_NONE or not isinstance(grad_output, (np.ndarray, list, tuple)):
+            if isinstance(grad_output, (np.ndarray, list, tuple)) and np.ndim(grad_output) != 0:
+                raise ValueError("grad_output must be a scalar for reduction='mean' or 'sum', "
+                                 f"got shape {np.shape(grad_output)}")
+            go_scalar = real_option(grad_output if not isinstance(grad_output, np.ndarray)
+                                    else grad_output[()], "grad_output")
+        else:
+            go0 = as_array(grad_output)
+            if not (cnp.PyArray_ISINTEGER(go0) or cnp.PyArray_ISFLOAT(go0)):
+                raise TypeError(f"grad_output must be a real array, got dtype {go0.dtype}")
+            if go0.ndim == 0:
+                go_scalar = float(go0)
+            else:
+                loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
+                try:
+                    go = np.broadcast_to(go0, loss_shape)
+                except ValueError:
+                    raise ValueError(f"grad_output of shape {np.shape(go0)} does not broadcast to the "
+                                     f"loss shape {loss_shape}") from None
+                go = as_kernel_array(go, typenum)
+
+    # ---- out= --------------------------------------------------------------------------
+    cdef cnp.ndarray g_user = None
+    cdef bint in_place = False
+    if want_grad and out is not None:
+        g_user = check_out(out, x0, "out")
+        if same_view(g_user, x0):
+            in_place = True
+        elif shares_memory(g_user, x0):
+            raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
+        for other, name in ((t0, "target"), (w0, "weight"), (go0, "grad_output")):
+            if other is not None and shares_memory(g_user, other):
+                raise ValueError(f"out overlaps {name}")
+
+    # ---- the kernel's view ---------------------------------------------------------------
+    cdef cnp.ndarray x = as_kernel_array(x0, typenum)
+    cdef fl_index x_ss = 0, g_ss = 0, t_ss = 0, go_ss = 0
+    if nd >= 2 and not merged_stride(x, 2, &x_ss):
+        x = np.ascontiguousarray(x)
+        merged_stride(x, 2, &x_ss)
+    if prob and nd >= 2 and not merged_stride(t, 2, &t_ss):
+        t = np.ascontiguousarray(t)
+        merged_stride(t, 2, &t_ss)
+    if not prob and nd >= 2 and not merged_stride(t, 1, &t_ss):
+        t = np.ascontiguousarray(t)
+        merged_stride(t, 1, &t_ss)
+    if go is not None and not merged_stride(go, 1, &go_ss):
+        go = np.ascontiguousarray(go)
+        merged_stride(go, 1, &go_ss)
+
+    cdef cnp.ndarray g = None
+    if want_grad:
+        if in_place:
+            g = x  # x0 itself, or its working copy (written back below)
+        elif (g_user is not None and cnp.PyArray_TYPE(g_user) == typenum and is_native_aligned(g_user)
+              and strides_in_elements(g_user) and (nd < 2 or merged_stride(g_user, 2, &g_ss))):
+            g = g_user
+        else:
+            g = np.empty_like(x)
+        if nd >= 2 and not merged_stride(g, 2, &g_ss):
+            g = np.empty_like(x, order="C")
+            merged_stride(g, 2, &g_ss)
+
+    cdef cnp.ndarray loss_arr = None
+    if red == REDUCE_NONE:
+        loss_arr = np.empty(np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else (),
+                            dtype=cnp.PyArray_DescrFromType(typenum))
+
+    # ---- arguments: (N, C, S) with S == 1 becomes (1, C, N), rows as positions ------------
+    cdef fl_ce_args a
+    a.c = C
+    a.x = cnp.PyArray_DATA(x)
+    a.target = cnp.PyArray_DATA(t)
+    a.target_kind = kind
+    a.weight = cnp.PyArray_DATA(w) if w is not None else NULL
+    a.weight_total = weight_total
+    a.ignore_index = <int64_t>ignore
+    a.label_smoothing = eps
+    a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
+    a.grad = cnp.PyArray_DATA(g) if g is not None else NULL
+    a.loss = cnp.PyArray_DATA(loss_arr) if loss_arr is not None else NULL
+    a.simd = _simd_path
+    a.nthreads = _threads._num_threads
+    cdef fl_index x_sn = 0, x_sc, g_sn = 0, g_sc = 0, t_sn = 0, t_sc = 0, go_sn = 0
+    if nd == 1:
+        x_sc = elem_stride(x, 0)
+        if g is not None:
+            g_sc = elem_stride(g, 0)
+        if prob:
+            t_sc = elem_stride(t, 0)
+    else:
+        x_sn = elem_stride(x, 0)
+        x_sc = elem_stride(x, 1)
+        if g is not None:
+            g_sn = elem_stride(g, 0)
+            g_sc = elem_stride(g, 1)
+        t_sn = elem_stride(t, 0)
+        if prob:
+            t_sc = elem_stride(t, 1)
+        if go is not None:
+            go_sn = elem_stride(go, 0)
+    if S == 1:
+        a.n, a.s = 1, N
+        a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = 0, x_sn, 0, g_sn, 0, t_sn, 0, go_sn
+    else:
+        a.n, a.s = N, S
+        a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = x_sn, x_ss, g_sn, g_ss, t_sn, t_ss, go_sn, go_ss
+    a.x_sc, a.g_sc, a.t_sc = x_sc, g_sc, t_sc
+
+    # ---- every target checked before anything is written ---------------------------------
+    cdef double kept = <double>(N * S)
+    cdef int64_t bad_value = 0
+    cdef fl_index bad = -1
+    if not prob:
+        with nogil:
+            if typenum == cnp.NPY_FLOAT:
+                bad = fl_ce_check_targets_f32(&a, &kept, &bad_value)
+            else:
+                bad = fl_ce_check_targets_f64(&a, &kept, &bad_value)
+        if bad >= 0:
+            raise IndexError(f"Target {bad_value} is out of bounds.")
+
+    if red == REDUCE_MEAN:
+        # kept == 0 with kept positions (their weights sum to 0): torch's gradient is nan there
+        a.scale = go_scalar / kept if kept != 0.0 else np.nan
+    else:
+        a.scale = go_scalar
+
+    cdef int status
+    with nogil:
+        if typenum == cnp.NPY_FLOAT:
+            status = fl_cross_entropy_f32(&a)
+        else:
+            status = fl_cross_entropy_f64(&a)
+    if status == FL_ERR_NOMEM:
+        raise MemoryError("cross_entropy: out of memory")
+    if stats is not None:
+        stats["threads_used"] = a.threads_used
+        stats["simd"] = fl_simd_name(a.simd).decode()
+
+    # ---- results: the two terms reduced as torch reduces them -----------------------------
+    scalar = x0.dtype.type
+    cdef double value, eps_c = eps / <double>C  # C == 0: inf, and inf * 0 gives torch's nan
+    if red == REDUCE_NONE:
+        if not prob and C == 0 and eps != 0.0:
+            loss_arr.fill(np.nan)
+        loss = loss_arr if cnp.PyArray_TYPE(x0) == typenum else loss_arr.astype(x0.dtype)
+    elif prob:
+        if red == REDUCE_SUM:
+            value = a.nll_sum if N * S != 0 and C != 0 else -0.0  # torch: -(empty sum)
+        else:
+            value = a.nll_sum / <double>(N * S) if C != 0 else np.nan  # torch: / (numel / C)
+        loss = scalar(value)
+    elif red == REDUCE_SUM:
+        value = a.nll_sum if eps == 0.0 else (1.0 - eps) * a.nll_sum + eps_c * a.smooth_sum
+        loss = scalar(value)
+    else:
+        if eps == 0.0:
+            value = a.nll_sum / kept
+        else:
+            value = (1.0 - eps) * (a.nll_sum / kept) + eps_c * (a.smooth_sum / kept)
+        loss = scalar(value)
+    if not want_grad:
+        return loss
+    if in_place:
+        if g is not x0:
+            np.copyto(x0, g, casting="unsafe")
+        return loss, x0
+    if g_user is not None:
+        if g is not g_user:
+            np.copyto(g_user, g, casting="unsafe")
+        return loss, g_user
+    if cnp.PyArray_TYPE(x0) != typenum:
+        g = g.astype(x0.dtype)
+    return loss, g
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0):
+    """Cross-entropy between logits and class targets, as ``torch.nn.functional.cross_entropy``.
+
+    Parameters
+    ----------
+    input : array_like of float16, float32 or float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Unnormalized logits; the class axis is axis 1 (axis 0 for 1-D input). Any memory
+        layout. float16 is computed in float32.
+    target : array_like
+        Class indices of shape (N, d1, ..., dk) (0-d for 1-D input), any integer dtype, each
+        in [0, C) or equal to ``ignore_index``; or class probabilities of the input's shape
+        (floating).
+    weight : array_like of shape (C,), optional
+        Per-class weight w (cast to the input's dtype).
+    ignore_index : int, default -100
+        Index targets equal to it contribute neither loss nor gradient.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float in [0, 1], default 0.0
+
+    Returns
+    -------
+    loss : NumPy scalar of the input's dtype for "mean"/"sum"; for "none" an array of
+        shape (N, d1, ..., dk) (0-d for 1-D input).
+
+    Notes
+    -----
+    With ``lse = log(sum_k exp(x_k))``, ``eps = label_smoothing`` and ``C`` classes, the loss
+    at one position is::
+
+        index target t:   (1 - eps) * w[t] * (lse - x[t]) + eps / C * sum_k w[k] * (lse - x[k])
+        probabilities y:  sum_k w[k] * y'[k] * (lse - x[k]),   y' = (1 - eps) * y + eps / C
+
+    (the eps term only when eps > 0; ignored positions give 0). "mean" divides the sum by
+    sum of w[t] over the kept positions for index targets, by the number of positions for
+    probabilities; all-ignored or empty input gives nan, "sum" of nothing gives 0.
+
+    Raises
+    ------
+    TypeError for dtypes, ValueError for shapes and option values, IndexError
+    ("Target 7 is out of bounds.") for a class index outside [0, C).
+    """
+    return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
+                          None, None, False, None)
+
+
+def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
+                            label_smoothing=0.0, grad_output=None, out=None):
+    """Cross-entropy and its gradient with respect to the logits, in one fused pass.
+
+    Parameters are those of :func:`cross_entropy`, plus:
+
+    grad_output : float or array_like, optional
+        The upstream gradient g (default 1): a scalar for "mean"/"sum"; for "none" a scalar
+        or an array that broadcasts to the loss's shape.
+    out : ndarray, optional
+        Where to write the gradient: the input's shape and dtype, writeable, any layout.
+        ``out=input`` (exactly that array) overwrites the logits with the gradient; an
+        ``out`` that otherwise overlaps an argument is a ValueError.
+
+    Returns
+    -------
+    (loss, grad) : loss as :func:`cross_entropy`; grad = d(sum(loss * g)) / d(input), of the
+        input's shape and dtype (``out`` when given).
+
+    Notes
+    -----
+    With p = softmax(x) over the classes and s the position's upstream factor (g, divided
+    for "mean" by the same denominator as the loss)::
+
+        index target t:   grad[k] = s * (p[k] * A - (1 - eps) * w[t] * [k == t] - eps / C * w[k]),
+                          A = (1 - eps) * w[t] + eps / C * sum_j w[j]
+        probabilities y:  grad[k] = s * (p[k] * sum_j w[j] * y'[j] - w[k] * y'[k])
+
+    Ignored positions get a zero gradient (torch gives NaN there when the ignored row holds
+    NaN). No N x C temporary is allocated: exp(x - max) goes straight into the output.
+    """
+    return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
+                          grad_output, out, True, None)
+
+
+def _cross_entropy_stats(input, target, weight=None, ignore_index=-100, reduction="mean",
+                         label_smoothing=0.0, grad_output=None, out=None, want_grad=True):
+    """For tests: (result, stats) where stats tells the threads and SIMD path that ran."""
+    stats = {}
+    result = _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
+                            grad_output, out, want_grad, stats)
+    return result, stats

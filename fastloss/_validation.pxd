@@ -1,0 +1,25 @@
+# Declarations of the argument checks in _validation.pyx, shared by every loss module.
+cimport numpy as cnp
+
+from fastloss._csrc cimport fl_index
+
+cdef enum:
+    REDUCE_NONE = 0
+    REDUCE_MEAN = 1
+    REDUCE_SUM = 2
+
+cdef int parse_reduction(object reduction) except -1
+cdef cnp.ndarray as_array(object a)
+cdef int float_compute_type(cnp.ndarray a, str what) except -1
+cdef bint is_native_aligned(cnp.ndarray a)
+cdef cnp.ndarray as_kernel_array(cnp.ndarray a, int typenum)
+cdef bint merged_stride(cnp.ndarray a, int first, fl_index *stride)
+cdef fl_index elem_stride(cnp.ndarray a, int axis)
+cdef bint strides_in_elements(cnp.ndarray a)
+cdef void memory_extent(cnp.ndarray a, size_t *lo, size_t *hi)
+cdef bint shares_memory(cnp.ndarray a, cnp.ndarray b) except -1
+cdef bint same_view(cnp.ndarray a, cnp.ndarray b)
+cdef bint same_shape(cnp.ndarray a, cnp.ndarray b)
+cdef cnp.ndarray check_out(object out, cnp.ndarray input, str what)
+cdef double real_option(object value, str what) except? -1.0
+cdef object int_option(object value, str what)

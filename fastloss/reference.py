@@ -1,0 +1,451 @@
+"""Slow, obviously-correct pure-NumPy reference for fastloss ("slow twin").
+
+This module is the *oracle* the fast C/Cython kernels are tested against.  It
+is written for clarity, not speed:
+
+* everything is computed in float64 from float64 copies of the arguments;
+* it shares no code with the fast path (it imports nothing from ``fastloss``)
+  and does not import torch;
+* its value semantics are those of ``torch.nn.functional.cross_entropy``
+  (checked by ``tests/test_reference.py``), including torch's NaN/inf results
+  for degenerate rows.
+
+Documented deliberate differences from torch
+--------------------------------------------
+* Errors are mapped to Python exception types: ``TypeError`` for wrong
+  dtypes/types, ``ValueError`` for wrong shapes/values, ``IndexError`` for
+  out-of-range class targets (same message as torch).
+* A negative ``label_smoothing`` is rejected (torch accepts it).
+* Index targets may have any NumPy integer dtype (torch accepts only int64
+  and uint8) and integer weights are accepted (torch requires the weight to
+  have the input's dtype).
+* The gradient at an ignored position is exactly 0, even when the ignored
+  row holds NaN/inf logits (torch's autograd gives NaN there).
+* The gradient is computed from a closed form, not by composing
+  log-softmax and NLL backward passes, so a few degenerate cases (e.g. a
+  negative weight making the mean's divisor exactly 0) may produce different
+  non-finite gradient entries than torch.
+
+Public functions
+----------------
+cross_entropy(input, target, ...)             -> loss
+cross_entropy_with_grad(input, target, ...)   -> (loss, grad)
+"""
+import numbers
+
+import numpy as np
+
+__all__ = ["cross_entropy", "cross_entropy_with_grad"]
+
+_REDUCTIONS = ("none", "mean", "sum")
+_INPUT_TYPES = (np.float16, np.float32, np.float64)
+
+
+# --------------------------------------------------------------------------
+# argument checking
+# --------------------------------------------------------------------------
+
+def _check_input(input):
+    """Return ``input`` as an ndarray (no copy if it already is one)."""
+    x = np.asarray(input)
+    if x.dtype.type not in _INPUT_TYPES:
+        raise TypeError(
+            f"input must be float16, float32 or float64, got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError("input must have at least 1 dimension (the class axis)")
+    return x
+
+
+def _check_reduction(reduction):
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"{reduction!r} is not a valid value for reduction; "
+            f"expected one of {_REDUCTIONS}")
+    return reduction
+
+
+def _check_label_smoothing(label_smoothing):
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
+        raise TypeError(
+            f"label_smoothing must be a real number, got {type(label_smoothing).__name__}")
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:  # also rejects NaN
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {eps}")
+    return eps
+
+
+def _check_ignore_index(ignore_index):
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
+            ignore_index, (int, np.integer)):
+        raise TypeError(
+            f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    return int(ignore_index)
+
+
+def _check_weight(weight, n_classes):
+    """Return (original array or None, float64 weights of length C)."""
+    if weight is None:
+        return None, np.ones(n_classes, dtype=np.float64)
+    w = np.asarray(weight)
+    if w.dtype.kind not in "iuf":
+        raise TypeError(f"weight must be a real (integer or floating) array, got dtype {w.dtype}")
+    if w.ndim != 1 or w.shape[0] != n_classes:
+        raise ValueError(
+            f"weight must be a 1-D array of length {n_classes} (number of classes), "
+            f"got shape {w.shape}")
+    return w, w.astype(np.float64)
+
+
+def _batch_shape(x):
+    """Shape of the per-position loss: input.shape without the class axis."""
+    return x.shape[:0] if x.ndim == 1 else x.shape[:1] + x.shape[2:]
+
+
+def _check_target(target, x, ignore_index):
+    """Classify and validate ``target``.
+
+    Returns ``(original_array, kind, prepared)`` where kind is ``"prob"``
+    (prepared: float64 array of the input's shape) or ``"index"`` (prepared:
+    integer array of the batch shape, still in its own dtype).
+    """
+    original = t = np.asarray(target)
+    if t.shape == x.shape:
+        if t.dtype.kind != "f":
+            raise TypeError(
+                "probability targets (target.shape == input.shape) must have a "
+                f"floating dtype, got {t.dtype}")
+        if ignore_index >= 0:
+            raise ValueError("ignore_index is not supported for probability targets")
+        return original, "prob", t.astype(np.float64)
+
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"class-index targets must have an integer dtype, got {t.dtype}")
+    batch = _batch_shape(x)
+    if x.ndim == 1:
+        if t.shape not in ((), (1,)):
+            raise ValueError(
+                f"for 1-D input the target must be 0-d or have shape (1,), got {t.shape}")
+    elif t.shape != batch:
+        raise ValueError(f"Expected target size {batch}, got {t.shape}")
+    t = t.reshape(batch)
+
+    n_classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+    # Python-int comparisons are exact for every integer dtype in NumPy 2.
+    ignored = t == ignore_index
+    in_range = (t >= 0) & (t < n_classes)
+    bad = ~ignored & ~in_range
+    if bad.any():
+        first = np.flatnonzero(bad)[0]          # first offending value, C order
+        value = int(t.reshape(-1)[first])        # true value, also for uint64
+        raise IndexError(f"Target {value} is out of bounds.")
+    return original, "index", t
+
+
+def _check_grad_output(grad_output, reduction, loss_shape):
+    """Return the upstream gradient as float64, broadcast to ``loss_shape``
+    for ``reduction="none"`` or as a 0-d array otherwise."""
+    if grad_output is None:
+        g = np.asarray(1.0)
+    else:
+        g = np.asarray(grad_output)
+        if g.dtype.kind not in "iuf":
+            raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
+        g = g.astype(np.float64)
+    if reduction == "none":
+        try:
+            return np.broadcast_to(g, loss_shape)
+        except ValueError:
+            raise ValueError(
+                f"grad_output of shape {g.shape} cannot be broadcast to the loss "
+                f"shape {loss_shape}") from None
+    if g.ndim != 0:
+        raise ValueError(
+            f"grad_output must be a scalar for reduction={reduction!r}, got shape {g.shape}")
+    return g
+
+
+def _same_memory(a, b):
+    """True when a and b view exactly the same elements the same way."""
+    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _check_out(out, x, others):
+    """Validate ``out``; ``others`` are the (name, array) pairs out must not touch."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != x.shape:
+        raise ValueError(f"out must have the input's shape {x.shape}, got {out.shape}")
+    if out.dtype != x.dtype:
+        raise TypeError(f"out must have the input's dtype {x.dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is not writeable")
+    in_place = out is x or _same_memory(out, x)
+    if not in_place and np.shares_memory(out, x):
+        raise ValueError("out overlaps the input without being exactly the input")
+    for name, arr in others:
+        if arr is not None and np.shares_memory(out, arr):
+            raise ValueError(f"out shares memory with {name}")
+    return out
+
+
+# --------------------------------------------------------------------------
+# math
+# --------------------------------------------------------------------------
+
+def _log_softmax_last(z):
+    """log_softmax over the last axis, float64, with the usual max shift.
+
+    A row holding NaN or +inf, or consisting only of -inf, becomes all NaN
+    (``inf - inf``), exactly like torch.
+    """
+    m = np.max(z, axis=-1, keepdims=True, initial=-np.inf)
+    shifted = z - m
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+class _Problem:
+    """All validated arguments, moved to a (batch..., C) float64 layout."""
+
+    def __init__(self, input, target, weight, ignore_index, reduction, label_smoothing):
+        self.x = _check_input(input)
+        self.reduction = _check_reduction(reduction)
+        self.eps = _check_label_smoothing(label_smoothing)
+        self.ignore_index = _check_ignore_index(ignore_index)
+        self.class_axis = 0 if self.x.ndim == 1 else 1
+        self.C = self.x.shape[self.class_axis]
+        self.weight_orig, self.w = _check_weight(weight, self.C)
+        self.target_orig, self.kind, t = _check_target(target, self.x, self.ignore_index)
+        self.loss_shape = _batch_shape(self.x)
+
+        # float64 copies, class axis last: shape loss_shape + (C,)
+        z = np.moveaxis(self.x.astype(np.float64), self.class_axis, -1)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            self.logp = _log_softmax_last(z)
+            self.p = np.exp(self.logp)
+
+        if self.kind == "prob":
+            y = np.moveaxis(t, self.class_axis, -1)
+            if self.eps > 0.0 and self.C > 0:
+                y = y * (1.0 - self.eps) + self.eps / self.C
+            self.y = y                                     # smoothed targets y'
+            self.n_positions = int(np.prod(self.loss_shape))   # N * d1 * ... * dk
+        else:
+            self.kept = t != self.ignore_index
+            # safe class index (0 at ignored positions; never used there)
+            self.t = np.where(self.kept, t, 0).astype(np.intp)
+            self.w_t = np.where(self.kept, self.w[self.t] if self.C else 0.0, 0.0)
+            self.den = np.sum(self.w_t)                    # sum of kept target weights
+            # eps / C; with C == 0 this is inf (torch's double division), so the
+            # smoothing term of an all-ignored C == 0 batch is 0 * inf = nan.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self.smooth_scale = np.divide(np.float64(self.eps), self.C)
+
+
+def _index_terms(pb):
+    """Per-position NLL term ``w[t] * -logp[t]`` and smoothing term
+    ``sum_j -w_j * logp_j`` (None when eps == 0); both 0 at ignored positions."""
+    if pb.C:
+        logp_t = np.take_along_axis(pb.logp, pb.t[..., None], axis=-1)[..., 0]
+    else:
+        logp_t = np.zeros(pb.loss_shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        nll = np.where(pb.kept, pb.w_t * -logp_t, 0.0)
+        smooth = None
+        if pb.eps != 0.0:
+            smooth = np.where(pb.kept, -np.sum(pb.logp * pb.w, axis=-1), 0.0)
+    return nll, smooth
+
+
+def _forward(pb):
+    """float64 loss: ndarray of ``pb.loss_shape`` or a 0-d value."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if pb.kind == "prob":
+            prod = pb.logp * pb.y * pb.w        # torch's order: 0 * -inf -> nan
+            if pb.reduction == "none":
+                return -np.sum(prod, axis=-1)
+            if pb.reduction == "sum":
+                return -np.sum(prod)
+            if pb.x.size == 0:
+                return np.float64(np.nan)
+            return -np.sum(prod) / pb.n_positions
+
+        nll, smooth = _index_terms(pb)
+        one_minus = 1.0 - pb.eps
+        if pb.reduction == "none":
+            if smooth is None:
+                return nll
+            return one_minus * nll + pb.smooth_scale * smooth
+        if pb.reduction == "sum":
+            if smooth is None:
+                return np.sum(nll)
+            return one_minus * np.sum(nll) + pb.smooth_scale * np.sum(smooth)
+        # mean: both terms divided by the sum of kept target weights
+        if smooth is None:
+            return np.sum(nll) / pb.den
+        return one_minus * (np.sum(nll) / pb.den) + pb.smooth_scale * (np.sum(smooth) / pb.den)
+
+
+def _gradient(pb, go):
+    """float64 gradient w.r.t. the logits, layout (batch..., C)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if pb.kind == "prob":
+            s = go / pb.n_positions if pb.reduction == "mean" else go
+            s = np.broadcast_to(s, pb.loss_shape)[..., None]
+            wy = pb.y * pb.w
+            return s * (pb.p * np.sum(wy, axis=-1, keepdims=True) - wy)
+
+        # upstream scales of the NLL term (a) and of the smoothing term (b)
+        scale = go / pb.den if pb.reduction == "mean" else go
+        a = np.broadcast_to(scale * (1.0 - pb.eps), pb.loss_shape)[..., None]
+        w_t = pb.w_t[..., None]
+        onehot = np.arange(pb.C) == pb.t[..., None]
+        g = a * (pb.p * w_t - w_t * onehot)
+        if pb.eps != 0.0:
+            b = np.broadcast_to(scale * pb.smooth_scale, pb.loss_shape)[..., None]
+            g = g + b * (pb.p * np.sum(pb.w) - pb.w)
+        return np.where(pb.kept[..., None], g, 0.0)
+
+
+def _as_result(loss64, pb):
+    if pb.reduction == "none":
+        return np.asarray(loss64).astype(pb.x.dtype)
+    return pb.x.dtype.type(loss64)
+
+
+# --------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0):
+    r"""Cross-entropy loss of logits, same values as ``torch.nn.functional.cross_entropy``.
+
+    Parameters
+    ----------
+    input : array_like, float16/float32/float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Unnormalized logits; the class axis is 1 (0 for 1-D input).
+    target : array_like
+        Either class indices (any integer dtype) of shape ``input.shape``
+        without the class axis (0-d or (1,) for 1-D input), each in
+        ``[0, C)`` or equal to ``ignore_index``; or class probabilities
+        (floating dtype) of exactly ``input.shape``.
+    weight : array_like, optional
+        1-D real array of length C (class weights); ones when None.
+    ignore_index : int, default -100
+        Class-index targets equal to it contribute neither loss nor weight.
+        Must be negative for probability targets.
+    reduction : {"none", "mean", "sum"}, default "mean"
+    label_smoothing : float in [0, 1], default 0.0
+
+    Returns
+    -------
+    loss : ndarray of the batch shape (reduction="none"; 0-d for 1-D input) or
+        a NumPy scalar, in the input's dtype (computed in float64).
+
+    Notes
+    -----
+    With ``logp = log_softmax(input)`` over the class axis, ``w`` the weights
+    and ``eps = label_smoothing``:
+
+    Class-index targets ``t``, per position::
+
+        loss_i = (1 - eps) * w[t_i] * (-logp[i, t_i])
+                 + (eps / C) * sum_j (-w_j * logp[i, j])
+
+    where the smoothing term is not computed at all when ``eps == 0`` (a
+    -inf logit then gives a finite loss), and ``loss_i = 0`` at ignored
+    positions.  ``"sum"`` sums both terms separately; ``"mean"`` divides
+    each summed term by ``sum_{kept i} w[t_i]`` (nan when nothing is kept).
+
+    Probability targets ``y``, with ``y' = y * (1 - eps) + eps / C``::
+
+        loss_i = -sum_j logp[i, j] * y'[i, j] * w_j
+
+    (in that order, so ``0 * -inf`` gives nan like torch).  ``"mean"``
+    divides the total by the number of positions ``N * d1 * ... * dk``
+    (weights are not in the divisor) and is nan for an empty input.
+
+    Raises
+    ------
+    TypeError
+        Non-floating input, non-integer index target, non-floating
+        probability target, non-real weight, non-int ``ignore_index``,
+        non-number ``label_smoothing``.
+    ValueError
+        0-d input, bad target/weight shape, unknown reduction,
+        ``label_smoothing`` outside [0, 1] or NaN, ``ignore_index >= 0``
+        with probability targets.
+    IndexError
+        ``"Target {value} is out of bounds."`` for the first (C order)
+        class index outside ``[0, C)`` that is not ``ignore_index``.
+    """
+    pb = _Problem(input, target, weight, ignore_index, reduction, label_smoothing)
+    return _as_result(_forward(pb), pb)
+
+
+def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
+                            label_smoothing=0.0, grad_output=None, out=None):
+    r"""Cross-entropy loss and its gradient with respect to ``input``.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing
+        As for :func:`cross_entropy`.
+    grad_output : scalar or array_like, optional
+        Upstream gradient; 1 when None.  A scalar (Python number or 0-d
+        array) for ``"mean"``/``"sum"``; a scalar or an array broadcastable
+        to the loss shape for ``"none"``.
+    out : ndarray, optional
+        Where to write the gradient: the input's shape and dtype, writeable,
+        sharing no memory with input/target/weight -- except that ``out``
+        may be the input itself (same memory and strides), which overwrites
+        the logits in place.  Nothing is written unless every argument is
+        valid.
+
+    Returns
+    -------
+    loss : as :func:`cross_entropy`
+    grad : ndarray of the input's shape and dtype (``out`` when given)
+        ``d(sum(loss * grad_output)) / d(input)``.
+
+    Notes
+    -----
+    With ``p = softmax(input)`` over the class axis and ``s_i`` the upstream
+    scale at position ``i`` (``grad_output``; divided by
+    ``sum_{kept} w[t_i]`` for ``"mean"`` with index targets, by
+    ``N * d1 * ... * dk`` for ``"mean"`` with probability targets):
+
+    Class-index targets::
+
+        A_i  = (1 - eps) * w[t_i] + (eps / C) * sum_j w_j
+        g_ik = s_i * (p_ik * A_i - (1 - eps) * w[t_i] * [k == t_i] - (eps / C) * w_k)
+
+    (eps terms omitted when eps == 0; computed as the NLL part plus the
+    smoothing part, each with its own scale, like torch's graph), and
+    ``g_ik = 0`` exactly at ignored positions -- unlike torch, which gives
+    NaN there when the ignored row holds NaN/inf.
+
+    Probability targets::
+
+        g_ik = s_i * (p_ik * sum_j w_j * y'_ij - w_k * y'_ik)
+
+    Raises
+    ------
+    As :func:`cross_entropy`, plus ``ValueError`` for a grad_output of the
+    wrong shape, an ``out`` of the wrong shape, read-only or partially
+    overlapping an argument, and ``TypeError`` for a non-ndarray ``out``,
+    an ``out`` of the wrong dtype or a non-real grad_output.
+    """
+    pb = _Problem(input, target, weight, ignore_index, reduction, label_smoothing)
+    go = _check_grad_output(grad_output, pb.reduction, pb.loss_shape)
+    out = _check_out(out, pb.x, (("target", pb.target_orig), ("weight", pb.weight_orig)))
+
+    loss = _as_result(_forward(pb), pb)
+    grad = np.moveaxis(_gradient(pb, go), -1, pb.class_axis).astype(pb.x.dtype)
+    if out is None:
+        return loss, grad
+    out[...] = grad
+    return loss, out

@@ -1,0 +1,100 @@
+"""Build of fastloss's compiled modules.
+
+One extension per loss family: fastloss/_<loss>.pyx plus csrc/<loss>.c and csrc/dispatch.c.
+Flags: C99, -O3, never -ffast-math (it breaks NaN/inf semantics) and no -march=native (the
+AVX2 kernels carry their own target attribute and are chosen at run time).
+
+Environment switches:
+  FASTLOSS_OPENMP=0/1     force OpenMP off/on (default: on when the compiler accepts it)
+  FASTLOSS_NATIVE=1       add -march=native (opt-in, for a build used on this machine only)
+"""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _compiler_is_msvc():
+    return sys.platform == "win32" and "GCC" not in sys.version
+
+
+def _compiler_accepts(flags):
+    """Whether the C compiler builds and links a tiny OpenMP program with these flags."""
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    cc = cc.split()
+    src = "#include <omp.h>\nint main(void) { int n = 0;\n#pragma omp parallel\n n = omp_get_num_threads();\n return n < 1; }\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(src)
+        try:
+            proc = subprocess.run(cc + flags + [path, "-o", os.path.join(tmp, "probe")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return proc.returncode == 0
+
+
+def _openmp_flags():
+    choice = os.environ.get("FASTLOSS_OPENMP", "").strip()
+    if choice == "0":
+        return [], []
+    if _compiler_is_msvc():
+        return ["/openmp"], []
+    if _compiler_accepts(["-fopenmp"]):
+        return ["-fopenmp"], ["-fopenmp"]
+    if choice == "1":
+        raise RuntimeError("FASTLOSS_OPENMP=1 but the compiler does not accept -fopenmp")
+    print("WARNING: the C compiler does not support OpenMP; fastloss is built single-threaded",
+          file=sys.stderr)
+    return [], []
+
+
+def _flags():
+    if _compiler_is_msvc():
+        compile_args, link_args = ["/O2"], []
+    else:
+        compile_args = ["-std=c99", "-O3", "-fno-math-errno", "-Wall", "-Wno-psabi",
+                        "-Wno-unused-function", "-Wno-unreachable-code"]
+        link_args = []
+        if os.environ.get("FASTLOSS_NATIVE") == "1":
+            compile_args.append("-march=native")
+    omp_c, omp_l = _openmp_flags()
+    return compile_args + omp_c, link_args + omp_l
+
+
+COMPILE_ARGS, LINK_ARGS = _flags()
+
+
+def extension(name, sources):
+    return Extension(
+        f"fastloss.{name}",
+        sources=[f"fastloss/{name}.pyx"] + [f"csrc/{s}" for s in sources] + ["csrc/dispatch.c"],
+        include_dirs=["csrc", np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        extra_compile_args=COMPILE_ARGS,
+        extra_link_args=LINK_ARGS,
+        depends=[os.path.join("csrc", f) for f in os.listdir(os.path.join(HERE, "csrc")) if f.endswith(".h")],
+    )
+
+
+EXTENSIONS = [
+    extension("_validation", []),
+    extension("_cross_entropy", ["cross_entropy.c"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        EXTENSIONS,
+        compiler_directives={"language_level": "3", "embedsignature": True},
+        include_path=["fastloss"],
+    ),
+)
