@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "simd_avx2.h"
+#include "simd_avx512.h"
 #include "simd_generic.h"
 
 #define FL_XCAT_(a, b) a##b
@@ -114,6 +115,37 @@ typedef struct {
 #undef FL_PATH
 #endif
 
+/* ---- AVX-512 path ----------------------------------------------------------------- */
+#if FL_HAVE_AVX2_BUILD
+#define FL_ATTR FL_AVX512
+#define FL_PATH avx512
+
+#define FL_P avx512_f32_
+#define FL_T float
+#define FL_TS f32
+#define FL_F32 1
+#include "simd_exp.h"
+#include "cross_entropy_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+
+#define FL_P avx512_f64_
+#define FL_T double
+#define FL_TS f64
+#define FL_F32 0
+#include "simd_exp.h"
+#include "cross_entropy_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+
+#undef FL_ATTR
+#undef FL_PATH
+#endif
+
 /* ---- entry points ---------------------------------------------------------------- */
 
 static int ce_layout(const fl_ce_args *a)
@@ -165,6 +197,8 @@ static int ce_run(fl_ce_args *a, fl_block_fn block_fn)
 int fl_cross_entropy_f32(fl_ce_args *a)
 {
 #if FL_HAVE_AVX2_BUILD
+    if (a->simd == FL_SIMD_AVX512)
+        return ce_run(a, ce_block_f32_avx512);
     if (a->simd == FL_SIMD_AVX2)
         return ce_run(a, ce_block_f32_avx2);
 #endif
@@ -174,6 +208,8 @@ int fl_cross_entropy_f32(fl_ce_args *a)
 int fl_cross_entropy_f64(fl_ce_args *a)
 {
 #if FL_HAVE_AVX2_BUILD
+    if (a->simd == FL_SIMD_AVX512)
+        return ce_run(a, ce_block_f64_avx512);
     if (a->simd == FL_SIMD_AVX2)
         return ce_run(a, ce_block_f64_avx2);
 #endif

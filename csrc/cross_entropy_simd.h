@@ -28,19 +28,19 @@ static inline FL_ATTR double FL_KN(ce_expsum)(const FL_T *x, FL_T *e, fl_index C
     FL_ACC s0 = FL_OP(acc_zero)(), s1 = FL_OP(acc_zero)();
     fl_index k = 0;
     for (; k + 2 * L <= C; k += 2 * L) {
-        FL_V e0 = FL_OP(exp)(FL_OP(sub)(FL_OP(load)(x + k), vm));
-        FL_V e1 = FL_OP(exp)(FL_OP(sub)(FL_OP(load)(x + k + L), vm));
+        FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k), vm));
+        FL_V e1 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k + L), vm));
         if (store) {
             FL_OP(store)(e + k, e0);
             FL_OP(store)(e + k + L, e1);
         }
-        s0 = FL_OP(acc_add)(s0, e0);
-        s1 = FL_OP(acc_add)(s1, e1);
+        /* one float add before the (costlier) widening to double: adds <= 1 ulp */
+        s0 = FL_OP(acc_add)(s0, FL_OP(add)(e0, e1));
     }
     for (; k < C; k += L) {
         const fl_index r = C - k < L ? C - k : L;
         /* padding lanes hold -inf: exp gives 0 and they add nothing */
-        FL_V e0 = FL_OP(exp)(FL_OP(sub)(FL_OP(loadn)(x + k, r, -INFINITY), vm));
+        FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(loadn)(x + k, r, -INFINITY), vm));
         if (store)
             FL_OP(storen)(e + k, e0, r);
         s0 = FL_OP(acc_add)(s0, e0);
@@ -87,8 +87,20 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
     const double eps = a->label_smoothing;
     const double xt = (double)x[t], wt = w ? (double)w[t] : 1.0;
     const double swx = eps != 0.0 ? FL_KN(ce_dot)(x, w, C) : 0.0; /* before g overwrites x */
-    const FL_T m = FL_KN(ce_rowmax)(x, C);
-    const double sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
+    FL_T m;
+    double sum;
+    FL_T e_small[FL_L]; /* C <= L: the whole row in one register, exp kept in e_small */
+    const int small = C <= L;
+    if (small) {
+        const FL_V xv = FL_OP(loadn)(x, C, -INFINITY);
+        m = FL_OP(hmax)(xv);
+        const FL_V e = FL_OP(exp_le0)(FL_OP(sub)(xv, FL_OP(set1)(m)));
+        FL_OP(store)(e_small, e);
+        sum = FL_OP(acc_hsum)(FL_OP(acc_add)(FL_OP(acc_zero)(), e));
+    } else {
+        m = FL_KN(ce_rowmax)(x, C);
+        sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
+    }
     const double logsum = log(sum);
     const double nll = wt * (((double)m - xt) + logsum);
     double A = wt;
@@ -98,11 +110,13 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
         A = (1.0 - eps) * wt + eps / (double)C * a->weight_total;
     }
     if (g) {
-        const double et = (double)g[t], f = sc * A / sum, c = sc * eps / (double)C;
+        /* (reading e back from g right after a masked store would stall store forwarding:
+         * the small path keeps e in e_small) */
+        const double et = small ? (double)e_small[t] : (double)g[t], f = sc * A / sum, c = sc * eps / (double)C;
         const FL_V vf = FL_OP(set1)((FL_T)f), vc = FL_OP(set1)((FL_T)c);
         for (fl_index k = 0; k < C; k += L) {
             const fl_index r = C - k < L ? C - k : L;
-            FL_V gv = FL_OP(mul)(FL_OP(loadn)(g + k, r, 0), vf);
+            FL_V gv = FL_OP(mul)(small ? FL_OP(load)(e_small) : FL_OP(loadn)(g + k, r, 0), vf);
             if (eps != 0.0)
                 gv = FL_OP(fnmadd)(vc, w ? FL_OP(loadn)(w + k, r, 0) : FL_OP(set1)(1), gv);
             if (r == L)
@@ -170,8 +184,12 @@ static FL_ATTR void FL_KN(ce_rows)(const fl_ce_args *a, fl_index p0, fl_index p1
 {
     const fl_index S = a->s, C = a->c;
     FL_T *loss_out = (FL_T *)a->loss;
-    for (fl_index p = p0; p < p1; p++) {
-        const fl_index i = p / S, j = p - i * S;
+    fl_index i = p0 / S, j = p0 - i * S;
+    for (fl_index p = p0; p < p1; p++, j++) {
+        if (j == S) { /* next item: no division per position */
+            i++;
+            j = 0;
+        }
         const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
         FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
         double sc = a->scale;
@@ -258,7 +276,7 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
         /* pass 2: exp(x - max), summed, written into g */
         FL_ACC as = FL_OP(acc_zero)();
         for (fl_index k = 0; k < C; k++) {
-            FL_V e = FL_OP(exp)(FL_OP(sub)(FL_OP(load)(x + k * xs), vmax));
+            FL_V e = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k * xs), vmax));
             if (g)
                 FL_OP(store)(g + k * gs, e);
             as = FL_OP(acc_add)(as, e);

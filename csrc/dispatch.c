@@ -32,6 +32,21 @@ static int avx2_fma_supported(void)
     __cpuid_count(7, 0, a, b, c, d);
     return (b & (1u << 5)) != 0; /* AVX2 */
 }
+
+/* AVX-512 F and DQ, and the OS saving the opmask and ZMM state (XCR0 bits 5-7). */
+static int avx512_supported(void)
+{
+    unsigned int a, b, c, d;
+    if (!avx2_fma_supported())
+        return 0;
+    unsigned int xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0xE6u) != 0xE6u)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned int f = 1u << 16, dq = 1u << 17;
+    return (b & (f | dq)) == (f | dq);
+}
 #endif
 
 int fl_cpu_has_avx2_fma(void)
@@ -43,19 +58,37 @@ int fl_cpu_has_avx2_fma(void)
 #endif
 }
 
+int fl_cpu_has_avx512(void)
+{
+#if FL_HAVE_AVX2_BUILD
+    return avx512_supported();
+#else
+    return 0;
+#endif
+}
+
 int fl_simd_resolve(const char *request)
 {
+    int widest = FL_SIMD_GENERIC;
+    if (fl_cpu_has_avx512())
+        widest = FL_SIMD_AVX512;
+    else if (fl_cpu_has_avx2_fma())
+        widest = FL_SIMD_AVX2;
     if (request == NULL || strcmp(request, "") == 0 || strcmp(request, "auto") == 0)
-        return fl_cpu_has_avx2_fma() ? FL_SIMD_AVX2 : FL_SIMD_GENERIC;
+        return widest;
     if (strcmp(request, "generic") == 0)
         return FL_SIMD_GENERIC;
     if (strcmp(request, "avx2") == 0)
-        return fl_cpu_has_avx2_fma() ? FL_SIMD_AVX2 : FL_SIMD_GENERIC;
+        return widest >= FL_SIMD_AVX2 ? FL_SIMD_AVX2 : FL_SIMD_GENERIC;
+    if (strcmp(request, "avx512") == 0)
+        return widest;
     return -1;
 }
 
 const char *fl_simd_name(int path)
 {
+    if (path == FL_SIMD_AVX512)
+        return "avx512";
     return path == FL_SIMD_AVX2 ? "avx2" : "generic";
 }
 

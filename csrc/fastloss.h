@@ -21,19 +21,22 @@ typedef int64_t fl_index;
 /* SIMD paths, chosen at run time (see dispatch.c). */
 #define FL_SIMD_GENERIC 0
 #define FL_SIMD_AVX2 1
+#define FL_SIMD_AVX512 2
 
-/* x86-64 with GCC/Clang: the AVX2+FMA kernels are compiled (with a target attribute, so
- * the rest of the library keeps the baseline ISA) and picked at run time. */
+/* x86-64 with GCC/Clang: the AVX2+FMA and AVX-512 kernels are compiled (with target
+ * attributes, so the rest of the library keeps the baseline ISA) and picked at run time. */
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(_M_X64))
 #define FL_HAVE_AVX2_BUILD 1
 #else
 #define FL_HAVE_AVX2_BUILD 0
 #endif
 
-/* 1 when this CPU and OS can run the AVX2+FMA path. */
+/* 1 when this CPU and OS can run the AVX2+FMA path, resp. the AVX-512 (F, DQ) path. */
 int fl_cpu_has_avx2_fma(void);
-/* The path to use for a request: "auto", "avx2" or "generic" (anything else: -1). A request
- * for avx2 on a CPU without it falls back to generic. */
+int fl_cpu_has_avx512(void);
+/* The path to use for a request: "auto" (the widest this CPU runs), "avx512", "avx2" or
+ * "generic" (anything else: -1). A request this CPU cannot run falls back to the next
+ * narrower path it can. */
 int fl_simd_resolve(const char *request);
 const char *fl_simd_name(int path);
 /* 1 when the library was compiled with OpenMP. */

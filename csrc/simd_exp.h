@@ -24,7 +24,8 @@
 #define FL_EOP(name) FL_XCAT(FL_P, name)
 #define FL_EV FL_XCAT(FL_P, v)
 
-static inline FL_ATTR FL_EV FL_EOP(exp)(FL_EV x)
+/* 2^n * e^r without the range tests; t carries n (see above). */
+static inline FL_ATTR FL_EV FL_EOP(exp_core)(FL_EV x, FL_EV *t_out)
 {
 #if FL_F32
     const float magic = 12582912.0f; /* 1.5 * 2^23 */
@@ -41,7 +42,6 @@ static inline FL_ATTR FL_EV FL_EOP(exp)(FL_EV x)
     p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.6666665459e-1f));
     p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(5.0000001201e-1f));
     p = FL_EOP(fmadd)(p, FL_EOP(mul)(r, r), FL_EOP(add)(r, FL_EOP(set1)(1.0f)));
-    const float inf = (float)INFINITY;
 #else
     const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
     const double log2e = 1.4426950408889634074, ln2_hi = 6.93145751953125e-1,
@@ -66,9 +66,38 @@ static inline FL_ATTR FL_EV FL_EOP(exp)(FL_EV x)
     p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(0.5));
     p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.0));
     p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.0));
+#endif
+    (void)hi;
+    (void)lo;
+    *t_out = t;
+    return FL_EOP(mul)(p, FL_EOP(pow2_magic)(t, FL_EOP(set1)(magic)));
+}
+
+/* exp(x) for x <= 0 or NaN (softmax arguments x - max): only the underflow test. */
+static inline FL_ATTR FL_EV FL_EOP(exp_le0)(FL_EV x)
+{
+    FL_EV t;
+    FL_EV y = FL_EOP(exp_core)(x, &t);
+#if FL_F32
+    const float lo = -87.3365447505531f;
+#else
+    const double lo = -708.396418532264;
+#endif
+    return FL_EOP(select)(FL_EOP(lt)(x, FL_EOP(set1)(lo)), FL_EOP(set1)(0), y);
+}
+
+/* exp(x) for any x. */
+static inline FL_ATTR FL_EV FL_EOP(exp)(FL_EV x)
+{
+    FL_EV t;
+    FL_EV y = FL_EOP(exp_core)(x, &t);
+#if FL_F32
+    const float hi = 88.37f, lo = -87.3365447505531f;
+    const float inf = (float)INFINITY;
+#else
+    const double hi = 709.43, lo = -708.396418532264;
     const double inf = (double)INFINITY;
 #endif
-    FL_EV y = FL_EOP(mul)(p, FL_EOP(pow2_magic)(t, FL_EOP(set1)(magic)));
     y = FL_EOP(select)(FL_EOP(gt)(x, FL_EOP(set1)(hi)), FL_EOP(set1)(inf), y);
     return FL_EOP(select)(FL_EOP(lt)(x, FL_EOP(set1)(lo)), FL_EOP(set1)(0), y);
 }

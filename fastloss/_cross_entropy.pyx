@@ -23,6 +23,7 @@ whose axes do not merge, a big-endian or unaligned input, a float16 input (compu
 float32) and a probability target of another dtype are copied first.
 """
 cimport numpy as cnp
+from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
 import os
@@ -41,12 +42,13 @@ cdef int _simd_path = FL_SIMD_GENERIC
 
 
 def _use_simd(str request):
-    """Select the SIMD path ("auto", "avx2" or "generic"); returns the name of the path in
-    use. A request this CPU cannot run falls back to generic."""
+    """Select the SIMD path ("auto", "avx512", "avx2" or "generic"); returns the name of the
+    path in use. A request this CPU cannot run falls back to the next narrower path."""
     global _simd_path
     cdef int path = fl_simd_resolve(request.encode())
     if path < 0:
-        raise ValueError(f"unknown SIMD path {request!r} (expected 'auto', 'avx2' or 'generic')")
+        raise ValueError(f"unknown SIMD path {request!r} "
+                         "(expected 'auto', 'avx512', 'avx2' or 'generic')")
     _simd_path = path
     return fl_simd_name(path).decode()
 
@@ -63,6 +65,10 @@ def _cpu_has_avx2_fma():
     return bool(fl_cpu_has_avx2_fma())
 
 
+def _cpu_has_avx512():
+    return bool(fl_cpu_has_avx512())
+
+
 _request = os.environ.get("FASTLOSS_SIMD", "auto").strip().lower() or "auto"
 try:
     _use_simd(_request)
@@ -72,9 +78,23 @@ except ValueError as exc:
 del _request
 
 
+_SCALAR_TYPES = {cnp.NPY_FLOAT: np.float32, cnp.NPY_DOUBLE: np.float64, cnp.NPY_FLOAT16: np.float16}
+
+
 cdef inline bint is_float_dtype(cnp.ndarray a):
     cdef int t = cnp.PyArray_TYPE(a)
     return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
+
+
+cdef bint _spatial_shape_matches(cnp.ndarray t0, cnp.ndarray x0):
+    """target shape (N, d1..dk) against input shape (N, C, d1..dk), batch size already checked"""
+    cdef int d, nd = cnp.PyArray_NDIM(x0)
+    if cnp.PyArray_NDIM(t0) != nd - 1:
+        return False
+    for d in range(1, nd - 1):
+        if cnp.PyArray_DIM(t0, d) != cnp.PyArray_DIM(x0, d + 1):
+            return False
+    return True
 
 
 cdef cnp.ndarray _index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore):
@@ -90,7 +110,7 @@ cdef cnp.ndarray _index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, objec
         if t0.ndim == 0 or t0.shape[0] != x0.shape[0]:
             raise ValueError(f"Expected input batch_size ({x0.shape[0]}) to match target batch_size "
                              f"({t0.shape[0] if t0.ndim else 0}).")
-        if t0.ndim != nd - 1 or np.shape(t0)[1:] != np.shape(x0)[2:]:
+        if not _spatial_shape_matches(t0, x0):
             raise ValueError(f"Expected target size {[np.shape(x0)[0]] + list(np.shape(x0)[2:])}, "
                              f"got {list(np.shape(t0))}")
     cdef int item = cnp.PyArray_ITEMSIZE(t0)
@@ -108,6 +128,28 @@ cdef cnp.ndarray _index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, objec
     return t0.astype(np.int64)
 
 
+cdef int _check_and_run(fl_ce_args *a, int typenum, bint prob, int red, double go_scalar,
+                        double *kept, fl_index *bad, int64_t *bad_value) noexcept nogil:
+    """Check every index target, then (only if all are valid) set the gradient scale and
+    run the kernel: nothing is written when a target is bad."""
+    if not prob:
+        if typenum == cnp.NPY_FLOAT:
+            bad[0] = fl_ce_check_targets_f32(a, kept, bad_value)
+        else:
+            bad[0] = fl_ce_check_targets_f64(a, kept, bad_value)
+        if bad[0] >= 0:
+            return FL_OK
+    if red == REDUCE_MEAN:
+        # kept == 0 with kept positions (their weights sum to 0): torch's gradient is nan
+        # there; when every position is ignored the gradient is 0 anyway
+        a.scale = go_scalar / kept[0] if kept[0] != 0.0 else NAN
+    else:
+        a.scale = go_scalar
+    if typenum == cnp.NPY_FLOAT:
+        return fl_cross_entropy_f32(a)
+    return fl_cross_entropy_f64(a)
+
+
 cdef object _cross_entropy(object input, object target, object weight, object ignore_index,
                            object reduction, object label_smoothing, object grad_output,
                            object out, bint want_grad, dict stats):
@@ -122,7 +164,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     if not (0.0 <= eps <= 1.0):
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {eps}")
     ignore = int_option(ignore_index, "ignore_index")
-    if not (-2**63 <= ignore < 2**63):
+    if not (-9223372036854775808 <= ignore <= 9223372036854775807):
         raise ValueError(f"ignore_index {ignore} does not fit in int64")
 
     cdef fl_index N = 1, C, S = 1
@@ -203,9 +245,12 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
             in_place = True
         elif shares_memory(g_user, x0):
             raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
-        for other, name in ((t0, "target"), (w0, "weight"), (go0, "grad_output")):
-            if other is not None and shares_memory(g_user, other):
-                raise ValueError(f"out overlaps {name}")
+        if shares_memory(g_user, t0):
+            raise ValueError("out overlaps target")
+        if w0 is not None and shares_memory(g_user, w0):
+            raise ValueError("out overlaps weight")
+        if go0 is not None and shares_memory(g_user, go0):
+            raise ValueError("out overlaps grad_output")
 
     # ---- the kernel's view ---------------------------------------------------------------
     cdef cnp.ndarray x = as_kernel_array(x0, typenum)
@@ -282,31 +327,19 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
         a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = x_sn, x_ss, g_sn, g_ss, t_sn, t_ss, go_sn, go_ss
     a.x_sc, a.g_sc, a.t_sc = x_sc, g_sc, t_sc
 
-    # ---- every target checked before anything is written ---------------------------------
+    # ---- every target checked before anything is written, then the kernel ----------------
+    # (the GIL is released only for work worth the round trip)
     cdef double kept = <double>(N * S)
     cdef int64_t bad_value = 0
     cdef fl_index bad = -1
-    if not prob:
+    cdef int status = FL_OK
+    if N * S * C >= FL_BLOCK_ELEMENTS:
         with nogil:
-            if typenum == cnp.NPY_FLOAT:
-                bad = fl_ce_check_targets_f32(&a, &kept, &bad_value)
-            else:
-                bad = fl_ce_check_targets_f64(&a, &kept, &bad_value)
-        if bad >= 0:
-            raise IndexError(f"Target {bad_value} is out of bounds.")
-
-    if red == REDUCE_MEAN:
-        # kept == 0 with kept positions (their weights sum to 0): torch's gradient is nan there
-        a.scale = go_scalar / kept if kept != 0.0 else np.nan
+            status = _check_and_run(&a, typenum, prob, red, go_scalar, &kept, &bad, &bad_value)
     else:
-        a.scale = go_scalar
-
-    cdef int status
-    with nogil:
-        if typenum == cnp.NPY_FLOAT:
-            status = fl_cross_entropy_f32(&a)
-        else:
-            status = fl_cross_entropy_f64(&a)
+        status = _check_and_run(&a, typenum, prob, red, go_scalar, &kept, &bad, &bad_value)
+    if bad >= 0:
+        raise IndexError(f"Target {bad_value} is out of bounds.")
     if status == FL_ERR_NOMEM:
         raise MemoryError("cross_entropy: out of memory")
     if stats is not None:
@@ -314,7 +347,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
         stats["simd"] = fl_simd_name(a.simd).decode()
 
     # ---- results: the two terms reduced as torch reduces them -----------------------------
-    scalar = x0.dtype.type
+    scalar = _SCALAR_TYPES.get(cnp.PyArray_TYPE(x0)) or x0.dtype.type
     cdef double value, eps_c = eps / <double>C  # C == 0: inf, and inf * 0 gives torch's nan
     if red == REDUCE_NONE:
         if not prob and C == 0 and eps != 0.0:

@@ -7,8 +7,10 @@ cdef extern from "fastloss.h" nogil:
     int FL_ERR_NOMEM
     int FL_SIMD_GENERIC
     int FL_SIMD_AVX2
+    int FL_SIMD_AVX512
     int FL_BLOCK_ELEMENTS
     int fl_cpu_has_avx2_fma()
+    int fl_cpu_has_avx512()
     int fl_simd_resolve(const char *request)
     const char *fl_simd_name(int path)
     int fl_openmp_enabled()

@@ -3,16 +3,18 @@ from fastloss import _cross_entropy, _threads
 
 
 def kernel_info():
-    """Which SIMD path runs ("avx2" or "generic"), whether OpenMP is compiled in, the
-    thread count, and what the CPU supports.
+    """Which SIMD path runs ("avx512", "avx2" or "generic"), whether OpenMP is compiled
+    in, the thread count, and what the CPU supports.
 
-    The path is chosen at import: AVX2+FMA when the CPU and OS support it, unless the
-    environment variable ``FASTLOSS_SIMD=generic`` forces the portable path.
+    The path is chosen at import: the widest of AVX-512 (F+DQ), AVX2+FMA and the portable
+    vector path that the CPU and OS support. ``FASTLOSS_SIMD=avx2`` or
+    ``FASTLOSS_SIMD=generic`` in the environment caps it.
     """
     openmp = _cross_entropy._openmp_enabled()
     return {
         "simd": _cross_entropy._simd_name(),
         "cpu_avx2_fma": _cross_entropy._cpu_has_avx2_fma(),
+        "cpu_avx512": _cross_entropy._cpu_has_avx512(),
         "openmp": openmp,
         "num_threads": _threads.get_num_threads() if openmp else 1,
     }

@@ -161,6 +161,8 @@ cdef cnp.ndarray check_out(object out, cnp.ndarray input, str what):
 
 cdef double real_option(object value, str what) except? -1.0:
     """A real number (Python or NumPy; not bool), else TypeError."""
+    if type(value) is float:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         if not (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"):
             raise TypeError(f"{what} must be a real number, got {type(value).__name__}")
@@ -169,6 +171,8 @@ cdef double real_option(object value, str what) except? -1.0:
 
 cdef object int_option(object value, str what):
     """A Python int (from int or a NumPy integer; not bool), else TypeError."""
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")
     return int(value)

@@ -1,0 +1,40 @@
+# Type stubs for the compiled module fastloss._cross_entropy.
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+def cross_entropy(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> np.floating[Any] | npt.NDArray[np.floating[Any]]: ...
+def cross_entropy_with_grad(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    grad_output: float | npt.ArrayLike | None = None,
+    out: npt.NDArray[np.floating[Any]] | None = None,
+) -> tuple[np.floating[Any] | npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...
+def _cross_entropy_stats(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: int = ...,
+    reduction: str = ...,
+    label_smoothing: float = ...,
+    grad_output: float | npt.ArrayLike | None = ...,
+    out: npt.NDArray[np.floating[Any]] | None = ...,
+    want_grad: bool = ...,
+) -> tuple[Any, dict[str, Any]]: ...
+def _use_simd(request: str) -> str: ...
+def _simd_name() -> str: ...
+def _openmp_enabled() -> bool: ...
+def _cpu_has_avx2_fma() -> bool: ...
+def _cpu_has_avx512() -> bool: ...
