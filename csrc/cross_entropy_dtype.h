@@ -48,19 +48,24 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
         const FL_T *y = (const FL_T *)a->target + i * a->t_sn + j * a->t_ss;
         const fl_index ys = a->t_sc;
         const FL_T one_m = (FL_T)(1.0 - eps), eps_c = (FL_T)(eps / (double)C);
-        double m = -INFINITY, sy = 0.0, sxy = 0.0;
+        /* loss = lse sum_k w y'_k - sum_k w y'_k x_k = log(sum) sy + sum_k w y'_k (m - x_k):
+         * every term is a difference to the max, so the rounding scales with the loss, not
+         * with the logits' magnitude */
+        double m = -INFINITY;
         for (fl_index k = 0; k < C; k++) {
             const FL_T xk = x[k * xs];
-            const FL_T yk = eps != 0.0 ? y[k * ys] * one_m + eps_c : y[k * ys];
-            const FL_T wy = w ? w[k] * yk : yk;
             m = xk > m ? xk : m;
-            sy += wy;
-            sxy += (double)(wy * xk);
         }
-        double sum = 0.0;
-        for (fl_index k = 0; k < C; k++)
-            sum += exp((double)x[k * xs] - m);
-        const double loss = (m + log(sum)) * sy - sxy;
+        double sum = 0.0, sy = 0.0, sdy = 0.0;
+        for (fl_index k = 0; k < C; k++) {
+            const double d = m - (double)x[k * xs];
+            const FL_T yk = eps != 0.0 ? y[k * ys] * one_m + eps_c : y[k * ys];
+            const double wy = (double)(w ? w[k] * yk : yk);
+            sum += exp(-d);
+            sy += wy;
+            sdy += wy * d;
+        }
+        const double loss = log(sum) * sy + sdy;
         if (g) {
             const double f = sc * sy / sum;
             for (fl_index k = 0; k < C; k++) {
@@ -81,21 +86,23 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
     }
     const double xt = (double)x[t * xs];
     const double wt = w ? (double)w[t] : 1.0;
-    double m = -INFINITY, swx = 0.0;
+    double m = -INFINITY;
     for (fl_index k = 0; k < C; k++) {
         const FL_T xk = x[k * xs];
         m = xk > m ? xk : m;
-        if (eps != 0.0)
-            swx += (double)(w ? w[k] * xk : xk);
     }
-    double sum = 0.0;
-    for (fl_index k = 0; k < C; k++)
-        sum += exp((double)x[k * xs] - m);
+    double sum = 0.0, sdx = 0.0; /* sdx = sum_k w_k (m - x_k), for label smoothing */
+    for (fl_index k = 0; k < C; k++) {
+        const double d = m - (double)x[k * xs];
+        sum += exp(-d);
+        if (eps != 0.0)
+            sdx += (w ? (double)w[k] : 1.0) * d;
+    }
     const double logsum = log(sum);
     const double nll = wt * ((m - xt) + logsum);
     double A = wt;
     if (eps != 0.0) {
-        *smooth = (m + logsum) * a->weight_total - swx;
+        *smooth = logsum * a->weight_total + sdx;
         A = (1.0 - eps) * wt + eps / (double)C * a->weight_total;
     }
     if (g) {

@@ -64,15 +64,17 @@ static inline FL_ATTR FL_T FL_KN(ce_rowmax)(const FL_T *x, fl_index C)
     return FL_OP(hmax)(FL_OP(max)(m0, m1));
 }
 
-/* sum_k w_k x_k (w may be NULL: plain sum), for label smoothing */
-static inline FL_ATTR double FL_KN(ce_dot)(const FL_T *x, const FL_T *w, fl_index C)
+/* sum_k w_k (m - x_k) (w may be NULL: weights 1), for label smoothing: differences to the
+ * max keep the rounding at the scale of the loss, whatever the logits' magnitude. */
+static inline FL_ATTR double FL_KN(ce_dot)(const FL_T *x, const FL_T *w, fl_index C, FL_T m)
 {
     const fl_index L = FL_L;
+    const FL_V vm = FL_OP(set1)(m);
     FL_ACC s = FL_OP(acc_zero)();
     for (fl_index k = 0; k < C; k += L) {
         const fl_index r = C - k < L ? C - k : L;
-        FL_V xv = FL_OP(loadn)(x + k, r, 0);
-        s = FL_OP(acc_add)(s, w ? FL_OP(mul)(FL_OP(loadn)(w + k, r, 0), xv) : xv);
+        FL_V d = FL_OP(sub)(vm, FL_OP(loadn)(x + k, r, m)); /* padding lanes: d = 0 */
+        s = FL_OP(acc_add)(s, w ? FL_OP(mul)(FL_OP(loadn)(w + k, r, 0), d) : d);
     }
     return FL_OP(acc_hsum)(s);
 }
@@ -86,19 +88,22 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
     const fl_index C = a->c, L = FL_L;
     const double eps = a->label_smoothing;
     const double xt = (double)x[t], wt = w ? (double)w[t] : 1.0;
-    const double swx = eps != 0.0 ? FL_KN(ce_dot)(x, w, C) : 0.0; /* before g overwrites x */
     FL_T m;
-    double sum;
+    double sum, sdx = 0.0;
     FL_T e_small[FL_L]; /* C <= L: the whole row in one register, exp kept in e_small */
     const int small = C <= L;
     if (small) {
         const FL_V xv = FL_OP(loadn)(x, C, -INFINITY);
         m = FL_OP(hmax)(xv);
+        if (eps != 0.0)
+            sdx = FL_KN(ce_dot)(x, w, C, m);
         const FL_V e = FL_OP(exp_le0)(FL_OP(sub)(xv, FL_OP(set1)(m)));
         FL_OP(store)(e_small, e);
         sum = FL_OP(acc_hsum)(FL_OP(acc_add)(FL_OP(acc_zero)(), e));
     } else {
         m = FL_KN(ce_rowmax)(x, C);
+        if (eps != 0.0)
+            sdx = FL_KN(ce_dot)(x, w, C, m); /* before g overwrites x */
         sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
     }
     const double logsum = log(sum);
@@ -106,7 +111,7 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
     double A = wt;
     *smooth = 0.0;
     if (eps != 0.0) {
-        *smooth = ((double)m + logsum) * a->weight_total - swx;
+        *smooth = logsum * a->weight_total + sdx;
         A = (1.0 - eps) * wt + eps / (double)C * a->weight_total;
     }
     if (g) {
@@ -139,30 +144,31 @@ static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, con
         return -0.0;
     const double eps = a->label_smoothing;
     const FL_V one_m = FL_OP(set1)((FL_T)(1.0 - eps)), eps_c = FL_OP(set1)((FL_T)(eps / (double)C));
-    FL_ACC sy = FL_OP(acc_zero)(), sxy = FL_OP(acc_zero)();
-    FL_V vmax = FL_OP(set1)(-INFINITY);
+    const FL_T one_ms = (FL_T)(1.0 - eps), eps_cs = (FL_T)(eps / (double)C);
+    const FL_T m = FL_KN(ce_rowmax)(x, C);
+    /* loss = log(sum) sum_k w y'_k + sum_k w y'_k (m - x_k): differences to the max keep the
+     * rounding at the scale of the loss. Read before g (maybe x itself) is written. */
+    const FL_V vm = FL_OP(set1)(m);
+    FL_ACC sy = FL_OP(acc_zero)(), sdy = FL_OP(acc_zero)();
     fl_index k = 0;
     for (; k + L <= C; k += L) {
-        FL_V xv = FL_OP(load)(x + k), yv = FL_OP(load)(y + k);
+        FL_V yv = FL_OP(load)(y + k);
         if (eps != 0.0)
             yv = FL_OP(fmadd)(yv, one_m, eps_c);
         if (w)
             yv = FL_OP(mul)(FL_OP(load)(w + k), yv);
-        vmax = FL_OP(max)(vmax, xv);
         sy = FL_OP(acc_add)(sy, yv);
-        sxy = FL_OP(acc_add)(sxy, FL_OP(mul)(yv, xv));
+        sdy = FL_OP(acc_add)(sdy, FL_OP(mul)(yv, FL_OP(sub)(vm, FL_OP(load)(x + k))));
     }
-    double m = FL_OP(hmax)(vmax), s_y = FL_OP(acc_hsum)(sy), s_xy = FL_OP(acc_hsum)(sxy);
-    const FL_T one_ms = (FL_T)(1.0 - eps), eps_cs = (FL_T)(eps / (double)C);
+    double s_y = FL_OP(acc_hsum)(sy), s_dy = FL_OP(acc_hsum)(sdy);
     for (; k < C; k++) { /* tail in scalar: padding lanes would get eps / C */
         const FL_T yk = eps != 0.0 ? y[k] * one_ms + eps_cs : y[k];
-        const FL_T wy = w ? w[k] * yk : yk;
-        m = x[k] > m ? x[k] : m;
+        const double wy = (double)(w ? w[k] * yk : yk);
         s_y += wy;
-        s_xy += (double)(wy * x[k]);
+        s_dy += wy * ((double)m - (double)x[k]);
     }
-    const double sum = g ? FL_KN(ce_expsum)(x, g, C, (FL_T)m, 1) : FL_KN(ce_expsum)(x, NULL, C, (FL_T)m, 0);
-    const double loss = (m + log(sum)) * s_y - s_xy;
+    const double sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
+    const double loss = log(sum) * s_y + s_dy;
     if (g) {
         const FL_V vf = FL_OP(set1)((FL_T)(sc * s_y / sum)), vc = FL_OP(set1)((FL_T)sc);
         for (k = 0; k < C; k += L) {
@@ -250,13 +256,20 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
                 wt[l] = ignored[l] ? 0.0 : (w ? (double)w[t[l]] : 1.0);
             }
         }
-        /* pass 1: max; s1, s2 = sum w y', sum w y' x (probabilities) or sum w x (smoothing) */
+        /* pass 1: max */
         FL_V vmax = FL_OP(set1)(-INFINITY);
         FL_ACC a1 = FL_OP(acc_zero)(), a2 = FL_OP(acc_zero)();
         const FL_V one_m = FL_OP(set1)((FL_T)(1.0 - eps)), eps_c = FL_OP(set1)((FL_T)(eps / (double)C));
+        for (fl_index k = 0; k < C; k++)
+            vmax = FL_OP(max)(vmax, FL_OP(load)(x + k * xs));
+        FL_T mt[L];
+        FL_OP(store)(mt, vmax);
+        /* pass 2: exp(x - max), summed, written into g; with it s1 = sum w y' and s2 =
+         * sum w y' (max - x) (probabilities) or sum w (max - x) (smoothing), x read before g
+         * (maybe x itself) is written */
+        FL_ACC as = FL_OP(acc_zero)();
         for (fl_index k = 0; k < C; k++) {
-            FL_V xv = FL_OP(load)(x + k * xs);
-            vmax = FL_OP(max)(vmax, xv);
+            const FL_V xv = FL_OP(load)(x + k * xs);
             if (prob) {
                 FL_V yv = FL_OP(load)(y + k * ys);
                 if (eps != 0.0)
@@ -264,24 +277,19 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
                 if (w)
                     yv = FL_OP(mul)(FL_OP(set1)(w[k]), yv);
                 a1 = FL_OP(acc_add)(a1, yv);
-                a2 = FL_OP(acc_add)(a2, FL_OP(mul)(yv, xv));
+                a2 = FL_OP(acc_add)(a2, FL_OP(mul)(yv, FL_OP(sub)(vmax, xv)));
             } else if (eps != 0.0) {
-                a2 = FL_OP(acc_add)(a2, w ? FL_OP(mul)(FL_OP(set1)(w[k]), xv) : xv);
+                const FL_V d = FL_OP(sub)(vmax, xv);
+                a2 = FL_OP(acc_add)(a2, w ? FL_OP(mul)(FL_OP(set1)(w[k]), d) : d);
             }
-        }
-        FL_T mt[L];
-        FL_OP(store)(mt, vmax);
-        FL_OP(acc_store)(s1, a1);
-        FL_OP(acc_store)(s2, a2);
-        /* pass 2: exp(x - max), summed, written into g */
-        FL_ACC as = FL_OP(acc_zero)();
-        for (fl_index k = 0; k < C; k++) {
-            FL_V e = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k * xs), vmax));
+            FL_V e = FL_OP(exp_le0)(FL_OP(sub)(xv, vmax));
             if (g)
                 FL_OP(store)(g + k * gs, e);
             as = FL_OP(acc_add)(as, e);
         }
         FL_OP(acc_store)(sum, as);
+        FL_OP(acc_store)(s1, a1);
+        FL_OP(acc_store)(s2, a2);
         /* per lane: the loss and the gradient's factors */
         FL_T f[L], c[L];
         double et[L], A[L];
@@ -292,7 +300,7 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
             smooth[l] = 0.0;
             const double logsum = log(sum[l]);
             if (prob) {
-                nll[l] = (mx[l] + logsum) * s1[l] - s2[l];
+                nll[l] = logsum * s1[l] + s2[l];
                 f[l] = (FL_T)(sc[l] * s1[l] / sum[l]);
                 c[l] = (FL_T)sc[l];
             } else if (ignored[l]) {
@@ -303,7 +311,7 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
                 nll[l] = wt[l] * ((mx[l] - xt[l]) + logsum);
                 A[l] = wt[l];
                 if (eps != 0.0) {
-                    smooth[l] = (mx[l] + logsum) * a->weight_total - s2[l];
+                    smooth[l] = logsum * a->weight_total + s2[l];
                     A[l] = (1.0 - eps) * wt[l] + eps / (double)C * a->weight_total;
                 }
                 f[l] = (FL_T)(sc[l] * A[l] / sum[l]);
