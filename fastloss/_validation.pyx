@@ -9,7 +9,7 @@ import numpy as np
 cnp.import_array()
 
 cdef int parse_reduction(object reduction) except -1:
-    if type(reduction) is str:
+    if isinstance(reduction, str):  # str and its subclasses (np.str_)
         if reduction == "mean":
             return REDUCE_MEAN
         if reduction == "sum":
@@ -163,9 +163,8 @@ cdef double real_option(object value, str what) except? -1.0:
     """A real number (Python or NumPy; not bool), else TypeError."""
     if type(value) is float:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        if not (isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"):
-            raise TypeError(f"{what} must be a real number, got {type(value).__name__}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{what} must be a real number, got {type(value).__name__}")
     return float(value)
 
 
