@@ -45,6 +45,10 @@ FL_AVX512_INLINE __m512 avx512_f32_pow2_magic(__m512 t, __m512 magic)
     __m512i n = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_castps_si512(magic));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23));
 }
+/* vscalefps: p * 2^n straight from the float n, with exact underflow to 0 (simd_exp.h uses
+ * it instead of building 2^n from integer bits plus a range select). */
+#define avx512_f32_HAS_SCALEF 1
+FL_AVX512_INLINE __m512 avx512_f32_scalef(__m512 p, __m512 n) { return _mm512_scalef_ps(p, n); }
 FL_AVX512_INLINE float avx512_f32_hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 FL_AVX512_INLINE avx512_f32_acc avx512_f32_acc_zero(void)
 {
@@ -99,6 +103,8 @@ FL_AVX512_INLINE __m512d avx512_f64_pow2_magic(__m512d t, __m512d magic)
     __m512i n = _mm512_sub_epi64(_mm512_castpd_si512(t), _mm512_castpd_si512(magic));
     return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(n, _mm512_set1_epi64(1023)), 52));
 }
+#define avx512_f64_HAS_SCALEF 1
+FL_AVX512_INLINE __m512d avx512_f64_scalef(__m512d p, __m512d n) { return _mm512_scalef_pd(p, n); }
 FL_AVX512_INLINE double avx512_f64_hmax(__m512d v) { return _mm512_reduce_max_pd(v); }
 FL_AVX512_INLINE __m512d avx512_f64_acc_zero(void) { return _mm512_setzero_pd(); }
 FL_AVX512_INLINE __m512d avx512_f64_acc_add(__m512d a, __m512d v) { return _mm512_add_pd(a, v); }
