@@ -78,7 +78,22 @@ except ValueError as exc:
 del _request
 
 
-_SCALAR_TYPES = {cnp.NPY_FLOAT: np.float32, cnp.NPY_DOUBLE: np.float64, cnp.NPY_FLOAT16: np.float16}
+cdef extern from "numpy/arrayobject.h":
+    object _array_scalar "PyArray_Scalar"(void *data, cnp.dtype descr, object base)
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+cdef object _scalar(double value, int typenum):
+    """A NumPy scalar of dtype typenum (built directly: np.float32(v) costs an array)."""
+    cdef float f32
+    if typenum == cnp.NPY_FLOAT:
+        f32 = <float>value
+        return _array_scalar(&f32, _F32, None)
+    if typenum == cnp.NPY_DOUBLE:
+        return _array_scalar(&value, _F64, None)
+    return np.float16(value)
 
 
 cdef inline bint is_float_dtype(cnp.ndarray a):
@@ -347,7 +362,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
         stats["simd"] = fl_simd_name(a.simd).decode()
 
     # ---- results: the two terms reduced as torch reduces them -----------------------------
-    scalar = _SCALAR_TYPES.get(cnp.PyArray_TYPE(x0)) or x0.dtype.type
+    cdef int out_type = cnp.PyArray_TYPE(x0)
     cdef double value, eps_c = eps / <double>C  # C == 0: inf, and inf * 0 gives torch's nan
     if red == REDUCE_NONE:
         if not prob and C == 0 and eps != 0.0:
@@ -358,16 +373,16 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
             value = a.nll_sum if N * S != 0 and C != 0 else -0.0  # torch: -(empty sum)
         else:
             value = a.nll_sum / <double>(N * S) if C != 0 else np.nan  # torch: / (numel / C)
-        loss = scalar(value)
+        loss = _scalar(value, out_type)
     elif red == REDUCE_SUM:
         value = a.nll_sum if eps == 0.0 else (1.0 - eps) * a.nll_sum + eps_c * a.smooth_sum
-        loss = scalar(value)
+        loss = _scalar(value, out_type)
     else:
         if eps == 0.0:
             value = a.nll_sum / kept
         else:
             value = (1.0 - eps) * (a.nll_sum / kept) + eps_c * (a.smooth_sum / kept)
-        loss = scalar(value)
+        loss = _scalar(value, out_type)
     if not want_grad:
         return loss
     if in_place:

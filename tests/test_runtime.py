@@ -34,7 +34,9 @@ import pytest
 import fastloss
 from fastloss import _cross_entropy as _ce
 
-ROOT = Path(__file__).resolve().parents[1]
+# The directory that holds the fastloss this test process imported (the checkout after an
+# in-place build, site-packages after `pip install .`): subprocesses import the same one.
+ROOT = Path(fastloss.__file__).resolve().parents[1]
 INFO = fastloss.kernel_info()
 OPENMP = INFO["openmp"]
 needs_openmp = pytest.mark.skipif(not OPENMP, reason="fastloss was built without OpenMP")
