@@ -90,7 +90,7 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
     const double xt = (double)x[t], wt = w ? (double)w[t] : 1.0;
     FL_T m;
     double sum, sdx = 0.0;
-    FL_T e_small[FL_L]; /* C <= L: the whole row in one register, exp kept in e_small */
+    FL_T e_small[FL_L] = {0}; /* C <= L: the whole row in one register, exp kept in e_small */
     const int small = C <= L;
     if (small) {
         const FL_V xv = FL_OP(loadn)(x, C, -INFINITY);
