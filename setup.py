@@ -86,10 +86,20 @@ def extension(name, sources):
     )
 
 
-EXTENSIONS = [
-    extension("_validation", []),
-    extension("_cross_entropy", ["cross_entropy.c"]),
-]
+def discover_extensions():
+    """One extension per fastloss/_<name>.pyx, built with csrc/<name>.c when that exists
+    (the loss's kernels) and csrc/dispatch.c (runtime facts, the parallel loop)."""
+    exts = []
+    for pyx in sorted(os.listdir(os.path.join(HERE, "fastloss"))):
+        if not (pyx.startswith("_") and pyx.endswith(".pyx")):
+            continue
+        name = pyx[:-4]
+        kernel = f"{name[1:]}.c"
+        exts.append(extension(name, [kernel] if os.path.exists(os.path.join(HERE, "csrc", kernel)) else []))
+    return exts
+
+
+EXTENSIONS = discover_extensions()
 
 setup(
     ext_modules=cythonize(

@@ -26,56 +26,16 @@ cimport numpy as cnp
 from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
-import os
-import warnings
-
 import numpy as np
 
 from fastloss._csrc cimport *
 from fastloss._validation cimport *
+from fastloss._runtime cimport simd_path
 
 from fastloss import _threads
 
 cnp.import_array()
 
-cdef int _simd_path = FL_SIMD_GENERIC
-
-
-def _use_simd(str request):
-    """Select the SIMD path ("auto", "avx512", "avx2" or "generic"); returns the name of the
-    path in use. A request this CPU cannot run falls back to the next narrower path."""
-    global _simd_path
-    cdef int path = fl_simd_resolve(request.encode())
-    if path < 0:
-        raise ValueError(f"unknown SIMD path {request!r} "
-                         "(expected 'auto', 'avx512', 'avx2' or 'generic')")
-    _simd_path = path
-    return fl_simd_name(path).decode()
-
-
-def _simd_name():
-    return fl_simd_name(_simd_path).decode()
-
-
-def _openmp_enabled():
-    return bool(fl_openmp_enabled())
-
-
-def _cpu_has_avx2_fma():
-    return bool(fl_cpu_has_avx2_fma())
-
-
-def _cpu_has_avx512():
-    return bool(fl_cpu_has_avx512())
-
-
-_request = os.environ.get("FASTLOSS_SIMD", "auto").strip().lower() or "auto"
-try:
-    _use_simd(_request)
-except ValueError as exc:
-    warnings.warn(f"FASTLOSS_SIMD: {exc}; using 'auto'", RuntimeWarning, stacklevel=2)
-    _use_simd("auto")
-del _request
 
 
 cdef extern from "numpy/arrayobject.h":
@@ -314,7 +274,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
     a.grad = cnp.PyArray_DATA(g) if g is not None else NULL
     a.loss = cnp.PyArray_DATA(loss_arr) if loss_arr is not None else NULL
-    a.simd = _simd_path
+    a.simd = simd_path()
     a.nthreads = _threads._num_threads
     cdef fl_index x_sn = 0, x_sc, g_sn = 0, g_sc = 0, t_sn = 0, t_sc = 0, go_sn = 0
     if nd == 1:

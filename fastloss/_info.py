@@ -1,5 +1,5 @@
 """kernel_info(): what the compiled kernels will do in this process."""
-from fastloss import _cross_entropy, _threads
+from fastloss import _runtime, _threads
 
 
 def kernel_info():
@@ -10,11 +10,11 @@ def kernel_info():
     vector path that the CPU and OS support. ``FASTLOSS_SIMD=avx2`` or
     ``FASTLOSS_SIMD=generic`` in the environment caps it.
     """
-    openmp = _cross_entropy._openmp_enabled()
+    openmp = _runtime._openmp_enabled()
     return {
-        "simd": _cross_entropy._simd_name(),
-        "cpu_avx2_fma": _cross_entropy._cpu_has_avx2_fma(),
-        "cpu_avx512": _cross_entropy._cpu_has_avx512(),
+        "simd": _runtime._simd_name(),
+        "cpu_avx2_fma": _runtime._cpu_has_avx2_fma(),
+        "cpu_avx512": _runtime._cpu_has_avx512(),
         "openmp": openmp,
         "num_threads": _threads.get_num_threads() if openmp else 1,
     }

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import fastloss
 from fastloss import _cross_entropy as _ce
+from fastloss import _runtime
 from fastloss import reference as ref
 
 INF = math.inf
@@ -62,11 +63,11 @@ def simd(request):
     if path == "avx2" and not fastloss.kernel_info()["cpu_avx2_fma"]:
         pytest.skip("this CPU lacks AVX2+FMA")
     try:
-        assert _ce._use_simd(path) == path
+        assert _runtime._use_simd(path) == path
         assert fastloss.kernel_info()["simd"] == path
         yield path
     finally:
-        _ce._use_simd("auto")
+        _runtime._use_simd("auto")
 
 
 def _seed(*parts):

@@ -33,6 +33,7 @@ import pytest
 
 import fastloss
 from fastloss import _cross_entropy as _ce
+from fastloss import _runtime
 
 # The directory that holds the fastloss this test process imported (the checkout after an
 # in-place build, site-packages after `pip install .`): subprocesses import the same one.
@@ -48,13 +49,13 @@ ALL_PATHS = ("generic", "avx2", "avx512")
 def _supported_paths():
     paths = []
     for path in ALL_PATHS:
-        previous = _ce._simd_name()
+        previous = _runtime._simd_name()
         try:
-            got = _ce._use_simd(path)
+            got = _runtime._use_simd(path)
         except ValueError:  # a build that does not know this path at all
             continue
         finally:
-            _ce._use_simd(previous)
+            _runtime._use_simd(previous)
         if got == path:
             paths.append(path)
     return paths
@@ -209,9 +210,9 @@ def restore_threads():
 
 @pytest.fixture
 def restore_simd():
-    path = _ce._simd_name()
+    path = _runtime._simd_name()
     yield
-    _ce._use_simd(path)
+    _runtime._use_simd(path)
 
 
 # --------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def test_kernel_info_keys_and_types(restore_threads):
     for key, value in info.items():  # later keys (e.g. cpu_avx512) keep to plain types
         assert type(value) in (str, bool, int), (key, value)
     assert info["simd"] in ALL_PATHS
-    assert info["simd"] == _ce._simd_name()
+    assert info["simd"] == _runtime._simd_name()
     assert info["num_threads"] >= 1
     if info["openmp"]:
         assert info["num_threads"] == fastloss.get_num_threads()
@@ -384,20 +385,20 @@ def test_generic_subprocess_matches_default_path(tmp_path):
 
 @pytest.mark.parametrize("path", ALL_PATHS)
 def test_use_simd_switches_path_at_run_time(path, restore_simd):
-    got = _ce._use_simd(path)
+    got = _runtime._use_simd(path)
     if path not in SUPPORTED_PATHS:
         assert ALL_PATHS.index(got) < ALL_PATHS.index(path)  # a narrower path it can run
     else:
         assert got == path
-    assert fastloss.kernel_info()["simd"] == got == _ce._simd_name()
+    assert fastloss.kernel_info()["simd"] == got == _runtime._simd_name()
     for dtype in (np.float32, np.float64):
         x, t, kw, order = make_case("weight_smooth", dtype, "mean")
         loss_b, g_b, st = run_grad(x, t, kw, order)
         assert st["simd"] == got
         assert run_forward(x, t, kw)[1]["simd"] == got
-        _ce._use_simd("generic")
+        _runtime._use_simd("generic")
         loss, g = fastloss.cross_entropy_with_grad(x, t, **kw)
-        _ce._use_simd(path)
+        _runtime._use_simd(path)
         np.testing.assert_allclose(np.frombuffer(loss_b, dtype), np.asarray(loss).ravel(),
                                    **_tolerances(dtype))
         np.testing.assert_allclose(np.frombuffer(g_b, dtype).reshape(x.shape), g,
@@ -405,11 +406,11 @@ def test_use_simd_switches_path_at_run_time(path, restore_simd):
 
 
 def test_use_simd_rejects_unknown_names(restore_simd):
-    before = _ce._simd_name()
+    before = _runtime._simd_name()
     with pytest.raises(ValueError, match="unknown SIMD path"):
-        _ce._use_simd("sse9")
-    assert _ce._simd_name() == before
-    assert _ce._use_simd("auto") == WIDEST_PATH
+        _runtime._use_simd("sse9")
+    assert _runtime._simd_name() == before
+    assert _runtime._use_simd("auto") == WIDEST_PATH
 
 
 # --------------------------------------------------------------------------------------
@@ -526,7 +527,7 @@ def test_one_and_two_threads_give_identical_bytes(case, reduction, dtype, restor
 def test_identical_bytes_on_every_simd_path(path, dtype, case, restore_threads, restore_simd):
     if path not in SUPPORTED_PATHS:
         pytest.skip(f"this CPU does not run the {path} path")
-    assert _ce._use_simd(path) == path
+    assert _runtime._use_simd(path) == path
     x, t, kw, order = make_case(case, dtype, "sum")
     fastloss.set_num_threads(1)
     r1 = run_grad(x, t, kw, order)
