@@ -115,7 +115,9 @@ int fl_parallel_blocks(fl_block_fn fn, void *ctx, fl_index nblocks, int nthreads
 #pragma omp master
             used = omp_get_num_threads();
             fl_index b;
-#pragma omp for schedule(static)
+            /* dynamic: a thread slowed by another process takes fewer blocks. The result
+             * does not depend on who runs a block: each block writes its own partial sums. */
+#pragma omp for schedule(dynamic, 1)
             for (b = 0; b < nblocks; b++)
                 fn(ctx, b);
         }

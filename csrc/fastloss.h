@@ -48,7 +48,7 @@ int fl_openmp_enabled(void);
  * of one block runs on the calling thread. */
 #define FL_BLOCK_ELEMENTS 32768
 
-/* Run fn(ctx, b) for b in [0, nblocks) on up to nthreads OpenMP threads (static schedule);
+/* Run fn(ctx, b) for b in [0, nblocks) on up to nthreads OpenMP threads (dynamic schedule);
  * returns the number of threads the region really used. */
 typedef void (*fl_block_fn)(void *ctx, fl_index block);
 int fl_parallel_blocks(fl_block_fn fn, void *ctx, fl_index nblocks, int nthreads);
