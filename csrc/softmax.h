@@ -1,0 +1,49 @@
+/*
+ * Softmax and log-softmax along one axis, forward and backward, of an array viewed as
+ * (n, c, s): n outer positions (the axes before the softmax axis, merged), c entries along
+ * the softmax axis, s inner positions (the axes after it, merged). A position is one
+ * (outer, inner) pair; each position is one independent softmax over its c entries.
+ *
+ * Per position, with m = max_k x_k and sum = sum_k exp(x_k - m) (accumulated in double,
+ * its log taken in double):
+ *   softmax:              y_k = exp(x_k - m) / sum
+ *   log_softmax:          y_k = (x_k - m) - log(sum)
+ * Backward, g the upstream gradient and y the forward output:
+ *   softmax_backward:     gi_k = y_k (g_k - sum_j g_j y_j)
+ *   log_softmax_backward: gi_k = g_k - exp(y_k) sum_j g_j
+ * A NaN anywhere in a position, a +inf, or a position of all -inf gives NaN at every entry
+ * of that position (x - m is NaN there), as torch does.
+ *
+ * No reduction crosses positions, so blocks of positions are independent: results are
+ * bitwise identical for any thread count.
+ */
+#ifndef FASTLOSS_SOFTMAX_H
+#define FASTLOSS_SOFTMAX_H
+
+#include "fastloss.h"
+
+typedef struct fl_softmax_args {
+    fl_index n, c, s;
+    int log; /* 1: log-softmax, 0: softmax */
+    /* forward: x = the input; backward: x = the upstream gradient, y = the forward output.
+     * Strides in elements. */
+    const void *x;
+    fl_index x_sn, x_sc, x_ss;
+    const void *y;
+    fl_index y_sn, y_sc, y_ss;
+    /* result (may be x or y itself, exactly) */
+    void *out;
+    fl_index o_sn, o_sc, o_ss;
+    /* execution */
+    int simd;
+    int nthreads;
+    int threads_used; /* result */
+} fl_softmax_args;
+
+/* Forward and backward kernels: FL_OK (they cannot fail). */
+int fl_softmax_f32(fl_softmax_args *a);
+int fl_softmax_f64(fl_softmax_args *a);
+int fl_softmax_backward_f32(fl_softmax_args *a);
+int fl_softmax_backward_f64(fl_softmax_args *a);
+
+#endif /* FASTLOSS_SOFTMAX_H */

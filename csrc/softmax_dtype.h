@@ -1,0 +1,55 @@
+/*
+ * Template: the scalar parts of softmax.c that depend on the dtype only. Included with FL_T
+ * (float / double) and FL_TS (f32 / f64).
+ *
+ *   sm_position_fwd_<TS> / sm_position_bwd_<TS>: one position with any strides, in double
+ *   arithmetic: the fallback for layouts the vector kernels do not take. Formulas: softmax.h.
+ *   Every entry is read before the same entry is written, so out may be x or y itself.
+ */
+#define FL_DT(name) FL_XCAT(FL_XCAT(name, _), FL_TS)
+
+static void FL_DT(sm_position_fwd)(const fl_softmax_args *a, fl_index i, fl_index j)
+{
+    const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
+    FL_T *o = (FL_T *)a->out + i * a->o_sn + j * a->o_ss;
+    const fl_index C = a->c, xs = a->x_sc, os = a->o_sc;
+    double m = -INFINITY;
+    for (fl_index k = 0; k < C; k++) {
+        const double xk = (double)x[k * xs];
+        m = xk > m ? xk : m; /* a NaN is skipped here and poisons the sum below */
+    }
+    double sum = 0.0;
+    for (fl_index k = 0; k < C; k++)
+        sum += exp((double)x[k * xs] - m);
+    if (a->log) {
+        const double ls = log(sum);
+        for (fl_index k = 0; k < C; k++)
+            o[k * os] = (FL_T)(((double)x[k * xs] - m) - ls);
+    } else {
+        const double inv = 1.0 / sum;
+        for (fl_index k = 0; k < C; k++)
+            o[k * os] = (FL_T)(exp((double)x[k * xs] - m) * inv);
+    }
+}
+
+static void FL_DT(sm_position_bwd)(const fl_softmax_args *a, fl_index i, fl_index j)
+{
+    const FL_T *g = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
+    const FL_T *y = (const FL_T *)a->y + i * a->y_sn + j * a->y_ss;
+    FL_T *o = (FL_T *)a->out + i * a->o_sn + j * a->o_ss;
+    const fl_index C = a->c, gs = a->x_sc, ys = a->y_sc, os = a->o_sc;
+    double sum = 0.0;
+    if (a->log) {
+        for (fl_index k = 0; k < C; k++)
+            sum += (double)g[k * gs];
+        for (fl_index k = 0; k < C; k++)
+            o[k * os] = (FL_T)((double)g[k * gs] - exp((double)y[k * ys]) * sum);
+    } else {
+        for (fl_index k = 0; k < C; k++)
+            sum += (double)g[k * gs] * (double)y[k * ys];
+        for (fl_index k = 0; k < C; k++)
+            o[k * os] = (FL_T)((double)y[k * ys] * ((double)g[k * gs] - sum));
+    }
+}
+
+#undef FL_DT

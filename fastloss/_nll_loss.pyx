@@ -1,0 +1,372 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""NLL loss: the Cython layer between the public functions and csrc/nll_loss.c.
+
+Same design as ``_cross_entropy.pyx``: every argument (dtypes, shapes, options, out=,
+overlap, every target) is checked with the GIL held, then the kernel runs with the GIL
+released; a bad target raises before anything is written. Input (C,), (N, C) or
+(N, C, d1..dk) is viewed as (n, C, s); (N, C) becomes (1, C, N) so that a Fortran-ordered
+input zero-fills its gradient along contiguous runs. ``fastloss/_reference_softmax_nll.py``
+is the slow NumPy twin.
+"""
+cimport numpy as cnp
+from libc.math cimport NAN
+from libc.stdint cimport int64_t
+
+import numpy as np
+
+from fastloss._csrc cimport fl_index, FL_OK, FL_ERR_NOMEM, FL_BLOCK_ELEMENTS
+from fastloss._validation cimport *
+
+from fastloss import _threads
+
+cnp.import_array()
+
+
+cdef extern from "nll_loss.h" nogil:
+    int FL_NLL_TARGET_I32
+    int FL_NLL_TARGET_I64
+    ctypedef struct fl_nll_args:
+        fl_index n, c, s
+        const void *x
+        fl_index x_sn, x_sc, x_ss
+        int target_kind
+        const void *target
+        fl_index t_sn, t_ss
+        const void *weight
+        fl_index ignore_index
+        const void *grad_out
+        fl_index go_sn, go_ss
+        double scale
+        void *grad
+        fl_index g_sn, g_sc, g_ss
+        void *loss
+        int nthreads
+        double loss_sum
+        int threads_used
+    fl_index fl_nll_check_targets_f32(const fl_nll_args *a, double *kept_weight, int64_t *bad_value)
+    fl_index fl_nll_check_targets_f64(const fl_nll_args *a, double *kept_weight, int64_t *bad_value)
+    int fl_nll_loss_f32(fl_nll_args *a)
+    int fl_nll_loss_f64(fl_nll_args *a)
+
+
+cdef extern from "numpy/arrayobject.h":
+    object _array_scalar "PyArray_Scalar"(void *data, cnp.dtype descr, object base)
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+cdef object _scalar(double value, int typenum):
+    cdef float f32
+    if typenum == cnp.NPY_FLOAT:
+        f32 = <float>value
+        return _array_scalar(&f32, _F32, None)
+    if typenum == cnp.NPY_DOUBLE:
+        return _array_scalar(&value, _F64, None)
+    return np.float16(value)
+
+
+cdef cnp.ndarray _index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore):
+    """Class-index targets as int32/int64, checked for dtype and shape (values later, in C)."""
+    cdef int nd = cnp.PyArray_NDIM(x0), d
+    if not cnp.PyArray_ISINTEGER(t0):
+        raise TypeError(f"nll_loss targets must be class indices (an integer array), got dtype {t0.dtype}")
+    if nd == 1:
+        if not (t0.ndim == 0 or (t0.ndim == 1 and t0.shape[0] == 1)):
+            raise ValueError(f"For 1D input, the target must be 0-d or have size 1, got shape {np.shape(t0)}")
+    else:
+        if t0.ndim == 0 or t0.shape[0] != x0.shape[0]:
+            raise ValueError(f"Expected input batch_size ({x0.shape[0]}) to match target batch_size "
+                             f"({t0.shape[0] if t0.ndim else 0}).")
+        ok = t0.ndim == nd - 1
+        if ok:
+            for d in range(1, nd - 1):
+                if t0.shape[d] != x0.shape[d + 1]:
+                    ok = False
+        if not ok:
+            raise ValueError(f"Expected target size {[np.shape(x0)[0]] + list(np.shape(x0)[2:])}, "
+                             f"got {list(np.shape(t0))}")
+    cdef int item = cnp.PyArray_ITEMSIZE(t0)
+    if cnp.PyArray_ISSIGNED(t0) and (item == 4 or item == 8) and is_native_aligned(t0) \
+            and strides_in_elements(t0):
+        return t0
+    if cnp.PyArray_ISUNSIGNED(t0) and item == 8:
+        # values above 2**63 - 1 have no int64 form: report the first bad target here
+        flat = t0.ravel()
+        ok_ = flat < C
+        if ignore >= 0:
+            ok_ |= flat == ignore
+        if not ok_.all():
+            raise IndexError(f"Target {int(flat[np.argmin(ok_)])} is out of bounds.")
+    return t0.astype(np.int64)
+
+
+cdef int _check_and_run(fl_nll_args *a, int typenum, int red, double go_scalar,
+                        double *kept, fl_index *bad, int64_t *bad_value) noexcept nogil:
+    """Check every target, then (only if all are valid) set the gradient scale and run."""
+    if typenum == cnp.NPY_FLOAT:
+        bad[0] = fl_nll_check_targets_f32(a, kept, bad_value)
+    else:
+        bad[0] = fl_nll_check_targets_f64(a, kept, bad_value)
+    if bad[0] >= 0:
+        return FL_OK
+    if red == REDUCE_MEAN:
+        a.scale = go_scalar / kept[0] if kept[0] != 0.0 else NAN
+    else:
+        a.scale = go_scalar
+    if typenum == cnp.NPY_FLOAT:
+        return fl_nll_loss_f32(a)
+    return fl_nll_loss_f64(a)
+
+
+cdef object _nll_loss(object input, object target, object weight, object ignore_index,
+                      object reduction, object grad_output, object out, bint want_grad, dict stats):
+    cdef cnp.ndarray x0 = as_array(input)
+    cdef int typenum = float_compute_type(x0, "input")
+    cdef int nd = cnp.PyArray_NDIM(x0), d
+    if nd == 0:
+        raise ValueError("Expected 1 or more dimensions (got 0)")
+    cdef int red = parse_reduction(reduction)
+    ignore = int_option(ignore_index, "ignore_index")
+    if not (-9223372036854775808 <= ignore <= 9223372036854775807):
+        raise ValueError(f"ignore_index {ignore} does not fit in int64")
+
+    cdef fl_index N = 1, C, S = 1
+    if nd == 1:
+        C = cnp.PyArray_DIM(x0, 0)
+    else:
+        N = cnp.PyArray_DIM(x0, 0)
+        C = cnp.PyArray_DIM(x0, 1)
+        for d in range(2, nd):
+            S *= cnp.PyArray_DIM(x0, d)
+
+    cdef cnp.ndarray t0 = as_array(target)
+    cdef cnp.ndarray t = _index_target(t0, x0, C, ignore)
+
+    cdef cnp.ndarray w0 = None, w = None
+    if weight is not None:
+        w0 = as_array(weight)
+        if not (cnp.PyArray_ISINTEGER(w0) or cnp.PyArray_ISFLOAT(w0)):
+            raise TypeError(f"weight must be a real array, got dtype {w0.dtype}")
+        if w0.ndim != 1 or w0.shape[0] != C:
+            raise ValueError(f"weight should be defined either for all {C} classes or no classes "
+                             f"but got weight of shape: {list(np.shape(w0))}")
+        w = np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
+
+    # ---- upstream gradient -------------------------------------------------------------
+    cdef double go_scalar = 1.0
+    cdef cnp.ndarray go0 = None, go = None
+    if want_grad and grad_output is not None:
+        if red != REDUCE_NONE or not isinstance(grad_output, (np.ndarray, list, tuple)):
+            if isinstance(grad_output, (np.ndarray, list, tuple)) and np.ndim(grad_output) != 0:
+                raise ValueError("grad_output must be a scalar for reduction='mean' or 'sum', "
+                                 f"got shape {np.shape(grad_output)}")
+            go_scalar = real_option(grad_output if not isinstance(grad_output, np.ndarray)
+                                    else grad_output[()], "grad_output")
+        else:
+            go0 = as_array(grad_output)
+            if not (cnp.PyArray_ISINTEGER(go0) or cnp.PyArray_ISFLOAT(go0)):
+                raise TypeError(f"grad_output must be a real array, got dtype {go0.dtype}")
+            if go0.ndim == 0:
+                go_scalar = float(go0)
+            else:
+                loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
+                try:
+                    go = np.broadcast_to(go0, loss_shape)
+                except ValueError:
+                    raise ValueError(f"grad_output of shape {np.shape(go0)} does not broadcast to the "
+                                     f"loss shape {loss_shape}") from None
+                go = as_kernel_array(go, typenum)
+
+    # ---- out= --------------------------------------------------------------------------
+    cdef cnp.ndarray g_user = None
+    cdef bint in_place = False
+    if want_grad and out is not None:
+        g_user = check_out(out, x0, "out")
+        if same_view(g_user, x0):
+            in_place = True
+        elif shares_memory(g_user, x0):
+            raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
+        if shares_memory(g_user, t0):
+            raise ValueError("out overlaps target")
+        if w0 is not None and shares_memory(g_user, w0):
+            raise ValueError("out overlaps weight")
+        if go0 is not None and shares_memory(g_user, go0):
+            raise ValueError("out overlaps grad_output")
+
+    # ---- the kernel's view ---------------------------------------------------------------
+    cdef cnp.ndarray x = as_kernel_array(x0, typenum)
+    cdef fl_index x_ss = 0, g_ss = 0, t_ss = 0, go_ss = 0
+    if nd >= 2 and not (strides_in_elements(x) and merged_stride(x, 2, &x_ss)):
+        x = np.ascontiguousarray(x)
+        merged_stride(x, 2, &x_ss)
+    if nd >= 2 and not merged_stride(t, 1, &t_ss):
+        t = np.ascontiguousarray(t)
+        merged_stride(t, 1, &t_ss)
+    if go is not None and not (strides_in_elements(go) and merged_stride(go, 1, &go_ss)):
+        go = np.ascontiguousarray(go)
+        merged_stride(go, 1, &go_ss)
+
+    cdef cnp.ndarray g = None
+    if want_grad:
+        if in_place:
+            g = x
+        elif (g_user is not None and cnp.PyArray_TYPE(g_user) == typenum and is_native_aligned(g_user)
+              and strides_in_elements(g_user) and (nd < 2 or merged_stride(g_user, 2, &g_ss))):
+            g = g_user
+        else:
+            g = np.empty_like(x)
+        if nd >= 2 and not merged_stride(g, 2, &g_ss):
+            g = np.empty_like(x, order="C")
+            merged_stride(g, 2, &g_ss)
+
+    cdef cnp.ndarray loss_arr = None
+    if red == REDUCE_NONE:
+        loss_arr = np.empty(np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else (),
+                            dtype=cnp.PyArray_DescrFromType(typenum))
+
+    cdef fl_nll_args a
+    a.c = C
+    a.x = cnp.PyArray_DATA(x)
+    a.target = cnp.PyArray_DATA(t)
+    a.target_kind = FL_NLL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_NLL_TARGET_I64
+    a.weight = cnp.PyArray_DATA(w) if w is not None else NULL
+    a.ignore_index = <int64_t>ignore
+    a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
+    a.grad = cnp.PyArray_DATA(g) if g is not None else NULL
+    a.loss = cnp.PyArray_DATA(loss_arr) if loss_arr is not None else NULL
+    a.nthreads = _threads._num_threads
+    cdef fl_index x_sn = 0, x_sc, g_sn = 0, g_sc = 0, t_sn = 0, go_sn = 0
+    if nd == 1:
+        x_sc = elem_stride(x, 0)
+        if g is not None:
+            g_sc = elem_stride(g, 0)
+    else:
+        x_sn = elem_stride(x, 0)
+        x_sc = elem_stride(x, 1)
+        if g is not None:
+            g_sn = elem_stride(g, 0)
+            g_sc = elem_stride(g, 1)
+        t_sn = elem_stride(t, 0)
+        if go is not None:
+            go_sn = elem_stride(go, 0)
+    if S == 1:
+        a.n, a.s = 1, N
+        a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = 0, x_sn, 0, g_sn, 0, t_sn, 0, go_sn
+    else:
+        a.n, a.s = N, S
+        a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = x_sn, x_ss, g_sn, g_ss, t_sn, t_ss, go_sn, go_ss
+    a.x_sc, a.g_sc = x_sc, g_sc
+
+    cdef double kept = <double>(N * S)
+    cdef int64_t bad_value = 0
+    cdef fl_index bad = -1
+    cdef int status = FL_OK
+    if N * S >= FL_BLOCK_ELEMENTS or (want_grad and N * S * C >= FL_BLOCK_ELEMENTS):
+        with nogil:
+            status = _check_and_run(&a, typenum, red, go_scalar, &kept, &bad, &bad_value)
+    else:
+        status = _check_and_run(&a, typenum, red, go_scalar, &kept, &bad, &bad_value)
+    if bad >= 0:
+        raise IndexError(f"Target {bad_value} is out of bounds.")
+    if status == FL_ERR_NOMEM:
+        raise MemoryError("nll_loss: out of memory")
+    if stats is not None:
+        stats["threads_used"] = a.threads_used
+
+    cdef int out_type = cnp.PyArray_TYPE(x0)
+    if red == REDUCE_NONE:
+        loss = loss_arr if out_type == typenum else loss_arr.astype(np.float16)
+    elif red == REDUCE_SUM:
+        loss = _scalar(a.loss_sum, out_type)
+    else:
+        loss = _scalar(a.loss_sum / kept if kept != 0.0 else (np.nan if a.loss_sum == 0.0 else a.loss_sum / kept),
+                       out_type)
+    if not want_grad:
+        return loss
+    if in_place:
+        if g is not x0:
+            np.copyto(x0, g, casting="unsafe")
+        return loss, x0
+    if g_user is not None:
+        if g is not g_user:
+            np.copyto(g_user, g, casting="unsafe")
+        return loss, g_user
+    if out_type != typenum:
+        g = g.astype(np.float16)
+    return loss, g
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood loss, as ``torch.nn.functional.nll_loss``.
+
+    Parameters
+    ----------
+    input : array_like of float16, float32 or float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Log-probabilities (e.g. from :func:`log_softmax`); the class axis is axis 1 (axis 0
+        for 1-D input). Any memory layout; float16 is computed in float32.
+    target : array_like of integers, shape (N, d1, ..., dk) (0-d or (1,) for 1-D input)
+        Class indices, each in [0, C) or equal to ``ignore_index``. Floating targets are a
+        TypeError (torch accepts only index targets here).
+    weight : array_like of shape (C,), optional
+        Per-class weight w (cast to the input's dtype).
+    ignore_index : int, default -100
+        Targets equal to it contribute neither loss nor gradient.
+    reduction : {"mean", "sum", "none"}, default "mean"
+
+    Returns
+    -------
+    loss : NumPy scalar of the input's dtype for "mean"/"sum"; for "none" an array of shape
+        (N, d1, ..., dk) (0-d for 1-D input).
+
+    Notes
+    -----
+    At one position with target t::
+
+        loss = -w[t] * input[t]        (0 when t == ignore_index)
+
+    "mean" divides the sum by the sum of w[t] over the kept positions (nan when every
+    position is ignored or the input is empty); "sum" of nothing is 0.
+
+    Raises
+    ------
+    TypeError for dtypes, ValueError for shapes and option values, IndexError
+    ("Target 7 is out of bounds.") for a class index outside [0, C).
+    """
+    return _nll_loss(input, target, weight, ignore_index, reduction, None, None, False, None)
+
+
+def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
+                       grad_output=None, out=None):
+    """NLL loss and its gradient with respect to the input, in one pass.
+
+    Parameters are those of :func:`nll_loss`, plus:
+
+    grad_output : float or array_like, optional
+        The upstream gradient g (default 1): a scalar for "mean"/"sum"; for "none" a scalar
+        or an array that broadcasts to the loss's shape.
+    out : ndarray, optional
+        Where to write the gradient: the input's shape and dtype, writeable, any layout.
+        ``out=input`` (exactly) computes in place; any other overlap is a ValueError.
+
+    Returns
+    -------
+    (loss, grad) : loss as :func:`nll_loss`; grad = d(sum(loss * g)) / d(input), of the
+        input's shape and dtype (``out`` when given).
+
+    Notes
+    -----
+    With s the position's upstream factor (g, divided for "mean" by the sum of the kept
+    targets' weights)::
+
+        grad[k] = -s * w[t] * [k == t]     (all zero at an ignored position)
+    """
+    return _nll_loss(input, target, weight, ignore_index, reduction, grad_output, out, True, None)
+
+
+def _nll_loss_stats(input, target, weight=None, ignore_index=-100, reduction="mean",
+                    grad_output=None, out=None, want_grad=True):
+    """For tests: (result, stats) where stats tells the threads that ran."""
+    stats = {}
+    result = _nll_loss(input, target, weight, ignore_index, reduction, grad_output, out, want_grad, stats)
+    return result, stats
