@@ -1,0 +1,134 @@
+/*
+ * Regression losses (mse, l1, smooth_l1, huber): the shared elementwise driver, its template
+ * instantiated for float32 / float64 on the generic / AVX2 / AVX-512 paths, and the two
+ * entry points. Formulas and argument conventions: regression.h.
+ */
+#include "regression.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "simd_avx2.h"
+#include "simd_avx512.h"
+#include "simd_generic.h"
+
+#define FL_XCAT_(a, b) a##b
+#define FL_XCAT(a, b) FL_XCAT_(a, b)
+
+typedef struct {
+    const fl_reg_args *a;
+    fl_index total, block;
+    double *partial; /* one loss sum per block */
+} reg_ctx;
+
+/* the largest float / double below v (v > 0 here: beta and delta of the kernels that use it) */
+#define FL_NEXTDOWN(v) (sizeof(v) == sizeof(float) ? (FL_T)nextafterf((float)(v), -INFINITY) \
+                                                   : (FL_T)nextafter((double)(v), -INFINITY))
+
+#define FL_ATTR
+#define FL_PATH generic
+#define FL_P gen_f32_
+#define FL_T float
+#define FL_TS f32
+#include "regression_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#define FL_P gen_f64_
+#define FL_T double
+#define FL_TS f64
+#include "regression_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_ATTR
+#undef FL_PATH
+
+#if FL_HAVE_AVX2_BUILD
+#define FL_ATTR FL_AVX2
+#define FL_PATH avx2
+#define FL_P avx2_f32_
+#define FL_T float
+#define FL_TS f32
+#include "regression_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#define FL_P avx2_f64_
+#define FL_T double
+#define FL_TS f64
+#include "regression_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_ATTR
+#undef FL_PATH
+
+#define FL_ATTR FL_AVX512
+#define FL_PATH avx512
+#define FL_P avx512_f32_
+#define FL_T float
+#define FL_TS f32
+#include "regression_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#define FL_P avx512_f64_
+#define FL_T double
+#define FL_TS f64
+#include "regression_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_ATTR
+#undef FL_PATH
+#endif
+
+static int reg_run(fl_reg_args *a, fl_block_fn block_fn)
+{
+    reg_ctx ctx;
+    ctx.a = a;
+    ctx.total = 1;
+    for (int d = 0; d < a->ndim; d++)
+        ctx.total *= a->shape[d];
+    a->loss_sum = 0.0;
+    a->threads_used = 1;
+    if (ctx.total == 0 || a->ndim < 1)
+        return FL_OK;
+    ctx.block = FL_BLOCK_ELEMENTS;
+    const fl_index nblocks = (ctx.total + ctx.block - 1) / ctx.block;
+    double one;
+    ctx.partial = nblocks == 1 ? &one : (double *)malloc((size_t)nblocks * sizeof(double));
+    if (ctx.partial == NULL)
+        return FL_ERR_NOMEM;
+    a->threads_used = fl_parallel_blocks(block_fn, &ctx, nblocks, a->nthreads);
+    double sum = 0.0;
+    for (fl_index b = 0; b < nblocks; b++) /* block order: independent of the thread count */
+        sum += ctx.partial[b];
+    a->loss_sum = sum;
+    if (ctx.partial != &one)
+        free(ctx.partial);
+    return FL_OK;
+}
+
+int fl_regression_f32(fl_reg_args *a)
+{
+#if FL_HAVE_AVX2_BUILD
+    if (a->simd == FL_SIMD_AVX512)
+        return reg_run(a, reg_block_f32_avx512);
+    if (a->simd == FL_SIMD_AVX2)
+        return reg_run(a, reg_block_f32_avx2);
+#endif
+    return reg_run(a, reg_block_f32_generic);
+}
+
+int fl_regression_f64(fl_reg_args *a)
+{
+#if FL_HAVE_AVX2_BUILD
+    if (a->simd == FL_SIMD_AVX512)
+        return reg_run(a, reg_block_f64_avx512);
+    if (a->simd == FL_SIMD_AVX2)
+        return reg_run(a, reg_block_f64_avx2);
+#endif
+    return reg_run(a, reg_block_f64_generic);
+}

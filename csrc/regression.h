@@ -1,0 +1,61 @@
+/*
+ * Elementwise regression losses over input x and target y broadcast together to one shape
+ * (the broadcast is expressed by zero strides; the Cython layer merges axes first, so the
+ * common case -- same shape, contiguous -- arrives as one axis of stride 1).
+ *
+ * Per element, with d = x - y, z = |d|, p the loss parameter (beta / delta) and s the
+ * upstream factor (grad_output times the reduction's scale):
+ *   mse        loss = d^2                                   grad = 2 d s
+ *   l1         loss = z                                     grad = sign(d) s  (0 for d = 0 or nan)
+ *   smooth_l1  loss = z < p ? 0.5 z^2 / p : z - 0.5 p       grad = d >= p ? s : d <= -p ? -s : d s / p
+ *   huber      loss = z < p ? 0.5 z^2 : p (z - 0.5 p)       grad = d >= p ? p s : d <= -p ? -p s : d s
+ * (smooth_l1 with p == 0 is l1, which the caller selects; huber needs p > 0.)
+ * The losses are summed in double over fixed blocks of FL_BLOCK_ELEMENTS elements of the
+ * C-order flat index, the block sums combined in block order: results do not depend on the
+ * thread count.
+ */
+#ifndef FASTLOSS_REGRESSION_H
+#define FASTLOSS_REGRESSION_H
+
+#include "fastloss.h"
+
+#define FL_REG_MSE 0
+#define FL_REG_L1 1
+#define FL_REG_SMOOTH_L1 2
+#define FL_REG_HUBER 3
+
+#define FL_REG_MAXDIM 64
+
+typedef struct fl_reg_args {
+    int kind;
+    double param; /* beta (smooth_l1) or delta (huber) */
+    /* the iteration shape (C order) and each operand's strides in elements (0: broadcast) */
+    int ndim;
+    fl_index shape[FL_REG_MAXDIM];
+    const void *x;
+    fl_index xs[FL_REG_MAXDIM];
+    const void *y;
+    fl_index ys[FL_REG_MAXDIM];
+    /* upstream gradient per element (times scale), or scale alone when NULL */
+    const void *grad_out;
+    fl_index gos[FL_REG_MAXDIM];
+    double scale;
+    /* outputs, each NULL when not wanted: the gradient (may be x or y exactly) and the
+     * per-element losses */
+    void *grad;
+    fl_index gs[FL_REG_MAXDIM];
+    void *loss;
+    fl_index ls[FL_REG_MAXDIM];
+    /* execution */
+    int simd;
+    int nthreads;
+    /* results */
+    double loss_sum;
+    int threads_used;
+} fl_reg_args;
+
+/* FL_OK or FL_ERR_NOMEM. */
+int fl_regression_f32(fl_reg_args *a);
+int fl_regression_f64(fl_reg_args *a);
+
+#endif /* FASTLOSS_REGRESSION_H */
