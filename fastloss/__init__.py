@@ -36,6 +36,18 @@ _find_compiled_modules()
 from fastloss._version import __version__  # noqa: E402
 from fastloss._threads import get_num_threads, set_num_threads  # noqa: E402
 from fastloss._cross_entropy import cross_entropy, cross_entropy_with_grad  # noqa: E402
+from fastloss._nll_loss import nll_loss, nll_loss_with_grad  # noqa: E402
+from fastloss._softmax import log_softmax, log_softmax_backward, softmax, softmax_backward  # noqa: E402
+from fastloss._regression import (  # noqa: E402
+    huber_loss,
+    huber_loss_with_grad,
+    l1_loss,
+    l1_loss_with_grad,
+    mse_loss,
+    mse_loss_with_grad,
+    smooth_l1_loss,
+    smooth_l1_loss_with_grad,
+)
 from fastloss._info import kernel_info  # noqa: E402
 from fastloss import reference  # noqa: E402
 
@@ -44,7 +56,21 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_with_grad",
     "get_num_threads",
+    "huber_loss",
+    "huber_loss_with_grad",
     "kernel_info",
+    "l1_loss",
+    "l1_loss_with_grad",
+    "log_softmax",
+    "log_softmax_backward",
+    "mse_loss",
+    "mse_loss_with_grad",
+    "nll_loss",
+    "nll_loss_with_grad",
     "reference",
     "set_num_threads",
+    "smooth_l1_loss",
+    "smooth_l1_loss_with_grad",
+    "softmax",
+    "softmax_backward",
 ]

@@ -32,10 +32,28 @@ cross_entropy(input, target, ...)             -> loss
 cross_entropy_with_grad(input, target, ...)   -> (loss, grad)
 """
 import numbers
+import warnings
 
 import numpy as np
 
-__all__ = ["cross_entropy", "cross_entropy_with_grad"]
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_with_grad",
+    "log_softmax",
+    "softmax",
+    "log_softmax_backward",
+    "softmax_backward",
+    "nll_loss",
+    "nll_loss_with_grad",
+    "mse_loss",
+    "mse_loss_with_grad",
+    "l1_loss",
+    "l1_loss_with_grad",
+    "smooth_l1_loss",
+    "smooth_l1_loss_with_grad",
+    "huber_loss",
+    "huber_loss_with_grad",
+]
 
 _REDUCTIONS = ("none", "mean", "sum")
 _INPUT_TYPES = (np.float16, np.float32, np.float64)
@@ -449,3 +467,362 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
         return loss, grad
     out[...] = grad
     return loss, out
+
+
+# ---- softmax, log_softmax and their backward; nll_loss -----------------------------------
+
+_SM_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _sm_float_array(a, what):
+    a = np.asarray(a)
+    if a.dtype.type not in _SM_FLOATS:
+        raise TypeError(f"{what} must be float16, float32 or float64, got dtype {a.dtype}")
+    return a
+
+
+def _sm_axis(axis, ndim):
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an int, got {type(axis).__name__}")
+    n = max(ndim, 1)
+    axis = int(axis)
+    if not -n <= axis < n:
+        raise np.exceptions.AxisError(axis, n)
+    return axis % n
+
+
+def _sm_check_out(out, like, others):
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != like.shape:
+        raise ValueError(f"out must have shape {like.shape}, got {out.shape}")
+    if out.dtype != like.dtype:
+        raise TypeError(f"out must have dtype {like.dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is not writeable")
+    for a in others:
+        same = (a.shape == out.shape and a.strides == out.strides and a.dtype == out.dtype
+                and a.__array_interface__["data"][0] == out.__array_interface__["data"][0])
+        if not same and np.shares_memory(out, a):
+            raise ValueError("out partially overlaps an argument")
+    return out
+
+
+def _sm_finish(result, dtype, out):
+    if out is not None:
+        out[...] = result.astype(dtype)
+        return out
+    return np.asarray(result.astype(dtype))
+
+
+def _sm_softmax_parts(x, axis):
+    z = x.astype(np.float64)
+    if z.ndim == 0:
+        z = z.reshape(1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite_max = np.max(np.where(np.isnan(z), -np.inf, z), axis=axis, keepdims=True) if z.size else z
+        d = z - finite_max            # NaN when the max is +inf or -inf (all -inf)
+        s = np.sum(np.exp(d), axis=axis, keepdims=True)
+    return d, s
+
+
+def log_softmax(input, axis=-1, out=None):
+    """log_softmax along ``axis`` (see the module docstring)."""
+    x = _sm_float_array(input, "input")
+    ax = _sm_axis(axis, x.ndim)
+    out = _sm_check_out(out, x, [x])
+    d, s = _sm_softmax_parts(x, ax)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = d - np.log(s)
+    return _sm_finish(r.reshape(x.shape), x.dtype, out)
+
+
+def softmax(input, axis=-1, out=None):
+    """softmax along ``axis`` (see the module docstring)."""
+    x = _sm_float_array(input, "input")
+    ax = _sm_axis(axis, x.ndim)
+    out = _sm_check_out(out, x, [x])
+    d, s = _sm_softmax_parts(x, ax)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.exp(d) / s
+    return _sm_finish(r.reshape(x.shape), x.dtype, out)
+
+
+def _sm_backward_args(grad_output, output, axis, out):
+    g = _sm_float_array(grad_output, "grad_output")
+    y = _sm_float_array(output, "output")
+    if y.shape != g.shape:
+        raise ValueError(f"output has shape {y.shape}, expected {g.shape}")
+    ax = _sm_axis(axis, g.ndim)
+    out = _sm_check_out(out, g, [g, y])
+    g64 = g.astype(np.float64).reshape(g.shape or (1,))
+    y64 = y.astype(g.dtype).astype(np.float64).reshape(g.shape or (1,))
+    return g, g64, y64, ax, out
+
+
+def log_softmax_backward(grad_output, output, axis=-1, out=None):
+    """grad_output - exp(output) * sum(grad_output) along ``axis``."""
+    g, g64, y64, ax, out = _sm_backward_args(grad_output, output, axis, out)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = g64 - np.exp(y64) * np.sum(g64, axis=ax, keepdims=True)
+    return _sm_finish(r.reshape(g.shape), g.dtype, out)
+
+
+def softmax_backward(grad_output, output, axis=-1, out=None):
+    """output * (grad_output - sum(grad_output * output)) along ``axis``."""
+    g, g64, y64, ax, out = _sm_backward_args(grad_output, output, axis, out)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = y64 * (g64 - np.sum(g64 * y64, axis=ax, keepdims=True))
+    return _sm_finish(r.reshape(g.shape), g.dtype, out)
+
+
+def _sm_nll_args(input, target, weight, ignore_index, reduction):
+    x = _sm_float_array(input, "input")
+    if x.ndim == 0:
+        raise ValueError("Expected 1 or more dimensions (got 0)")
+    if not isinstance(reduction, str) or reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction!r} is not a valid value for reduction")
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    ignore_index = int(ignore_index)
+    C = x.shape[0] if x.ndim == 1 else x.shape[1]
+    batch = () if x.ndim == 1 else x.shape[:1] + x.shape[2:]
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss targets must be integer class indices, got dtype {t.dtype}")
+    if x.ndim == 1:
+        if t.shape not in ((), (1,)):
+            raise ValueError(f"for 1-D input the target must be 0-d or (1,), got {t.shape}")
+        t = t.reshape(())
+    elif t.shape != batch:
+        raise ValueError(f"Expected target size {batch}, got {t.shape}")
+    if weight is None:
+        w = np.ones(C)
+    else:
+        w0 = np.asarray(weight)
+        if w0.dtype.kind not in "iuf":
+            raise TypeError(f"weight must be real, got dtype {w0.dtype}")
+        if w0.shape != (C,):
+            raise ValueError(f"weight must have shape ({C},), got {w0.shape}")
+        w = w0.astype(x.dtype).astype(np.float64)
+    kept = t != ignore_index
+    bad = kept & ~((t >= 0) & (t < C))
+    if bad.any():
+        raise IndexError(f"Target {int(t.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])} is out of bounds.")
+    return x, t, w, kept, C, batch, ignore_index
+
+
+def _sm_nll_core(x, t, w, kept, C):
+    """Per-position losses and the gathered (w_t, position index) in float64."""
+    x64 = x.astype(np.float64)
+    xm = np.moveaxis(x64, 0 if x.ndim == 1 else 1, -1)  # batch shape + (C,)
+    tt = np.where(kept, t, 0).astype(np.int64)
+    if C == 0:
+        xt = np.zeros(tt.shape)
+        wt = np.zeros(tt.shape)
+    else:
+        xt = np.take_along_axis(xm, tt[..., None], axis=-1)[..., 0]
+        wt = w[tt]
+    wt = np.where(kept, wt, 0.0)
+    with np.errstate(invalid="ignore"):
+        loss = np.where(kept, -(wt * xt), 0.0)
+    return loss, wt, tt
+
+
+def _sm_reduce(loss, wt, reduction, dtype):
+    if reduction == "none":
+        return np.asarray(loss.astype(dtype))
+    total = float(np.sum(loss))
+    if reduction == "sum":
+        return dtype.type(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return dtype.type(np.float64(total) / np.float64(np.sum(wt)))
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """-w[t] * input[t] per position, reduced (see the module docstring)."""
+    x, t, w, kept, C, batch, ignore_index = _sm_nll_args(input, target, weight, ignore_index, reduction)
+    loss, wt, _ = _sm_nll_core(x, t, w, kept, C)
+    return _sm_reduce(loss, wt, reduction, x.dtype)
+
+
+def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
+                       grad_output=None, out=None):
+    """(loss, d(sum(loss * grad_output))/d(input)): -s * w[t] at each kept target, else 0."""
+    x, t, w, kept, C, batch, ignore_index = _sm_nll_args(input, target, weight, ignore_index, reduction)
+    go = np.asarray(1.0 if grad_output is None else grad_output)
+    if go.dtype.kind not in "iuf":
+        raise TypeError(f"grad_output must be real, got dtype {go.dtype}")
+    go = go.astype(np.float64)
+    if reduction != "none" and go.ndim != 0:
+        raise ValueError("grad_output must be a scalar for reduction='mean' or 'sum'")
+    try:
+        go = np.broadcast_to(go, batch)
+    except ValueError:
+        raise ValueError(f"grad_output of shape {go.shape} does not broadcast to {batch}") from None
+    out = _sm_check_out(out, x, [x])
+    loss, wt, tt = _sm_nll_core(x, t, w, kept, C)
+    value = _sm_reduce(loss, wt, reduction, x.dtype)
+    scale = go
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = go / np.float64(np.sum(wt))
+    gm = np.zeros(batch + (C,))
+    with np.errstate(invalid="ignore"):
+        vals = np.where(kept, -wt * scale, 0.0)
+    if C:
+        np.put_along_axis(gm, tt[..., None], np.where(kept, vals, 0.0)[..., None], axis=-1)
+    grad = np.moveaxis(gm, -1, 0 if x.ndim == 1 else 1)
+    return value, _sm_finish(grad, x.dtype, out)
+
+
+# ---- mse_loss, l1_loss, smooth_l1_loss, huber_loss ---------------------------------------
+
+_REG_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _reg_prepare(input, target, reduction):
+    x = np.asarray(input)
+    t = np.asarray(target)
+    if x.dtype.type not in _REG_FLOATS:
+        raise TypeError(f"input must be a float16, float32 or float64 array, got dtype {x.dtype}")
+    if not (t.dtype.kind in "biuf"):
+        raise TypeError(f"target must be a real array, got dtype {t.dtype}")
+    if not isinstance(reduction, str) or reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction!r} is not a valid value for reduction")
+    if x.shape != t.shape:
+        try:
+            np.broadcast_shapes(x.shape, t.shape)
+        except ValueError:
+            raise ValueError(f"The size of target {t.shape} does not broadcast with the size of "
+                             f"input {x.shape}") from None
+        warnings.warn(f"Using a target size ({t.shape}) that is different to the input size "
+                      f"({x.shape}). This will likely lead to incorrect results due to "
+                      "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=3)
+    # the target is rounded to the input's dtype first (as the fast path casts it)
+    t = t.astype(x.dtype).astype(np.float64)
+    xd, td = np.broadcast_arrays(x.astype(np.float64), t)
+    return x, xd, td
+
+
+def _reg_reduce(x, losses, reduction):
+    with np.errstate(invalid="ignore"):
+        if reduction == "none":
+            return losses.astype(x.dtype)
+        if reduction == "sum":
+            return x.dtype.type(losses.sum())
+        return x.dtype.type(losses.sum() / losses.size if losses.size else np.nan)
+
+
+def _reg_upstream(grad_output, reduction, shape):
+    """The upstream factor per element of the loss (float64, loss shape)."""
+    g = 1.0 if grad_output is None else grad_output
+    g = np.asarray(g, dtype=np.float64)
+    if reduction != "none" and g.ndim != 0:
+        raise ValueError("grad_output must be a scalar for reduction='mean' or 'sum'")
+    g = np.broadcast_to(g, shape)
+    if reduction == "mean":
+        n = int(np.prod(shape))
+        g = g / n if n else g * np.nan
+    return g
+
+
+def _reg_grad_result(x, grad_full, out):
+    """Sum the broadcast gradient back to x's shape; round to x's dtype; write into out."""
+    lead = grad_full.ndim - x.ndim
+    g = grad_full.sum(axis=tuple(range(lead))) if lead else grad_full
+    axes = tuple(d for d in range(x.ndim) if x.shape[d] == 1 and g.shape[d] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    g = np.asarray(g).reshape(x.shape).astype(x.dtype)
+    if out is not None:
+        out[...] = g
+        return out
+    return g
+
+
+def _reg_elementwise(kind, d, param):
+    """(loss, dloss/dd) of float64 differences d."""
+    z = np.abs(d)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if kind == "mse":
+            return d * d, 2.0 * d
+        if kind == "l1" or (kind == "smooth_l1" and param == 0.0):
+            s = np.where(d > 0, 1.0, np.where(d < 0, -1.0, 0.0))
+            return z, s
+        if kind == "smooth_l1":
+            beta = param
+            loss = np.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta)
+            grad = np.where(d >= beta, 1.0, np.where(d <= -beta, -1.0, d / beta))
+            return loss, grad
+        delta = param
+        loss = np.where(z < delta, 0.5 * z * z, delta * (z - 0.5 * delta))
+        grad = np.where(d >= delta, delta, np.where(d <= -delta, -delta, d))
+        return loss, grad
+
+
+def _reg_check_param(kind, param):
+    if kind == "smooth_l1" and not (float(param) >= 0.0):
+        raise ValueError("smooth_l1_loss does not support negative values for beta.")
+    if kind == "huber" and not (float(param) > 0.0):
+        raise ValueError("huber_loss does not support non-positive values for delta.")
+
+
+def _reg_loss(kind, input, target, reduction, param):
+    x, xd, td = _reg_prepare(input, target, reduction)
+    _reg_check_param(kind, param)
+    losses, _ = _reg_elementwise(kind, xd - td, param)
+    return _reg_reduce(x, losses, reduction)
+
+
+def _reg_loss_with_grad(kind, input, target, reduction, param, grad_output, out):
+    x, xd, td = _reg_prepare(input, target, reduction)
+    _reg_check_param(kind, param)
+    losses, dl = _reg_elementwise(kind, xd - td, param)
+    g = _reg_upstream(grad_output, reduction, losses.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        grad_full = dl * g
+    return _reg_reduce(x, losses, reduction), _reg_grad_result(x, grad_full, out)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """loss = (x - y) ** 2 per element."""
+    return _reg_loss("mse", input, target, reduction, None)
+
+
+def mse_loss_with_grad(input, target, reduction="mean", grad_output=None, out=None):
+    """grad = 2 (x - y) g."""
+    return _reg_loss_with_grad("mse", input, target, reduction, None, grad_output, out)
+
+
+def l1_loss(input, target, reduction="mean"):
+    """loss = |x - y| per element."""
+    return _reg_loss("l1", input, target, reduction, None)
+
+
+def l1_loss_with_grad(input, target, reduction="mean", grad_output=None, out=None):
+    """grad = sign(x - y) g (0 where x - y is 0 or nan)."""
+    return _reg_loss_with_grad("l1", input, target, reduction, None, grad_output, out)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """loss = 0.5 z^2 / beta if z < beta else z - 0.5 beta, z = |x - y|."""
+    return _reg_loss("smooth_l1", input, target, reduction, beta)
+
+
+def smooth_l1_loss_with_grad(input, target, reduction="mean", beta=1.0, grad_output=None, out=None):
+    """grad = clip((x - y) / beta, -1, 1) g (nan stays nan)."""
+    return _reg_loss_with_grad("smooth_l1", input, target, reduction, beta, grad_output, out)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """loss = 0.5 z^2 if z < delta else delta (z - 0.5 delta), z = |x - y|."""
+    return _reg_loss("huber", input, target, reduction, delta)
+
+
+def huber_loss_with_grad(input, target, reduction="mean", delta=1.0, grad_output=None, out=None):
+    """grad = clip(x - y, -delta, delta) g (nan stays nan)."""
+    return _reg_loss_with_grad("huber", input, target, reduction, delta, grad_output, out)
+
