@@ -56,6 +56,16 @@ FL_AVX2_INLINE __m256 avx2_f32_pow2_magic(__m256 t, __m256 magic)
     __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
 }
+FL_AVX2_INLINE __m256 avx2_f32_div(__m256 a, __m256 b) { return _mm256_div_ps(a, b); }
+/* For x positive, normal and finite: returns its exponent e as a float and stores its
+ * mantissa m in [1, 2), x = m 2^e (simd_log.h handles every other x itself). */
+FL_AVX2_INLINE __m256 avx2_f32_getexp_mant(__m256 x, __m256 *m)
+{
+    const __m256i b = _mm256_castps_si256(x);
+    *m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x007FFFFF)),
+                                             _mm256_set1_epi32(0x3F800000)));
+    return _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b, 23)), _mm256_set1_ps(127.0f));
+}
 FL_AVX2_INLINE float avx2_f32_hmax(__m256 v)
 {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -122,6 +132,16 @@ FL_AVX2_INLINE __m256d avx2_f64_pow2_magic(__m256d t, __m256d magic)
 {
     __m256i n = _mm256_sub_epi64(_mm256_castpd_si256(t), _mm256_castpd_si256(magic));
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n, _mm256_set1_epi64x(1023)), 52));
+}
+FL_AVX2_INLINE __m256d avx2_f64_div(__m256d a, __m256d b) { return _mm256_div_pd(a, b); }
+FL_AVX2_INLINE __m256d avx2_f64_getexp_mant(__m256d x, __m256d *m)
+{
+    const __m256i b = _mm256_castpd_si256(x);
+    *m = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL)),
+                                             _mm256_set1_epi64x(0x3FF0000000000000LL)));
+    /* the exponent field as a double without a 64-bit convert: its bits or'ed into 2^52 */
+    const __m256i e = _mm256_or_si256(_mm256_srli_epi64(b, 52), _mm256_set1_epi64x(0x4330000000000000LL));
+    return _mm256_sub_pd(_mm256_castsi256_pd(e), _mm256_set1_pd(4503599627370496.0 + 1023.0));
 }
 FL_AVX2_INLINE double avx2_f64_hmax(__m256d v)
 {

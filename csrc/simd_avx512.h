@@ -49,6 +49,13 @@ FL_AVX512_INLINE __m512 avx512_f32_pow2_magic(__m512 t, __m512 magic)
  * it instead of building 2^n from integer bits plus a range select). */
 #define avx512_f32_HAS_SCALEF 1
 FL_AVX512_INLINE __m512 avx512_f32_scalef(__m512 p, __m512 n) { return _mm512_scalef_ps(p, n); }
+FL_AVX512_INLINE __m512 avx512_f32_div(__m512 a, __m512 b) { return _mm512_div_ps(a, b); }
+/* x positive, normal, finite: exponent as a float, mantissa in [1, 2) (see simd_avx2.h) */
+FL_AVX512_INLINE __m512 avx512_f32_getexp_mant(__m512 x, __m512 *m)
+{
+    *m = _mm512_getmant_ps(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+    return _mm512_getexp_ps(x);
+}
 FL_AVX512_INLINE float avx512_f32_hmax(__m512 v) { return _mm512_reduce_max_ps(v); }
 FL_AVX512_INLINE avx512_f32_acc avx512_f32_acc_zero(void)
 {
@@ -105,6 +112,12 @@ FL_AVX512_INLINE __m512d avx512_f64_pow2_magic(__m512d t, __m512d magic)
 }
 #define avx512_f64_HAS_SCALEF 1
 FL_AVX512_INLINE __m512d avx512_f64_scalef(__m512d p, __m512d n) { return _mm512_scalef_pd(p, n); }
+FL_AVX512_INLINE __m512d avx512_f64_div(__m512d a, __m512d b) { return _mm512_div_pd(a, b); }
+FL_AVX512_INLINE __m512d avx512_f64_getexp_mant(__m512d x, __m512d *m)
+{
+    *m = _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+    return _mm512_getexp_pd(x);
+}
 FL_AVX512_INLINE double avx512_f64_hmax(__m512d v) { return _mm512_reduce_max_pd(v); }
 FL_AVX512_INLINE __m512d avx512_f64_acc_zero(void) { return _mm512_setzero_pd(); }
 FL_AVX512_INLINE __m512d avx512_f64_acc_add(__m512d a, __m512d v) { return _mm512_add_pd(a, v); }

@@ -57,6 +57,16 @@ typedef double gen_f64_acc __attribute__((vector_size(16)));
         U n = (U)t - (U)magic; /* unsigned: out-of-range lanes wrap, never overflow */        \
         return (V)((n + EXPBIAS) << MANTBITS);                                                \
     }                                                                                         \
+    FL_GEN_INLINE V P##div(V a, V b) { return a / b; }                                        \
+    /* x positive, normal, finite: exponent as a float, mantissa in [1, 2); the exponent     \
+     * field is or'ed into 2^MANTBITS (no 64-bit int-to-float convert on SSE2) */            \
+    FL_GEN_INLINE V P##getexp_mant(V x, V *m)                                                 \
+    {                                                                                         \
+        const U b = (U)x, one = (U){0} + 1;                                                   \
+        *m = (V)((b & ((one << MANTBITS) - one)) | (((U){0} + EXPBIAS) << MANTBITS));         \
+        const U e = (b >> MANTBITS) | (((U){0} + EXPBIAS + MANTBITS) << MANTBITS);            \
+        return (V)e - (T)((uint64_t)1 << MANTBITS) - (T)EXPBIAS;                              \
+    }                                                                                         \
     FL_GEN_INLINE T P##hmax(V v)                                                              \
     {                                                                                         \
         T m = v[0];                                                                           \
@@ -116,6 +126,15 @@ typedef double gen_f64_acc;
         T r;                                                                                  \
         memcpy(&r, &bits, sizeof r);                                                          \
         return r;                                                                             \
+    }                                                                                         \
+    FL_GEN_INLINE T P##div(T a, T b) { return a / b; }                                        \
+    FL_GEN_INLINE T P##getexp_mant(T x, T *m)                                                 \
+    {                                                                                         \
+        U b;                                                                                  \
+        memcpy(&b, &x, sizeof x);                                                             \
+        const U mb = (U)((b & (((U)1 << MANTBITS) - 1u)) | ((U)EXPBIAS << MANTBITS));         \
+        memcpy(m, &mb, sizeof mb);                                                            \
+        return (T)(b >> MANTBITS) - (T)EXPBIAS;                                               \
     }                                                                                         \
     FL_GEN_INLINE T P##hmax(T v) { return v; }                                                \
     FL_GEN_INLINE double P##acc_zero(void) { return 0.0; }                                    \
