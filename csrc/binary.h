@@ -1,0 +1,73 @@
+/*
+ * Elementwise losses between an input x and a target y, with their gradients wrt x:
+ *
+ *   FL_BIN_BCE          binary cross-entropy on probabilities x in [0, 1], y in [0, 1]:
+ *                         loss = w ((y - 1) max(log1p(-x), -100) - y max(log x, -100))
+ *                         grad = s w (x - y) / max((1 - x) x, eps), eps = (float)1e-12
+ *   FL_BIN_BCE_LOGITS   binary cross-entropy on logits, with pos_weight p (1 when absent):
+ *                         lw = (p - 1) y + 1
+ *                         loss = w ((1 - y) x + lw (log1p(exp(-|x|)) + max(-x, 0)))
+ *                         grad = s w (lw sigmoid(x) - p y)
+ *   FL_BIN_KL           Kullback-Leibler, log-probabilities x, probabilities y:
+ *                         loss = xlogy(y, y) - y x   (xlogy(0, y) = 0; y < 0: NaN)
+ *                         grad = -s y
+ *   FL_BIN_KL_LOG       Kullback-Leibler, log-probabilities x and y:
+ *                         loss = exp(y) (y - x),  grad = -s exp(y)
+ *
+ * where s is the upstream factor: go[i] * scale (go absent: scale alone).
+ *
+ * Every operand is seen as a 2-D array of rows x cols (the Cython layer merges the
+ * broadcast shape down to at most two axes), element (r, k) at p[r * sr + k * sk]
+ * (strides in elements, any sign, 0 for a broadcast axis). The vector loops take operands
+ * whose inner stride is 1 (w, p, go: also 0); any other inner stride goes through small
+ * stack buffers (gather, compute, scatter) and gives the same bits.
+ *
+ * Work is cut into fixed blocks of FL_BLOCK_ELEMENTS elements of the row-major order; block
+ * sums of the loss, in double, are combined in block order (identical for any thread count).
+ */
+#ifndef FASTLOSS_BINARY_H
+#define FASTLOSS_BINARY_H
+
+#include "fastloss.h"
+
+#define FL_BIN_BCE 0
+#define FL_BIN_BCE_LOGITS 1
+#define FL_BIN_KL 2
+#define FL_BIN_KL_LOG 3
+
+typedef struct fl_bin_args {
+    int kind;
+    fl_index rows, cols;
+    const void *x;
+    fl_index x_sr, x_sk;
+    const void *y;
+    fl_index y_sr, y_sk;
+    const void *w; /* NULL: 1 */
+    fl_index w_sr, w_sk;
+    const void *pw; /* NULL: 1 (FL_BIN_BCE_LOGITS only) */
+    fl_index pw_sr, pw_sk;
+    const void *go; /* NULL: s = scale */
+    fl_index go_sr, go_sk;
+    double scale;
+    void *grad; /* NULL: no gradient; may be x itself (same strides) */
+    fl_index g_sr, g_sk;
+    void *loss; /* NULL: no per-element loss */
+    fl_index l_sr, l_sk;
+    int simd;
+    int nthreads;
+    /* results */
+    double sum; /* sum of the (weighted) losses */
+    int threads_used;
+} fl_bin_args;
+
+/* FL_BIN_BCE's domain check, before any kernel: returns -1 when every x and y (same 2-D
+ * view as the kernel) is in [0, 1], else the row-major position of the first bad element,
+ * with *which = 0 for x, 1 for y. */
+fl_index fl_bin_check_unit_f32(const fl_bin_args *a, int *which);
+fl_index fl_bin_check_unit_f64(const fl_bin_args *a, int *which);
+
+/* The kernels: FL_OK or FL_ERR_NOMEM. */
+int fl_binary_f32(fl_bin_args *a);
+int fl_binary_f64(fl_bin_args *a);
+
+#endif /* FASTLOSS_BINARY_H */

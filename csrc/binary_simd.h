@@ -1,0 +1,294 @@
+/*
+ * Template: the elementwise binary-loss kernels for one (dtype, SIMD path). Included by
+ * binary.c with FL_P (op prefix), FL_T, FL_TS (f32/f64), FL_PATH (avx512/avx2/generic),
+ * FL_ATTR (that path's function attributes) and FL_F32; simd_exp.h and simd_log.h first.
+ *
+ *   bin_vec    the formulas of binary.h on one vector of elements;
+ *   bin_seg    a run of n elements whose x, y, grad and loss are contiguous (weight,
+ *              pos_weight and grad_output: contiguous or one value for the run), vectors
+ *              plus one padded tail vector; returns the run's loss sum (double lanes);
+ *   bin_rowseg elements [k0, k0 + n) of one row: bin_seg directly when the strides allow,
+ *              else through stack buffers (gather, bin_seg, scatter: the same arithmetic);
+ *   bin_block  one fixed block of the row-major order (the OpenMP work item);
+ *   bin_check_block  FL_BIN_BCE's domain check on one block.
+ */
+#define FL_OP(name) FL_XCAT(FL_P, name)
+#define FL_V FL_XCAT(FL_P, v)
+#define FL_ACC FL_XCAT(FL_P, acc)
+#define FL_L FL_XCAT(FL_P, LANES)
+#define FL_KN(name) FL_XCAT(FL_XCAT(FL_XCAT(name, _), FL_TS), FL_XCAT(_, FL_PATH))
+
+/* One contiguous run: NULL w / pw / go pointers mean "the value wv / pwv / 1 for every
+ * element"; the upstream factor is go[i] * sv (or sv). */
+typedef struct {
+    const FL_T *x, *y, *w, *pw, *go;
+    FL_T wv, pwv, sv;
+    FL_T *g, *l;
+    int has_w, has_pw;
+} FL_KN(bin_run);
+
+static FL_BIN_INLINE FL_ATTR void FL_KN(bin_vec)(const int kind, const int has_w, const int has_pw, const int want_g,
+                                                 FL_V x, FL_V y, FL_V w, FL_V pw, FL_V s, FL_V *loss, FL_V *grad)
+{
+    const FL_V one = FL_OP(set1)((FL_T)1), zero = FL_OP(set1)((FL_T)0);
+    FL_V l, g = zero;
+    if (kind == FL_BIN_BCE) {
+        const FL_V lo = FL_OP(set1)((FL_T)-100);
+        const FL_V lx = FL_OP(max)(FL_OP(log)(x), lo);
+        /* log1p(-x) = log(u) + c / u with u = 1 - x rounded and c = (1 - x) - u exact;
+         * c != 0 only for x < 1/2, where 1 / u = 1 + x + x^2 + O(x^3) is plenty */
+        const FL_V u = FL_OP(sub)(one, x);
+        const FL_V c = FL_OP(sub)(FL_OP(sub)(zero, x), FL_OP(sub)(u, one));
+        FL_V l1 = FL_OP(add)(FL_OP(log)(u), FL_OP(mul)(c, FL_OP(fmadd)(x, FL_OP(add)(one, x), one)));
+        l1 = FL_OP(max)(l1, lo);
+        l = FL_OP(sub)(FL_OP(mul)(FL_OP(sub)(y, one), l1), FL_OP(mul)(y, lx));
+        if (want_g) {
+            const FL_V den = FL_OP(max)(FL_OP(mul)(u, x), FL_OP(set1)((FL_T)1e-12f) /* torch: the float 1e-12 */);
+            g = FL_OP(div)(FL_OP(sub)(x, y), den);
+        }
+    } else if (kind == FL_BIN_BCE_LOGITS) {
+        const FL_V ax = FL_OP(max)(x, FL_OP(sub)(zero, x)); /* |x|, NaN stays NaN */
+        const FL_V e = FL_OP(exp_le0)(FL_OP(sub)(zero, ax));
+        /* log1p(e) = log(u) + c / u, u = 1 + e in [1, 2], c exact; 1 / u ~ 2 - u (c is tiny) */
+        const FL_V u = FL_OP(add)(one, e);
+        const FL_V c = FL_OP(sub)(e, FL_OP(sub)(u, one));
+        FL_V sp = FL_OP(add)(FL_OP(log)(u), FL_OP(mul)(c, FL_OP(sub)(FL_OP(set1)((FL_T)2), u)));
+        sp = FL_OP(add)(sp, FL_OP(max)(FL_OP(sub)(zero, x), zero));
+        const FL_V lw = has_pw ? FL_OP(fmadd)(FL_OP(sub)(pw, one), y, one) : one;
+        l = FL_OP(add)(FL_OP(mul)(FL_OP(sub)(one, y), x), has_pw ? FL_OP(mul)(lw, sp) : sp);
+        if (want_g) {
+            /* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below */
+            const FL_V sig = FL_OP(div)(FL_OP(select)(FL_OP(lt)(x, zero), e, one), u);
+            g = has_pw ? FL_OP(sub)(FL_OP(mul)(lw, sig), FL_OP(mul)(pw, y)) : FL_OP(sub)(sig, y);
+        }
+    } else if (kind == FL_BIN_KL) {
+        /* xlogy(y, y): log(max(y, smallest subnormal)) makes y = 0 give 0 * finite = 0 */
+        FL_V t = FL_OP(mul)(y, FL_OP(log)(FL_OP(max)(y, FL_OP(set1)(FL_BIN_DENORM_MIN))));
+        t = FL_OP(select)(FL_OP(lt)(y, zero), FL_OP(set1)((FL_T)NAN), t);
+        l = FL_OP(sub)(t, FL_OP(mul)(y, x));
+        if (want_g)
+            g = FL_OP(sub)(zero, y);
+    } else { /* FL_BIN_KL_LOG */
+        const FL_V ey = FL_OP(exp)(y);
+        l = FL_OP(mul)(ey, FL_OP(sub)(y, x));
+        if (want_g)
+            g = FL_OP(sub)(zero, ey);
+    }
+    if (has_w) {
+        l = FL_OP(mul)(l, w);
+        if (want_g)
+            g = FL_OP(mul)(g, w);
+    }
+    *loss = l;
+    *grad = want_g ? FL_OP(mul)(g, s) : g;
+}
+
+static FL_BIN_INLINE FL_ATTR double FL_KN(bin_seg)(const int kind, const FL_KN(bin_run) *R, fl_index n)
+{
+    const fl_index L = FL_L;
+    const int has_w = R->has_w, has_pw = R->has_pw, want_g = R->g != NULL;
+    const FL_T *x = R->x, *y = R->y, *w = R->w, *pw = R->pw, *go = R->go;
+    FL_T *g = R->g, *lp = R->l;
+    const FL_V wv = FL_OP(set1)(R->wv), pwv = FL_OP(set1)(R->pwv), sv = FL_OP(set1)(R->sv);
+    FL_ACC acc = FL_OP(acc_zero)();
+    FL_V l, gr;
+    fl_index i = 0;
+    for (; i + L <= n; i += L) {
+        const FL_V xi = FL_OP(load)(x + i), yi = FL_OP(load)(y + i);
+        const FL_V wi = w ? FL_OP(load)(w + i) : wv;
+        const FL_V pi = pw ? FL_OP(load)(pw + i) : pwv;
+        const FL_V si = go ? FL_OP(mul)(FL_OP(load)(go + i), sv) : sv;
+        FL_KN(bin_vec)(kind, has_w, has_pw, want_g, xi, yi, wi, pi, si, &l, &gr);
+        if (lp)
+            FL_OP(store)(lp + i, l);
+        if (want_g)
+            FL_OP(store)(g + i, gr);
+        acc = FL_OP(acc_add)(acc, l);
+    }
+    if (i < n) {
+        /* padding lanes compute on x = y = 0 (finite everywhere) and are zeroed before the sum */
+        const fl_index r = n - i;
+        const FL_V xi = FL_OP(loadn)(x + i, r, 0), yi = FL_OP(loadn)(y + i, r, 0);
+        const FL_V wi = w ? FL_OP(loadn)(w + i, r, 0) : wv;
+        const FL_V pi = pw ? FL_OP(loadn)(pw + i, r, 0) : pwv;
+        const FL_V si = go ? FL_OP(mul)(FL_OP(loadn)(go + i, r, 0), sv) : sv;
+        FL_KN(bin_vec)(kind, has_w, has_pw, want_g, xi, yi, wi, pi, si, &l, &gr);
+        if (lp)
+            FL_OP(storen)(lp + i, l, r);
+        if (want_g)
+            FL_OP(storen)(g + i, gr, r);
+        FL_T tmp[FL_L];
+        FL_OP(store)(tmp, l);
+        for (fl_index k = r; k < L; k++)
+            tmp[k] = 0;
+        acc = FL_OP(acc_add)(acc, FL_OP(load)(tmp));
+    }
+    return FL_OP(acc_hsum)(acc);
+}
+
+/* bin_seg specialized per loss (kind a constant: the other branches fold away) */
+static FL_ATTR double FL_KN(bin_seg_bce)(const FL_KN(bin_run) *R, fl_index n) { return FL_KN(bin_seg)(FL_BIN_BCE, R, n); }
+static FL_ATTR double FL_KN(bin_seg_logits)(const FL_KN(bin_run) *R, fl_index n)
+{
+    return FL_KN(bin_seg)(FL_BIN_BCE_LOGITS, R, n);
+}
+static FL_ATTR double FL_KN(bin_seg_kl)(const FL_KN(bin_run) *R, fl_index n) { return FL_KN(bin_seg)(FL_BIN_KL, R, n); }
+static FL_ATTR double FL_KN(bin_seg_kllog)(const FL_KN(bin_run) *R, fl_index n)
+{
+    return FL_KN(bin_seg)(FL_BIN_KL_LOG, R, n);
+}
+
+static inline FL_ATTR double FL_KN(bin_seg_any)(int kind, const FL_KN(bin_run) *R, fl_index n)
+{
+    switch (kind) {
+    case FL_BIN_BCE:
+        return FL_KN(bin_seg_bce)(R, n);
+    case FL_BIN_BCE_LOGITS:
+        return FL_KN(bin_seg_logits)(R, n);
+    case FL_BIN_KL:
+        return FL_KN(bin_seg_kl)(R, n);
+    default:
+        return FL_KN(bin_seg_kllog)(R, n);
+    }
+}
+
+/* A strided operand of a chunk: copied into buf (unit stride) unless its stride is 1. */
+static inline const FL_T *FL_KN(bin_gather)(const FL_T *p, fl_index sk, fl_index n, FL_T *buf)
+{
+    if (sk == 1)
+        return p;
+    for (fl_index i = 0; i < n; i++)
+        buf[i] = p[i * sk];
+    return buf;
+}
+
+/* Elements [k0, k0 + n) of row r. */
+static FL_ATTR double FL_KN(bin_rowseg)(const fl_bin_args *a, fl_index r, fl_index k0, fl_index n)
+{
+    const FL_T *x = (const FL_T *)a->x + r * a->x_sr + k0 * a->x_sk;
+    const FL_T *y = (const FL_T *)a->y + r * a->y_sr + k0 * a->y_sk;
+    const FL_T *w = a->w ? (const FL_T *)a->w + r * a->w_sr + k0 * a->w_sk : NULL;
+    const FL_T *pw = a->pw ? (const FL_T *)a->pw + r * a->pw_sr + k0 * a->pw_sk : NULL;
+    const FL_T *go = a->go ? (const FL_T *)a->go + r * a->go_sr + k0 * a->go_sk : NULL;
+    FL_T *g = a->grad ? (FL_T *)a->grad + r * a->g_sr + k0 * a->g_sk : NULL;
+    FL_T *l = a->loss ? (FL_T *)a->loss + r * a->l_sr + k0 * a->l_sk : NULL;
+    FL_KN(bin_run) R;
+    R.has_w = w != NULL;
+    R.has_pw = pw != NULL;
+    /* operands constant along the row become values */
+    R.wv = w && a->w_sk == 0 ? *w : (FL_T)1;
+    R.pwv = pw && a->pw_sk == 0 ? *pw : (FL_T)1;
+    R.sv = (FL_T)a->scale;
+    const FL_T *go_run = go;
+    if (go && a->go_sk == 0) {
+        R.sv = (FL_T)((double)*go * a->scale);
+        go_run = NULL;
+    }
+    const FL_T *w_run = w && a->w_sk != 0 ? w : NULL;
+    const FL_T *pw_run = pw && a->pw_sk != 0 ? pw : NULL;
+
+    const int direct = a->x_sk == 1 && a->y_sk == 1 && (!g || a->g_sk == 1) && (!l || a->l_sk == 1) &&
+                       (!w_run || a->w_sk == 1) && (!pw_run || a->pw_sk == 1) && (!go_run || a->go_sk == 1);
+    if (direct) {
+        R.x = x, R.y = y, R.w = w_run, R.pw = pw_run, R.go = go_run, R.g = g, R.l = l;
+        return FL_KN(bin_seg_any)(a->kind, &R, n);
+    }
+    /* chunks through stack buffers; a result's own buffer is scattered after the chunk */
+    enum { CH = 256 };
+    FL_T bx[CH], by[CH], bw[CH], bp[CH], bgo[CH], bg[CH], bl[CH];
+    double sum = 0.0;
+    for (fl_index i = 0; i < n; i += CH) {
+        const fl_index m = n - i < CH ? n - i : CH;
+        R.x = FL_KN(bin_gather)(x + i * a->x_sk, a->x_sk, m, bx);
+        R.y = FL_KN(bin_gather)(y + i * a->y_sk, a->y_sk, m, by);
+        R.w = w_run ? FL_KN(bin_gather)(w_run + i * a->w_sk, a->w_sk, m, bw) : NULL;
+        R.pw = pw_run ? FL_KN(bin_gather)(pw_run + i * a->pw_sk, a->pw_sk, m, bp) : NULL;
+        R.go = go_run ? FL_KN(bin_gather)(go_run + i * a->go_sk, a->go_sk, m, bgo) : NULL;
+        R.g = g ? (a->g_sk == 1 ? g + i : bg) : NULL;
+        R.l = l ? (a->l_sk == 1 ? l + i : bl) : NULL;
+        sum += FL_KN(bin_seg_any)(a->kind, &R, m);
+        if (g && a->g_sk != 1)
+            for (fl_index k = 0; k < m; k++)
+                g[(i + k) * a->g_sk] = bg[k];
+        if (l && a->l_sk != 1)
+            for (fl_index k = 0; k < m; k++)
+                l[(i + k) * a->l_sk] = bl[k];
+    }
+    return sum;
+}
+
+static FL_ATTR void FL_KN(bin_block)(void *vctx, fl_index b)
+{
+    bin_ctx *c = (bin_ctx *)vctx;
+    const fl_bin_args *a = c->a;
+    fl_index lo = b * FL_BLOCK_ELEMENTS;
+    const fl_index hi = lo + FL_BLOCK_ELEMENTS < c->total ? lo + FL_BLOCK_ELEMENTS : c->total;
+    double sum = 0.0;
+    while (lo < hi) {
+        const fl_index r = lo / a->cols, k0 = lo - r * a->cols;
+        const fl_index n = a->cols - k0 < hi - lo ? a->cols - k0 : hi - lo;
+        sum += FL_KN(bin_rowseg)(a, r, k0, n);
+        lo += n;
+    }
+    c->partial[b] = sum;
+}
+
+/* 1 when some element of a contiguous run is outside [0, 1] or NaN: each lane maps bad
+ * values to NaN and adds up (values <= 1, so the sums stay finite otherwise). */
+static FL_ATTR int FL_KN(bin_unit_bad)(const FL_T *p, fl_index n)
+{
+    const fl_index L = FL_L;
+    const FL_V one = FL_OP(set1)((FL_T)1), zero = FL_OP(set1)((FL_T)0), nan = FL_OP(set1)((FL_T)NAN);
+    FL_V s0 = zero, s1 = zero;
+    fl_index i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+        FL_V v0 = FL_OP(load)(p + i), v1 = FL_OP(load)(p + i + L);
+        v0 = FL_OP(select)(FL_OP(gt)(v0, one), nan, FL_OP(select)(FL_OP(lt)(v0, zero), nan, v0));
+        v1 = FL_OP(select)(FL_OP(gt)(v1, one), nan, FL_OP(select)(FL_OP(lt)(v1, zero), nan, v1));
+        s0 = FL_OP(add)(s0, v0);
+        s1 = FL_OP(add)(s1, v1);
+    }
+    for (; i < n; i += L) {
+        const fl_index r = n - i < L ? n - i : L;
+        FL_V v = FL_OP(loadn)(p + i, r, 0);
+        v = FL_OP(select)(FL_OP(gt)(v, one), nan, FL_OP(select)(FL_OP(lt)(v, zero), nan, v));
+        s0 = FL_OP(add)(s0, v);
+    }
+    const double s = FL_OP(acc_hsum)(FL_OP(acc_add)(FL_OP(acc_zero)(), FL_OP(add)(s0, s1)));
+    return s != s;
+}
+
+static FL_ATTR void FL_KN(bin_check_block)(void *vctx, fl_index b)
+{
+    bin_ctx *c = (bin_ctx *)vctx;
+    const fl_bin_args *a = c->a;
+    fl_index lo = b * FL_BLOCK_ELEMENTS;
+    const fl_index hi = lo + FL_BLOCK_ELEMENTS < c->total ? lo + FL_BLOCK_ELEMENTS : c->total;
+    FL_T buf[256];
+    int bad = 0;
+    while (lo < hi && !bad) {
+        const fl_index r = lo / a->cols, k0 = lo - r * a->cols;
+        const fl_index n = a->cols - k0 < hi - lo ? a->cols - k0 : hi - lo;
+        for (int which = 0; which < 2 && !bad; which++) {
+            const FL_T *p = which ? (const FL_T *)a->y + r * a->y_sr + k0 * a->y_sk
+                                  : (const FL_T *)a->x + r * a->x_sr + k0 * a->x_sk;
+            const fl_index sk = which ? a->y_sk : a->x_sk;
+            if (sk == 1) {
+                bad = FL_KN(bin_unit_bad)(p, n);
+                continue;
+            }
+            for (fl_index i = 0; i < n && !bad; i += 256) {
+                const fl_index m = n - i < 256 ? n - i : 256;
+                bad = FL_KN(bin_unit_bad)(FL_KN(bin_gather)(p + i * sk, sk, m, buf), m);
+            }
+        }
+        lo += n;
+    }
+    c->partial[b] = bad;
+}
+
+#undef FL_OP
+#undef FL_V
+#undef FL_ACC
+#undef FL_L
+#undef FL_KN
