@@ -37,6 +37,14 @@ from fastloss._version import __version__  # noqa: E402
 from fastloss._threads import get_num_threads, set_num_threads  # noqa: E402
 from fastloss._cross_entropy import cross_entropy, cross_entropy_with_grad  # noqa: E402
 from fastloss._nll_loss import nll_loss, nll_loss_with_grad  # noqa: E402
+from fastloss._binary import (  # noqa: E402
+    binary_cross_entropy,
+    binary_cross_entropy_with_grad,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_with_grad,
+    kl_div,
+    kl_div_with_grad,
+)
 from fastloss._softmax import log_softmax, log_softmax_backward, softmax, softmax_backward  # noqa: E402
 from fastloss._regression import (  # noqa: E402
     huber_loss,
@@ -53,12 +61,18 @@ from fastloss import reference  # noqa: E402
 
 __all__ = [
     "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_grad",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_with_grad",
     "cross_entropy",
     "cross_entropy_with_grad",
     "get_num_threads",
     "huber_loss",
     "huber_loss_with_grad",
     "kernel_info",
+    "kl_div",
+    "kl_div_with_grad",
     "l1_loss",
     "l1_loss_with_grad",
     "log_softmax",

@@ -53,6 +53,12 @@ __all__ = [
     "smooth_l1_loss_with_grad",
     "huber_loss",
     "huber_loss_with_grad",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_grad",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_with_grad",
+    "kl_div",
+    "kl_div_with_grad",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -825,4 +831,245 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
 def huber_loss_with_grad(input, target, reduction="mean", delta=1.0, grad_output=None, out=None):
     """grad = clip(x - y, -delta, delta) g (nan stays nan)."""
     return _reg_loss_with_grad("huber", input, target, reduction, delta, grad_output, out)
+
+
+# ---- binary_cross_entropy, binary_cross_entropy_with_logits, kl_div ----------------------
+
+_BIN_FLOATS = (np.float16, np.float32, np.float64)
+
+
+def _bin_input(a, what="input"):
+    x = np.asarray(a)
+    if x.dtype.type not in _BIN_FLOATS:
+        raise TypeError(f"{what} must be float16, float32 or float64, got dtype {x.dtype}")
+    return x
+
+
+def _bin_target(a):
+    t = np.asarray(a)
+    if t.dtype.kind != "f":
+        raise TypeError(f"target must be a floating array, got dtype {t.dtype}")
+    return t
+
+
+def _bin_reduction(reduction, allowed=("none", "mean", "sum")):
+    if not isinstance(reduction, str) or reduction not in allowed:
+        raise ValueError(f"{reduction!r} is not a valid value for reduction; expected one of {allowed}")
+    return str(reduction)
+
+
+def _bin_broadcast_to_input(a, shape, what):
+    """weight / pos_weight: a real array that broadcasts to the input's shape, as float64."""
+    if a is None:
+        return None
+    v = np.asarray(a)
+    if v.dtype.kind not in "iuf":
+        raise TypeError(f"{what} must be a real array, got dtype {v.dtype}")
+    try:
+        return np.broadcast_to(v.astype(np.float64), shape)
+    except ValueError:
+        raise ValueError(f"{what} of shape {v.shape} does not broadcast to the input shape {shape}") from None
+
+
+def _bin_upstream(grad_output, reduction, loss_shape):
+    """The upstream gradient as float64, broadcast to the loss shape."""
+    if grad_output is None:
+        return np.ones(loss_shape)
+    g = np.asarray(grad_output)
+    if g.dtype.kind not in "iuf":
+        raise TypeError(f"grad_output must be real, got dtype {g.dtype}")
+    if reduction != "none" and g.ndim != 0:
+        raise ValueError(f"grad_output must be a scalar for reduction={reduction!r}")
+    try:
+        return np.broadcast_to(g.astype(np.float64), loss_shape)
+    except ValueError:
+        raise ValueError(f"grad_output of shape {g.shape} does not broadcast to {loss_shape}") from None
+
+
+def _bin_reduce(loss, reduction, dtype, batch=None):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # float16 overflow: inf
+        return _bin_reduce64(loss, reduction, dtype, batch)
+
+
+def _bin_reduce64(loss, reduction, dtype, batch):
+    if reduction == "none":
+        return loss.astype(dtype)
+    total = loss.sum()
+    if reduction == "sum":
+        return dtype.type(total)
+    if reduction == "batchmean":
+        return dtype.type(total / batch if batch is not None else total)
+    return dtype.type(total / loss.size if loss.size else np.nan)
+
+
+def _bin_scale(reduction, n, batch=None):
+    """d(reduced)/d(loss element)."""
+    if reduction == "mean":
+        return 1.0 / n if n else np.nan
+    if reduction == "batchmean" and batch is not None:
+        return 1.0 / batch if batch else np.inf
+    return 1.0
+
+
+def _bin_finish_grad(grad, x, out):
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != x.dtype:
+            raise ValueError("out must be an ndarray of the input's shape and dtype")
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[...] = grad
+        return out
+    with np.errstate(over="ignore", invalid="ignore"):
+        return grad.astype(x.dtype)
+
+
+def _bin_bce_prepare(input, target, weight, reduction):
+    x0 = _bin_input(input)
+    t0 = _bin_target(target)
+    if t0.shape != x0.shape:
+        raise ValueError(f"Using a target size ({t0.shape}) that is different to the input size "
+                         f"({x0.shape}) is deprecated. Please ensure they have the same size.")
+    red = _bin_reduction(reduction)
+    w = _bin_broadcast_to_input(weight, x0.shape, "weight")
+    x = x0.astype(np.float64)
+    y = t0.astype(x0.dtype).astype(np.float64)
+    if not np.all((x >= 0) & (x <= 1)):
+        raise ValueError("all elements of input should be between 0 and 1")
+    if not np.all((y >= 0) & (y <= 1)):
+        raise ValueError("all elements of target should be between 0 and 1")
+    if w is not None:
+        w = w.astype(x0.dtype).astype(np.float64)
+    return x0, x, y, w, red
+
+
+# torch's EPSILON is the float32 1e-12, in every dtype
+_BIN_BCE_EPS = float(np.float32(1e-12))
+
+
+def _bin_bce_loss(x, y, w):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lx = np.maximum(np.log(x), -100.0)
+        l1 = np.maximum(np.log1p(-x), -100.0)
+        loss = (y - 1.0) * l1 - y * lx
+    return loss if w is None else loss * w
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """Binary cross-entropy of probabilities (see the module docstring)."""
+    x0, x, y, w, red = _bin_bce_prepare(input, target, weight, reduction)
+    return _bin_reduce(_bin_bce_loss(x, y, w), red, x0.dtype)
+
+
+def binary_cross_entropy_with_grad(input, target, weight=None, reduction="mean", grad_output=None,
+                                   out=None):
+    """(loss, d(sum(loss * grad_output)) / d(input)) for binary_cross_entropy."""
+    x0, x, y, w, red = _bin_bce_prepare(input, target, weight, reduction)
+    loss = _bin_bce_loss(x, y, w)
+    s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        grad = (x - y) / np.maximum((1.0 - x) * x, _BIN_BCE_EPS) * s
+        if w is not None:
+            grad = grad * w
+    return _bin_reduce(loss, red, x0.dtype), _bin_finish_grad(grad, x0, out)
+
+
+def _bin_bcel_prepare(input, target, weight, reduction, pos_weight):
+    x0 = _bin_input(input)
+    t0 = _bin_target(target)
+    if t0.shape != x0.shape:
+        raise ValueError(f"Target size ({t0.shape}) must be the same as input size ({x0.shape})")
+    red = _bin_reduction(reduction)
+    w = _bin_broadcast_to_input(weight, x0.shape, "weight")
+    p = _bin_broadcast_to_input(pos_weight, x0.shape, "pos_weight")
+    x = x0.astype(np.float64)
+    y = t0.astype(x0.dtype).astype(np.float64)
+    if w is not None:
+        w = w.astype(x0.dtype).astype(np.float64)
+    if p is not None:
+        p = p.astype(x0.dtype).astype(np.float64)
+    return x0, x, y, w, p, red
+
+
+def _bin_bcel_loss(x, y, w, p):
+    with np.errstate(invalid="ignore", over="ignore"):
+        lw = 1.0 if p is None else (p - 1.0) * y + 1.0
+        softplus = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0)
+        loss = (1.0 - y) * x + lw * softplus
+    return loss if w is None else loss * w
+
+
+def _bin_sigmoid(x):
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """Binary cross-entropy of logits (see the module docstring)."""
+    x0, x, y, w, p, red = _bin_bcel_prepare(input, target, weight, reduction, pos_weight)
+    return _bin_reduce(_bin_bcel_loss(x, y, w, p), red, x0.dtype)
+
+
+def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduction="mean",
+                                               pos_weight=None, grad_output=None, out=None):
+    """(loss, d(sum(loss * grad_output)) / d(input)) for binary_cross_entropy_with_logits."""
+    x0, x, y, w, p, red = _bin_bcel_prepare(input, target, weight, reduction, pos_weight)
+    loss = _bin_bcel_loss(x, y, w, p)
+    s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size)
+    sig = _bin_sigmoid(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        grad = sig - y if p is None else ((p - 1.0) * y + 1.0) * sig - p * y
+        grad = grad * s
+        if w is not None:
+            grad = grad * w
+    return _bin_reduce(loss, red, x0.dtype), _bin_finish_grad(grad, x0, out)
+
+
+_BIN_KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
+
+
+def _bin_kl_prepare(input, target, reduction, log_target):
+    x0 = _bin_input(input)
+    t0 = _bin_target(target)
+    red = _bin_reduction(reduction, _BIN_KL_REDUCTIONS)
+    if not isinstance(log_target, (bool, np.bool_)):
+        raise TypeError(f"log_target must be a bool, got {type(log_target).__name__}")
+    try:
+        shape = np.broadcast_shapes(x0.shape, t0.shape)
+    except ValueError:
+        raise ValueError(f"The size of input {x0.shape} and target {t0.shape} do not broadcast") from None
+    x = np.broadcast_to(x0.astype(np.float64), shape)
+    y = np.broadcast_to(t0.astype(x0.dtype).astype(np.float64), shape)
+    batch = x0.shape[0] if (red == "batchmean" and x0.ndim) else None
+    return x0, x, y, red, bool(log_target), batch
+
+
+def _bin_kl_loss(x, y, log_target):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if log_target:
+            return np.exp(y) * (y - x)
+        xlogy = np.where(y == 0, 0.0, y * np.log(y))
+        return xlogy - y * x
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    """Kullback-Leibler divergence loss (see the module docstring)."""
+    x0, x, y, red, lt, batch = _bin_kl_prepare(input, target, reduction, log_target)
+    return _bin_reduce(_bin_kl_loss(x, y, lt), red, x0.dtype, batch)
+
+
+def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_output=None, out=None):
+    """(loss, d(sum(loss * grad_output)) / d(input)) for kl_div; when the input is
+    broadcast against the target, the gradient is summed over the broadcast axes."""
+    x0, x, y, red, lt, batch = _bin_kl_prepare(input, target, reduction, log_target)
+    loss = _bin_kl_loss(x, y, lt)
+    s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size, batch)
+    with np.errstate(over="ignore", invalid="ignore"):
+        grad = -(np.exp(y) if lt else y) * s
+    # sum over the axes the input was broadcast along
+    lead = grad.ndim - x0.ndim
+    grad = grad.sum(axis=tuple(range(lead))) if lead else grad
+    axes = tuple(d for d in range(x0.ndim) if x0.shape[d] == 1 and grad.shape[d] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return _bin_reduce(loss, red, x0.dtype, batch), _bin_finish_grad(grad, x0, out)
 
