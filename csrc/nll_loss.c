@@ -71,7 +71,9 @@ typedef struct {
         const T *w = (const T *)a->weight;                                                     \
         T *g = (T *)a->grad + i * a->g_sn;                                                     \
         const fl_index C = a->c, gs = a->g_sc, gj = a->g_ss;                                   \
-        if (gs == 1) {                                                                         \
+        if (gs == 1 && gj == C) { /* the positions' rows are one contiguous run */           \
+            memset(g + j0 * gj, 0, (size_t)((j1 - j0) * C) * sizeof(T));                       \
+        } else if (gs == 1) {                                                                  \
             for (fl_index j = j0; j < j1; j++)                                                 \
                 memset(g + j * gj, 0, (size_t)C * sizeof(T));                                  \
         } else if (gj == 1) {                                                                  \
