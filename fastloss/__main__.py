@@ -1,9 +1,10 @@
-"""``python -m fastloss``: self-check and speed table on this machine.
+"""``python -m fastloss``: self-check and speed tables on this machine.
 
 Prints the version and kernel_info(), checks the fast path against fastloss.reference on a
 few inputs (it exits non-zero on a mismatch), then times cross-entropy forward and
 forward+backward at the benchmark shapes against the NumPy reference and, when it is
-installed, torch (eager, as its users call it). Ratios are measured in this run.
+installed, torch (eager, as its users call it), and the rest of the family in a compact
+table. Ratios are measured in this run.
 
 Options: --quick (small shapes only), --repeat K (best of K, default 5), --no-torch.
 """
@@ -109,6 +110,99 @@ def speed_table(shapes, repeat, use_torch):
     return rows, torch
 
 
+def _torch_or_none(use_torch):
+    if not use_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def family_table(repeat, use_torch, quick):
+    """The rest of the family: fastloss with a preallocated out= against torch as its users
+    run it (autograd fwd+bwd for the losses; the out= variants for softmax)."""
+    torch = _torch_or_none(use_torch)
+    rng = np.random.default_rng(1)
+    n = 1 << (20 if quick else 24)  # 16M float32 elements (1M with --quick)
+    x = rng.standard_normal(n, dtype=np.float32)
+    y = rng.standard_normal(n, dtype=np.float32)
+    p = rng.random(n, dtype=np.float32) * np.float32(0.98) + np.float32(0.01)
+    yb = (rng.random(n) < 0.5).astype(np.float32)
+    yk = rng.random(n, dtype=np.float32)
+    g = np.empty_like(x)
+    size = f"{n >> 20}M"
+    cases = [
+        ("mse_loss", (x, y), {}), ("l1_loss", (x, y), {}), ("smooth_l1_loss", (x, y), {}),
+        ("huber_loss", (x, y), {}), ("binary_cross_entropy", (p, yb), {}),
+        ("binary_cross_entropy_with_logits", (x, yb), {}), ("kl_div", (x, yk), {"reduction": "batchmean"}),
+    ]
+    rows = []
+    for name, args, kw in cases:
+        fn = getattr(fastloss, name + "_with_grad")
+        r = {"name": f"{name} fwd+bwd {size}", "fl": _best_ms(lambda: fn(*args, out=g, **kw), repeat)}
+        if torch is not None:
+            import torch.nn.functional as F
+
+            a0 = torch.from_numpy(args[0].copy()).requires_grad_()
+            a1 = torch.from_numpy(args[1])
+            tf = getattr(F, name)
+
+            def step():
+                a0.grad = None
+                tf(a0, a1, **kw).backward()
+
+            r["torch"] = _best_ms(step, repeat)
+        rows.append(r)
+
+    shape = (256, 32000) if quick else (2048, 32000)
+    z = rng.standard_normal(shape, dtype=np.float32)
+    go = rng.standard_normal(shape, dtype=np.float32)
+    o, gi = np.empty_like(z), np.empty_like(z)
+    label = f"{shape[0]}x{shape[1]}"
+    for name in ("log_softmax", "softmax"):
+        fwd, bwd = getattr(fastloss, name), getattr(fastloss, name + "_backward")
+        out = fwd(z)
+        r_f = {"name": f"{name} fwd {label}", "fl": _best_ms(lambda: fwd(z, out=o), repeat)}
+        r_b = {"name": f"{name}_backward {label}", "fl": _best_ms(lambda: bwd(go, out, out=gi), repeat)}
+        if torch is not None:
+            zt, ot, gt, git = (torch.from_numpy(a) for a in (z, o, go, gi))
+            outt = torch.from_numpy(out)
+            tfwd = getattr(torch, name)
+            r_f["torch"] = _best_ms(lambda: tfwd(zt, -1, out=ot), repeat)
+            if name == "log_softmax":
+                r_b["torch"] = _best_ms(lambda: torch.ops.aten._log_softmax_backward_data.out(
+                    gt, outt, -1, torch.float32, out=git), repeat)
+            else:
+                r_b["torch"] = _best_ms(lambda: torch.ops.aten._softmax_backward_data.out(
+                    gt, outt, -1, torch.float32, grad_input=git), repeat)
+        rows += [r_f, r_b]
+    r = {"name": f"copy pass {label} (np.copyto)", "fl": _best_ms(lambda: np.copyto(o, z), repeat)}
+    rows.append(r)
+
+    for nn, c in (SHAPES[:3] if quick else SHAPES):
+        lp = rng.standard_normal((nn, c), dtype=np.float32)
+        t = rng.integers(0, c, nn)
+        gl = np.empty_like(lp)
+        r = {"name": f"nll_loss fwd+bwd {nn}x{c}", "fl": _best_ms(lambda: fastloss.nll_loss_with_grad(lp, t, out=gl), repeat)}
+        r2 = {"name": f"nll_loss fwd {nn}x{c}", "fl": _best_ms(lambda: fastloss.nll_loss(lp, t), repeat)}
+        if torch is not None:
+            import torch.nn.functional as F
+
+            lt, tt = torch.from_numpy(lp), torch.from_numpy(t)
+            lr = lt.clone().requires_grad_()
+
+            def step():
+                lr.grad = None
+                F.nll_loss(lr, tt).backward()
+
+            r["torch"] = _best_ms(step, repeat)
+            r2["torch"] = _best_ms(lambda: F.nll_loss(lt, tt), repeat)
+        rows += [r2, r]
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fastloss", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small shapes only")
@@ -145,6 +239,16 @@ def main(argv=None):
         print(line)
     print("\nfastloss fwd+bwd = cross_entropy_with_grad(x, t, out=g) with g preallocated; torch fwd+bwd ="
           " F.cross_entropy(x.requires_grad_(), t).backward() with x.grad reset each round.")
+
+    rows = family_table(args.repeat, not args.no_torch, args.quick)
+    print(f"\nthe rest of the family, float32, {threads} threads, best-of-{args.repeat} ms "
+          "(fastloss with out=; torch: autograd fwd+bwd, or out= for softmax)")
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        line = f"{r['name']:>{width}} | {r['fl']:9.3f}"
+        if "torch" in r:
+            line += f" | torch {r['torch']:9.3f} | x {r['torch'] / r['fl']:5.1f}"
+        print(line)
     return 0 if ok else 1
 
 
