@@ -138,7 +138,7 @@ def family_table(repeat, use_torch, quick):
         ("huber_loss", (x, y), {}), ("binary_cross_entropy", (p, yb), {}),
         ("binary_cross_entropy_with_logits", (x, yb), {}), ("kl_div", (x, yk), {"reduction": "batchmean"}),
     ]
-    rows = []
+    rows = [{"name": f"read 2 + write 1 pass {size} (np.add)", "fl": _best_ms(lambda: np.add(x, y, out=g), repeat)}]
     for name, args, kw in cases:
         fn = getattr(fastloss, name + "_with_grad")
         r = {"name": f"{name} fwd+bwd {size}", "fl": _best_ms(lambda: fn(*args, out=g, **kw), repeat)}
