@@ -231,10 +231,10 @@ def main(argv=None):
     print(head)
     print("-" * len(head))
     for r in rows:
-        line = (f"{r['shape']:>12} | {r['fl_fwd']:8.3f} {r['fl_fb']:8.3f} | {r['ref_fb']:11.3f} "
+        line = (f"{r['shape']:>12} | {r['fl_fwd']:8.4f} {r['fl_fb']:8.4f} | {r['ref_fb']:11.3f} "
                 f"{r['ref_fb'] / r['fl_fb']:6.1f}")
         if torch is not None:
-            line += (f" | {r['t_fwd']:9.3f} {r['t_fwd'] / r['fl_fwd']:5.1f} {r['t_fb']:9.3f} "
+            line += (f" | {r['t_fwd']:9.4f} {r['t_fwd'] / r['fl_fwd']:5.1f} {r['t_fb']:9.4f} "
                      f"{r['t_fb'] / r['fl_fb']:5.1f}")
         print(line)
     print("\nfastloss fwd+bwd = cross_entropy_with_grad(x, t, out=g) with g preallocated; torch fwd+bwd ="
@@ -245,9 +245,9 @@ def main(argv=None):
           "(fastloss with out=; torch: autograd fwd+bwd, or out= for softmax)")
     width = max(len(r["name"]) for r in rows)
     for r in rows:
-        line = f"{r['name']:>{width}} | {r['fl']:9.3f}"
+        line = f"{r['name']:>{width}} | {r['fl']:9.4f}"
         if "torch" in r:
-            line += f" | torch {r['torch']:9.3f} | x {r['torch'] / r['fl']:5.1f}"
+            line += f" | torch {r['torch']:9.4f} | x {r['torch'] / r['fl']:5.1f}"
         print(line)
     return 0 if ok else 1
 
