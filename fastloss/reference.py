@@ -1,35 +1,30 @@
 """Slow, obviously-correct pure-NumPy reference for fastloss ("slow twin").
 
-This module is the *oracle* the fast C/Cython kernels are tested against.  It
-is written for clarity, not speed:
+This module is the *oracle* the fast C/Cython kernels are tested against: one function of
+the same name and signature for every public function of fastloss. It is written for
+clarity, not speed:
 
 * everything is computed in float64 from float64 copies of the arguments;
-* it shares no code with the fast path (it imports nothing from ``fastloss``)
-  and does not import torch;
-* its value semantics are those of ``torch.nn.functional.cross_entropy``
-  (checked by ``tests/test_reference.py``), including torch's NaN/inf results
-  for degenerate rows.
+* it shares no code with the fast path (it imports nothing from ``fastloss``) and does not
+  import torch;
+* its value semantics are those of ``torch.nn.functional`` (checked against torch 2.13 by
+  the tests), including torch's NaN/inf results for degenerate inputs.
 
 Documented deliberate differences from torch
 --------------------------------------------
-* Errors are mapped to Python exception types: ``TypeError`` for wrong
-  dtypes/types, ``ValueError`` for wrong shapes/values, ``IndexError`` for
-  out-of-range class targets (same message as torch).
+* Errors are mapped to Python exception types: ``TypeError`` for wrong dtypes/types,
+  ``ValueError`` for wrong shapes/values (including out-of-domain inputs such as BCE input
+  outside [0, 1]), ``IndexError`` for out-of-range class targets (same message as torch).
 * A negative ``label_smoothing`` is rejected (torch accepts it).
-* Index targets may have any NumPy integer dtype (torch accepts only int64
-  and uint8) and integer weights are accepted (torch requires the weight to
-  have the input's dtype).
-* The gradient at an ignored position is exactly 0, even when the ignored
-  row holds NaN/inf logits (torch's autograd gives NaN there).
-* The gradient is computed from a closed form, not by composing
-  log-softmax and NLL backward passes, so a few degenerate cases (e.g. a
-  negative weight making the mean's divisor exactly 0) may produce different
-  non-finite gradient entries than torch.
+* Index targets may have any NumPy integer dtype (torch accepts only int64 and uint8);
+  weights, probability targets and other floating operands are cast to the input's dtype.
+* The cross-entropy gradient at an ignored position is exactly 0, even when the ignored row
+  holds NaN/inf logits (torch's autograd gives NaN there). It is computed from a closed
+  form, so a few degenerate cases (a negative weight making the mean's divisor exactly 0)
+  may give different non-finite entries than torch.
 
-Public functions
-----------------
-cross_entropy(input, target, ...)             -> loss
-cross_entropy_with_grad(input, target, ...)   -> (loss, grad)
+Sections: cross_entropy; softmax, log_softmax and their backward, nll_loss; mse, l1,
+smooth_l1, huber; binary_cross_entropy (with logits), kl_div.
 """
 import numbers
 import warnings
