@@ -59,6 +59,20 @@ typedef struct {
 #define FL_ATTR
 #define FL_PATH generic
 
+/* float64 first: the float32 kernels use its log (FL_PD) */
+#define FL_PD gen_f64_
+#define FL_P gen_f64_
+#define FL_T double
+#define FL_TS f64
+#define FL_F32 0
+#include "simd_exp.h"
+#include "simd_log.h"
+#include "cross_entropy_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+
 #define FL_P gen_f32_
 #define FL_T float
 #define FL_TS f32
@@ -69,17 +83,7 @@ typedef struct {
 #undef FL_T
 #undef FL_TS
 #undef FL_F32
-
-#define FL_P gen_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "simd_exp.h"
-#include "cross_entropy_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
+#undef FL_PD
 
 #undef FL_ATTR
 #undef FL_PATH
@@ -88,6 +92,20 @@ typedef struct {
 #if FL_HAVE_AVX2_BUILD
 #define FL_ATTR FL_AVX2
 #define FL_PATH avx2
+
+/* float64 first: the float32 kernels use its log (FL_PD) */
+#define FL_PD avx2_f64_
+#define FL_P avx2_f64_
+#define FL_T double
+#define FL_TS f64
+#define FL_F32 0
+#include "simd_exp.h"
+#include "simd_log.h"
+#include "cross_entropy_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
 
 #define FL_P avx2_f32_
 #define FL_T float
@@ -99,17 +117,7 @@ typedef struct {
 #undef FL_T
 #undef FL_TS
 #undef FL_F32
-
-#define FL_P avx2_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "simd_exp.h"
-#include "cross_entropy_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
+#undef FL_PD
 
 #undef FL_ATTR
 #undef FL_PATH
@@ -119,6 +127,20 @@ typedef struct {
 #if FL_HAVE_AVX2_BUILD
 #define FL_ATTR FL_AVX512
 #define FL_PATH avx512
+
+/* float64 first: the float32 kernels use its log (FL_PD) */
+#define FL_PD avx512_f64_
+#define FL_P avx512_f64_
+#define FL_T double
+#define FL_TS f64
+#define FL_F32 0
+#include "simd_exp.h"
+#include "simd_log.h"
+#include "cross_entropy_simd.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
 
 #define FL_P avx512_f32_
 #define FL_T float
@@ -130,17 +152,7 @@ typedef struct {
 #undef FL_T
 #undef FL_TS
 #undef FL_F32
-
-#define FL_P avx512_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "simd_exp.h"
-#include "cross_entropy_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
+#undef FL_PD
 
 #undef FL_ATTR
 #undef FL_PATH

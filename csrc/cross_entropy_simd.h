@@ -1,7 +1,8 @@
 /*
  * Template: the vector cross-entropy kernels for one (dtype, SIMD path). Included by
  * cross_entropy.c with FL_P (op prefix), FL_T, FL_TS (f32/f64), FL_PATH (avx2/generic),
- * FL_ATTR (that path's function attributes) and FL_F32. simd_exp.h must be included first.
+ * FL_ATTR (that path's function attributes), FL_F32 and FL_PD (the path's float64 op prefix,
+ * for the double-precision log). simd_exp.h, and simd_log.h for FL_PD, must be included first.
  *
  * Two layouts run vectorized (cross_entropy.c picks one per call from the strides):
  *   rows     classes contiguous (x, grad, probability targets): one position at a time,
@@ -88,24 +89,9 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
     const fl_index C = a->c, L = FL_L;
     const double eps = a->label_smoothing;
     const double xt = (double)x[t], wt = w ? (double)w[t] : 1.0;
-    FL_T m;
-    double sum, sdx = 0.0;
-    FL_T e_small[FL_L] = {0}; /* C <= L: the whole row in one register, exp kept in e_small */
-    const int small = C <= L;
-    if (small) {
-        const FL_V xv = FL_OP(loadn)(x, C, -INFINITY);
-        m = FL_OP(hmax)(xv);
-        if (eps != 0.0)
-            sdx = FL_KN(ce_dot)(x, w, C, m);
-        const FL_V e = FL_OP(exp_le0)(FL_OP(sub)(xv, FL_OP(set1)(m)));
-        FL_OP(store)(e_small, e);
-        sum = FL_OP(acc_hsum)(FL_OP(acc_add)(FL_OP(acc_zero)(), e));
-    } else {
-        m = FL_KN(ce_rowmax)(x, C);
-        if (eps != 0.0)
-            sdx = FL_KN(ce_dot)(x, w, C, m); /* before g overwrites x */
-        sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
-    }
+    const FL_T m = FL_KN(ce_rowmax)(x, C);
+    const double sdx = eps != 0.0 ? FL_KN(ce_dot)(x, w, C, m) : 0.0; /* before g overwrites x */
+    const double sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
     const double logsum = log(sum);
     const double nll = wt * (((double)m - xt) + logsum);
     double A = wt;
@@ -115,13 +101,11 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
         A = (1.0 - eps) * wt + eps / (double)C * a->weight_total;
     }
     if (g) {
-        /* (reading e back from g right after a masked store would stall store forwarding:
-         * the small path keeps e in e_small) */
-        const double et = small ? (double)e_small[t] : (double)g[t], f = sc * A / sum, c = sc * eps / (double)C;
+        const double et = (double)g[t], f = sc * A / sum, c = sc * eps / (double)C;
         const FL_V vf = FL_OP(set1)((FL_T)f), vc = FL_OP(set1)((FL_T)c);
         for (fl_index k = 0; k < C; k += L) {
             const fl_index r = C - k < L ? C - k : L;
-            FL_V gv = FL_OP(mul)(small ? FL_OP(load)(e_small) : FL_OP(loadn)(g + k, r, 0), vf);
+            FL_V gv = FL_OP(mul)(FL_OP(loadn)(g + k, r, 0), vf);
             if (eps != 0.0)
                 gv = FL_OP(fnmadd)(vc, w ? FL_OP(loadn)(w + k, r, 0) : FL_OP(set1)(1), gv);
             if (r == L)
@@ -185,10 +169,93 @@ static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, con
     return loss;
 }
 
+/* Positions [p0, p1) of the row layout with index targets and at most L classes: each row
+ * is one vector, its exp terms stay in e[], and the logs of 16 rows' sums are taken at once
+ * with the vector log in double (a scalar log per row costs more than the rest of the row).
+ * The arithmetic per row is that of ce_row_index. */
+static FL_ATTR void FL_KN(ce_rows_small)(const fl_ce_args *a, fl_index p0, fl_index p1, double *sums)
+{
+    enum { L = FL_L, B = 16, LD = FL_XCAT(FL_PD, LANES) };
+    const fl_index S = a->s, C = a->c;
+    const FL_T *w = (const FL_T *)a->weight;
+    const double eps = a->label_smoothing;
+    FL_T *loss_out = (FL_T *)a->loss;
+    fl_index i = p0 / S, j = p0 - i * S;
+    for (fl_index pb = p0; pb < p1; pb += B) {
+        const int nb = (int)(p1 - pb < B ? p1 - pb : B);
+        FL_T e[B][L];
+        FL_T *gp[B];
+        double sum[B], logsum[B], xt[B], wt[B], sc[B], mx[B], sdx[B];
+        fl_index t[B];
+        int ign[B];
+        for (int r = 0; r < B; r++)
+            sum[r] = 1.0; /* padding rows: log 1 */
+        for (int r = 0; r < nb; r++, j++) {
+            if (j == S) {
+                i++;
+                j = 0;
+            }
+            const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
+            gp[r] = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
+            sc[r] = a->scale;
+            if (a->grad_out)
+                sc[r] *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
+            t[r] = ce_target(a, i, j);
+            ign[r] = t[r] == a->ignore_index;
+            if (ign[r]) {
+                if (gp[r])
+                    memset(gp[r], 0, (size_t)C * sizeof(FL_T));
+                continue;
+            }
+            xt[r] = (double)x[t[r]];
+            wt[r] = w ? (double)w[t[r]] : 1.0;
+            const FL_V xv = FL_OP(loadn)(x, C, -INFINITY);
+            const FL_T m = FL_OP(hmax)(xv);
+            mx[r] = (double)m;
+            sdx[r] = eps != 0.0 ? FL_KN(ce_dot)(x, w, C, m) : 0.0;
+            const FL_V ev = FL_OP(exp_le0)(FL_OP(sub)(xv, FL_OP(set1)(m)));
+            FL_OP(store)(e[r], ev);
+            sum[r] = FL_OP(acc_hsum)(FL_OP(acc_add)(FL_OP(acc_zero)(), ev));
+        }
+        for (int k = 0; k < B; k += LD)
+            FL_XCAT(FL_PD, store)(logsum + k, FL_XCAT(FL_PD, log)(FL_XCAT(FL_PD, load)(sum + k)));
+        for (int r = 0; r < nb; r++) {
+            double nll = 0.0, smooth = 0.0;
+            FL_T *g = gp[r];
+            if (!ign[r]) {
+                nll = wt[r] * ((mx[r] - xt[r]) + logsum[r]);
+                double A = wt[r];
+                if (eps != 0.0) {
+                    smooth = logsum[r] * a->weight_total + sdx[r];
+                    A = (1.0 - eps) * wt[r] + eps / (double)C * a->weight_total;
+                }
+                if (g) {
+                    const double f = sc[r] * A / sum[r], c = sc[r] * eps / (double)C;
+                    FL_V gv = FL_OP(mul)(FL_OP(load)(e[r]), FL_OP(set1)((FL_T)f));
+                    if (eps != 0.0)
+                        gv = FL_OP(fnmadd)(FL_OP(set1)((FL_T)c), w ? FL_OP(loadn)(w, C, 0) : FL_OP(set1)(1), gv);
+                    FL_OP(storen)(g, gv, C);
+                    /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
+                    g[t[r]] = (FL_T)((double)e[r][t[r]] * f - sc[r] * (1.0 - eps) * wt[r] -
+                                     (eps != 0.0 ? c * wt[r] : 0.0));
+                }
+            }
+            if (loss_out)
+                loss_out[pb + r] = (FL_T)ce_combine(a, nll, smooth);
+            sums[0] += nll;
+            sums[1] += smooth;
+        }
+    }
+}
+
 /* Positions [p0, p1) of the row layout; adds to sums[0] (nll) and sums[1] (smoothing). */
 static FL_ATTR void FL_KN(ce_rows)(const fl_ce_args *a, fl_index p0, fl_index p1, double *sums)
 {
     const fl_index S = a->s, C = a->c;
+    if (a->target_kind != FL_TARGET_PROB && C > 0 && C <= FL_L) {
+        FL_KN(ce_rows_small)(a, p0, p1, sums);
+        return;
+    }
     FL_T *loss_out = (FL_T *)a->loss;
     fl_index i = p0 / S, j = p0 - i * S;
     for (fl_index p = p0; p < p1; p++, j++) {
