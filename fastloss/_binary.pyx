@@ -66,29 +66,12 @@ cdef extern from "binary.h" nogil:
     int fl_binary_f64(fl_bin_args *a)
 
 
-cdef extern from "numpy/arrayobject.h":
-    object _array_scalar "PyArray_Scalar"(void *data, cnp.dtype descr, object base)
-
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
 
 # which loss (kl_div's two forms are told apart by log_target)
 cdef enum:
     K_BCE = 0
     K_LOGITS = 1
     K_KL = 2
-
-
-cdef object _scalar(double value, int typenum):
-    """A NumPy scalar of dtype typenum (built directly: np.float32(v) costs an array)."""
-    cdef float f32
-    if typenum == cnp.NPY_FLOAT:
-        f32 = <float>value
-        return _array_scalar(&f32, _F32, None)
-    if typenum == cnp.NPY_DOUBLE:
-        return _array_scalar(&value, _F64, None)
-    with np.errstate(over="ignore"):
-        return np.float16(value)
 
 
 cdef inline bint _is_float(cnp.ndarray a):
@@ -366,7 +349,7 @@ cdef object _binary(int which, object input, object target, object weight, objec
             with np.errstate(over="ignore"):  # float16: overflow gives inf, as in torch
                 loss = loss_arr.astype(x0.dtype)
     else:
-        loss = _scalar(a.sum / denom, out_type)
+        loss = loss_scalar(a.sum / denom, out_type)
     if not want_grad:
         return loss
     if not x_full:

@@ -38,69 +38,11 @@ cnp.import_array()
 
 
 
-cdef extern from "numpy/arrayobject.h":
-    object _array_scalar "PyArray_Scalar"(void *data, cnp.dtype descr, object base)
-
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
-
-
-cdef object _scalar(double value, int typenum):
-    """A NumPy scalar of dtype typenum (built directly: np.float32(v) costs an array)."""
-    cdef float f32
-    if typenum == cnp.NPY_FLOAT:
-        f32 = <float>value
-        return _array_scalar(&f32, _F32, None)
-    if typenum == cnp.NPY_DOUBLE:
-        return _array_scalar(&value, _F64, None)
-    return np.float16(value)
 
 
 cdef inline bint is_float_dtype(cnp.ndarray a):
     cdef int t = cnp.PyArray_TYPE(a)
     return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
-
-
-cdef bint _spatial_shape_matches(cnp.ndarray t0, cnp.ndarray x0):
-    """target shape (N, d1..dk) against input shape (N, C, d1..dk), batch size already checked"""
-    cdef int d, nd = cnp.PyArray_NDIM(x0)
-    if cnp.PyArray_NDIM(t0) != nd - 1:
-        return False
-    for d in range(1, nd - 1):
-        if cnp.PyArray_DIM(t0, d) != cnp.PyArray_DIM(x0, d + 1):
-            return False
-    return True
-
-
-cdef cnp.ndarray _index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore):
-    """Class-index targets as int32/int64, checked for dtype and shape (values later, in C)."""
-    cdef int nd = cnp.PyArray_NDIM(x0), d
-    if not cnp.PyArray_ISINTEGER(t0):
-        raise TypeError(f"class-index targets must be an integer array, got dtype {t0.dtype} "
-                        "(a floating target must have the input's shape: class probabilities)")
-    if nd == 1:
-        if not (t0.ndim == 0 or (t0.ndim == 1 and t0.shape[0] == 1)):
-            raise ValueError(f"For 1D input, the target must be 0-d or have size 1, got shape {np.shape(t0)}")
-    else:
-        if t0.ndim == 0 or t0.shape[0] != x0.shape[0]:
-            raise ValueError(f"Expected input batch_size ({x0.shape[0]}) to match target batch_size "
-                             f"({t0.shape[0] if t0.ndim else 0}).")
-        if not _spatial_shape_matches(t0, x0):
-            raise ValueError(f"Expected target size {[np.shape(x0)[0]] + list(np.shape(x0)[2:])}, "
-                             f"got {list(np.shape(t0))}")
-    cdef int item = cnp.PyArray_ITEMSIZE(t0)
-    if cnp.PyArray_ISSIGNED(t0) and (item == 4 or item == 8) and is_native_aligned(t0) \
-            and strides_in_elements(t0):
-        return t0
-    if cnp.PyArray_ISUNSIGNED(t0) and item == 8:
-        # values above 2**63 - 1 have no int64 form: report the first bad target here
-        flat = t0.ravel()
-        ok = flat < C
-        if ignore >= 0:
-            ok |= flat == ignore
-        if not ok.all():
-            raise IndexError(f"Target {int(flat[np.argmin(ok)])} is out of bounds.")
-    return t0.astype(np.int64)
 
 
 cdef int _check_and_run(fl_ce_args *a, int typenum, bint prob, int red, double go_scalar,
@@ -138,9 +80,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     cdef double eps = real_option(label_smoothing, "label_smoothing")
     if not (0.0 <= eps <= 1.0):
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {eps}")
-    ignore = int_option(ignore_index, "ignore_index")
-    if not (-9223372036854775808 <= ignore <= 9223372036854775807):
-        raise ValueError(f"ignore_index {ignore} does not fit in int64")
+    ignore = int64_option(ignore_index, "ignore_index")
 
     cdef fl_index N = 1, C, S = 1
     if nd == 1:
@@ -163,7 +103,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
         t = as_kernel_array(t0, typenum)
         kind = FL_TARGET_PROB
     else:
-        t = _index_target(t0, x0, C, ignore)
+        t = index_target(t0, x0, C, ignore)
         kind = FL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_TARGET_I64
 
     # ---- weight ------------------------------------------------------------------------
@@ -172,12 +112,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     cdef fl_index k
     if weight is not None:
         w0 = as_array(weight)
-        if not (cnp.PyArray_ISINTEGER(w0) or cnp.PyArray_ISFLOAT(w0)):
-            raise TypeError(f"weight must be a real array, got dtype {w0.dtype}")
-        if w0.ndim != 1 or w0.shape[0] != C:
-            raise ValueError(f"weight should be defined either for all {C} classes or no classes "
-                             f"but got weight of shape: {list(np.shape(w0))}")
-        w = np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
+        w = class_weight(w0, C, typenum)
         weight_total = 0.0
         if typenum == cnp.NPY_FLOAT:
             for k in range(C):
@@ -333,16 +268,16 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
             value = a.nll_sum if N * S != 0 and C != 0 else -0.0  # torch: -(empty sum)
         else:
             value = a.nll_sum / <double>(N * S) if C != 0 else np.nan  # torch: / (numel / C)
-        loss = _scalar(value, out_type)
+        loss = loss_scalar(value, out_type)
     elif red == REDUCE_SUM:
         value = a.nll_sum if eps == 0.0 else (1.0 - eps) * a.nll_sum + eps_c * a.smooth_sum
-        loss = _scalar(value, out_type)
+        loss = loss_scalar(value, out_type)
     else:
         if eps == 0.0:
             value = a.nll_sum / kept
         else:
             value = (1.0 - eps) * (a.nll_sum / kept) + eps_c * (a.smooth_sum / kept)
-        loss = _scalar(value, out_type)
+        loss = loss_scalar(value, out_type)
     if not want_grad:
         return loss
     if in_place:

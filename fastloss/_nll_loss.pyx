@@ -49,56 +49,6 @@ cdef extern from "nll_loss.h" nogil:
     int fl_nll_loss_f64(fl_nll_args *a)
 
 
-cdef extern from "numpy/arrayobject.h":
-    object _array_scalar "PyArray_Scalar"(void *data, cnp.dtype descr, object base)
-
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
-
-
-cdef object _scalar(double value, int typenum):
-    cdef float f32
-    if typenum == cnp.NPY_FLOAT:
-        f32 = <float>value
-        return _array_scalar(&f32, _F32, None)
-    if typenum == cnp.NPY_DOUBLE:
-        return _array_scalar(&value, _F64, None)
-    return np.float16(value)
-
-
-cdef cnp.ndarray _index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore):
-    """Class-index targets as int32/int64, checked for dtype and shape (values later, in C)."""
-    cdef int nd = cnp.PyArray_NDIM(x0), d
-    if not cnp.PyArray_ISINTEGER(t0):
-        raise TypeError(f"nll_loss targets must be class indices (an integer array), got dtype {t0.dtype}")
-    if nd == 1:
-        if not (t0.ndim == 0 or (t0.ndim == 1 and t0.shape[0] == 1)):
-            raise ValueError(f"For 1D input, the target must be 0-d or have size 1, got shape {np.shape(t0)}")
-    else:
-        if t0.ndim == 0 or t0.shape[0] != x0.shape[0]:
-            raise ValueError(f"Expected input batch_size ({x0.shape[0]}) to match target batch_size "
-                             f"({t0.shape[0] if t0.ndim else 0}).")
-        ok = t0.ndim == nd - 1
-        if ok:
-            for d in range(1, nd - 1):
-                if t0.shape[d] != x0.shape[d + 1]:
-                    ok = False
-        if not ok:
-            raise ValueError(f"Expected target size {[np.shape(x0)[0]] + list(np.shape(x0)[2:])}, "
-                             f"got {list(np.shape(t0))}")
-    cdef int item = cnp.PyArray_ITEMSIZE(t0)
-    if cnp.PyArray_ISSIGNED(t0) and (item == 4 or item == 8) and is_native_aligned(t0) \
-            and strides_in_elements(t0):
-        return t0
-    if cnp.PyArray_ISUNSIGNED(t0) and item == 8:
-        # values above 2**63 - 1 have no int64 form: report the first bad target here
-        flat = t0.ravel()
-        ok_ = flat < C
-        if ignore >= 0:
-            ok_ |= flat == ignore
-        if not ok_.all():
-            raise IndexError(f"Target {int(flat[np.argmin(ok_)])} is out of bounds.")
-    return t0.astype(np.int64)
 
 
 cdef int _check_and_run(fl_nll_args *a, int typenum, int red, double go_scalar,
@@ -127,9 +77,7 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
     if nd == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
     cdef int red = parse_reduction(reduction)
-    ignore = int_option(ignore_index, "ignore_index")
-    if not (-9223372036854775808 <= ignore <= 9223372036854775807):
-        raise ValueError(f"ignore_index {ignore} does not fit in int64")
+    ignore = int64_option(ignore_index, "ignore_index")
 
     cdef fl_index N = 1, C, S = 1
     if nd == 1:
@@ -141,17 +89,12 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
             S *= cnp.PyArray_DIM(x0, d)
 
     cdef cnp.ndarray t0 = as_array(target)
-    cdef cnp.ndarray t = _index_target(t0, x0, C, ignore)
+    cdef cnp.ndarray t = index_target(t0, x0, C, ignore)
 
     cdef cnp.ndarray w0 = None, w = None
     if weight is not None:
         w0 = as_array(weight)
-        if not (cnp.PyArray_ISINTEGER(w0) or cnp.PyArray_ISFLOAT(w0)):
-            raise TypeError(f"weight must be a real array, got dtype {w0.dtype}")
-        if w0.ndim != 1 or w0.shape[0] != C:
-            raise ValueError(f"weight should be defined either for all {C} classes or no classes "
-                             f"but got weight of shape: {list(np.shape(w0))}")
-        w = np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
+        w = class_weight(w0, C, typenum)
 
     # ---- upstream gradient -------------------------------------------------------------
     cdef double go_scalar = 1.0
@@ -278,9 +221,9 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
     if red == REDUCE_NONE:
         loss = loss_arr if out_type == typenum else loss_arr.astype(np.float16)
     elif red == REDUCE_SUM:
-        loss = _scalar(a.loss_sum, out_type)
+        loss = loss_scalar(a.loss_sum, out_type)
     else:
-        loss = _scalar(a.loss_sum / kept if kept != 0.0 else (np.nan if a.loss_sum == 0.0 else a.loss_sum / kept),
+        loss = loss_scalar(a.loss_sum / kept if kept != 0.0 else (np.nan if a.loss_sum == 0.0 else a.loss_sum / kept),
                        out_type)
     if not want_grad:
         return loss

@@ -65,23 +65,7 @@ cdef extern from "regression.h" nogil:
     int fl_regression_f64(fl_reg_args *a)
 
 
-cdef extern from "numpy/arrayobject.h":
-    object _array_scalar "PyArray_Scalar"(void *data, cnp.dtype descr, object base)
-
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
 _NAMES = {0: "mse_loss", 1: "l1_loss", 2: "smooth_l1_loss", 3: "huber_loss"}
-
-
-cdef object _scalar(double value, int typenum):
-    """A NumPy scalar of dtype typenum (built directly: np.float32(v) costs an array)."""
-    cdef float f32
-    if typenum == cnp.NPY_FLOAT:
-        f32 = <float>value
-        return _array_scalar(&f32, _F32, None)
-    if typenum == cnp.NPY_DOUBLE:
-        return _array_scalar(&value, _F64, None)
-    return np.float16(value)
 
 
 cdef inline bint _is_real(cnp.ndarray a):
@@ -310,9 +294,9 @@ cdef object _regression(int kind, object input, object target, object reduction,
     if red == REDUCE_NONE:
         loss = loss_arr if out_type == typenum else loss_arr.astype(x0.dtype)
     elif red == REDUCE_SUM:
-        loss = _scalar(a.loss_sum, out_type)
+        loss = loss_scalar(a.loss_sum, out_type)
     else:
-        loss = _scalar(a.loss_sum / <double>numel if numel else NAN, out_type)
+        loss = loss_scalar(a.loss_sum / <double>numel if numel else NAN, out_type)
     if not want_grad:
         return loss
 

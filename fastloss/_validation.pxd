@@ -23,3 +23,7 @@ cdef bint same_shape(cnp.ndarray a, cnp.ndarray b)
 cdef cnp.ndarray check_out(object out, cnp.ndarray input, str what)
 cdef double real_option(object value, str what) except? -1.0
 cdef object int_option(object value, str what)
+cdef object loss_scalar(double value, int typenum)
+cdef object int64_option(object value, str what)
+cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore)
+cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int typenum)

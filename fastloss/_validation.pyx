@@ -175,3 +175,80 @@ cdef object int_option(object value, str what):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")
     return int(value)
+
+
+cdef extern from "numpy/arrayobject.h":
+    object _array_scalar "PyArray_Scalar"(void *data, cnp.dtype descr, object base)
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+cdef object loss_scalar(double value, int typenum):
+    """The NumPy scalar of dtype typenum that a mean/sum reduction returns (built directly:
+    np.float32(v) costs an array; float16 overflow to inf is silent, as a cast is)."""
+    cdef float f32
+    if typenum == cnp.NPY_FLOAT:
+        f32 = <float>value
+        return _array_scalar(&f32, _F32, None)
+    if typenum == cnp.NPY_DOUBLE:
+        return _array_scalar(&value, _F64, None)
+    with np.errstate(over="ignore"):
+        return np.float16(value)
+
+
+cdef object int64_option(object value, str what):
+    """int_option within int64 (the kernels' target type), else ValueError."""
+    value = int_option(value, what)
+    if not (-9223372036854775808 <= value <= 9223372036854775807):
+        raise ValueError(f"{what} {value} does not fit in int64")
+    return value
+
+
+cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore):
+    """Class-index targets for input x0 of shape (C,), (N, C) or (N, C, d1..dk): checked for
+    dtype and shape (torch's messages), returned as int32/int64 (without a copy when they are
+    already that, native and aligned). Values are checked later, in C, except uint64 values
+    above 2**63 - 1, which have no int64 form."""
+    cdef int nd = cnp.PyArray_NDIM(x0), d
+    cdef bint ok
+    if not cnp.PyArray_ISINTEGER(t0):
+        raise TypeError(f"class-index targets must be an integer array, got dtype {t0.dtype} "
+                        "(a floating target of the input's shape holds class probabilities)")
+    if nd == 1:
+        if not (t0.ndim == 0 or (t0.ndim == 1 and cnp.PyArray_DIM(t0, 0) == 1)):
+            raise ValueError(f"For 1D input, the target must be 0-d or have size 1, got shape {np.shape(t0)}")
+    else:
+        if t0.ndim == 0 or cnp.PyArray_DIM(t0, 0) != cnp.PyArray_DIM(x0, 0):
+            raise ValueError(f"Expected input batch_size ({np.shape(x0)[0]}) to match target batch_size "
+                             f"({np.shape(t0)[0] if t0.ndim else 0}).")
+        ok = cnp.PyArray_NDIM(t0) == nd - 1
+        if ok:
+            for d in range(1, nd - 1):
+                if cnp.PyArray_DIM(t0, d) != cnp.PyArray_DIM(x0, d + 1):
+                    ok = False
+        if not ok:
+            raise ValueError(f"Expected target size {[np.shape(x0)[0]] + list(np.shape(x0)[2:])}, "
+                             f"got {list(np.shape(t0))}")
+    cdef int item = cnp.PyArray_ITEMSIZE(t0)
+    if cnp.PyArray_ISSIGNED(t0) and (item == 4 or item == 8) and is_native_aligned(t0) \
+            and strides_in_elements(t0):
+        return t0
+    if cnp.PyArray_ISUNSIGNED(t0) and item == 8:
+        flat = t0.ravel()
+        valid = flat < C
+        if ignore >= 0:
+            valid |= flat == ignore
+        if not valid.all():
+            raise IndexError(f"Target {int(flat[np.argmin(valid)])} is out of bounds.")
+    return t0.astype(np.int64)
+
+
+cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int typenum):
+    """A per-class weight: a real 1-D array of length C, returned contiguous in dtype typenum."""
+    if not (cnp.PyArray_ISINTEGER(w0) or cnp.PyArray_ISFLOAT(w0)):
+        raise TypeError(f"weight must be a real array, got dtype {w0.dtype}")
+    if w0.ndim != 1 or cnp.PyArray_DIM(w0, 0) != C:
+        raise ValueError(f"weight should be defined either for all {C} classes or no classes "
+                         f"but got weight of shape: {list(np.shape(w0))}")
+    return np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
