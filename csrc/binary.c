@@ -25,7 +25,7 @@
 typedef struct {
     const fl_bin_args *a;
     fl_index total; /* rows * cols */
-    double *partial;
+    double *partial; /* the check pass: a flag per block */
 } bin_ctx;
 
 
@@ -138,7 +138,7 @@ typedef struct {
 
 /* ---- entry points ---------------------------------------------------------------- */
 
-/* Runs fn over the fixed blocks; partial[b] receives block b's result. */
+/* Runs the check pass fn over the fixed blocks; partial[b] receives block b's flag. */
 static int bin_run_blocks(fl_bin_args *a, fl_block_fn fn, bin_ctx *ctx, fl_index *nblocks_out)
 {
     ctx->a = a;
@@ -157,19 +157,17 @@ static int bin_run_blocks(fl_bin_args *a, fl_block_fn fn, bin_ctx *ctx, fl_index
     return FL_OK;
 }
 
-static int bin_run(fl_bin_args *a, fl_block_fn fn)
+static int bin_run(fl_bin_args *a, fl_sum_block_fn fn)
 {
     bin_ctx ctx;
-    fl_index nblocks;
-    a->sum = 0.0;
-    const int status = bin_run_blocks(a, fn, &ctx, &nblocks);
-    if (status != FL_OK)
-        return status;
-    double sum = 0.0;
-    for (fl_index b = 0; b < nblocks; b++) /* block order: independent of the thread count */
-        sum += ctx.partial[b];
-    a->sum = sum;
-    free(ctx.partial);
+    ctx.a = a;
+    ctx.total = a->rows * a->cols;
+    ctx.partial = NULL;
+    const fl_index nblocks = (ctx.total + FL_BLOCK_ELEMENTS - 1) / FL_BLOCK_ELEMENTS;
+    const int used = fl_parallel_sum(fn, &ctx, nblocks, a->nthreads, 1, &a->sum);
+    if (used == FL_ERR_NOMEM)
+        return FL_ERR_NOMEM;
+    a->threads_used = used;
     return FL_OK;
 }
 

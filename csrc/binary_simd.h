@@ -217,7 +217,7 @@ static FL_ATTR double FL_KN(bin_rowseg)(const fl_bin_args *a, fl_index r, fl_ind
     return sum;
 }
 
-static FL_ATTR void FL_KN(bin_block)(void *vctx, fl_index b)
+static FL_ATTR void FL_KN(bin_block)(void *vctx, fl_index b, double *sums)
 {
     bin_ctx *c = (bin_ctx *)vctx;
     const fl_bin_args *a = c->a;
@@ -230,7 +230,7 @@ static FL_ATTR void FL_KN(bin_block)(void *vctx, fl_index b)
         sum += FL_KN(bin_rowseg)(a, r, k0, n);
         lo += n;
     }
-    c->partial[b] = sum;
+    sums[0] = sum;
 }
 
 /* 1 when some element of a contiguous run is outside [0, 1] or NaN: each lane maps bad

@@ -39,7 +39,6 @@ typedef struct {
     const fl_ce_args *a;
     int layout;
     fl_index npos, block;
-    double *partial; /* two sums per block: nll, smoothing */
 } ce_ctx;
 
 /* ---- dtype-only parts ------------------------------------------------------------ */
@@ -170,7 +169,7 @@ static int ce_layout(const fl_ce_args *a)
     return CE_STRIDED;
 }
 
-static int ce_run(fl_ce_args *a, fl_block_fn block_fn)
+static int ce_run(fl_ce_args *a, fl_sum_block_fn block_fn)
 {
     ce_ctx ctx;
     ctx.a = a;
@@ -189,20 +188,13 @@ static int ce_run(fl_ce_args *a, fl_block_fn block_fn)
         block = (block + 7) / 8 * 8;
     ctx.block = block;
     const fl_index nblocks = (ctx.npos + block - 1) / block;
-    double one[2];
-    ctx.partial = nblocks == 1 ? one : (double *)malloc((size_t)nblocks * 2 * sizeof(double));
-    if (ctx.partial == NULL)
+    double totals[2];
+    const int used = fl_parallel_sum(block_fn, &ctx, nblocks, a->nthreads, 2, totals);
+    if (used == FL_ERR_NOMEM)
         return FL_ERR_NOMEM;
-    a->threads_used = fl_parallel_blocks(block_fn, &ctx, nblocks, a->nthreads);
-    double nll = 0.0, smooth = 0.0;
-    for (fl_index b = 0; b < nblocks; b++) { /* block order: independent of the thread count */
-        nll += ctx.partial[2 * b];
-        smooth += ctx.partial[2 * b + 1];
-    }
-    a->nll_sum = nll;
-    a->smooth_sum = smooth;
-    if (ctx.partial != one)
-        free(ctx.partial);
+    a->threads_used = used;
+    a->nll_sum = totals[0];
+    a->smooth_sum = totals[1];
     return FL_OK;
 }
 

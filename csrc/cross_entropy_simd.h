@@ -431,14 +431,12 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
     }
 }
 
-/* One block of positions in the layout the call chose; its partial sum goes to ctx. */
-static FL_ATTR void FL_KN(ce_block)(void *vctx, fl_index b)
+/* One block of positions in the layout the call chose: sums[0] += nll terms, sums[1] += smoothing terms. */
+static FL_ATTR void FL_KN(ce_block)(void *vctx, fl_index b, double *sums)
 {
     ce_ctx *ctx = (ce_ctx *)vctx;
     const fl_ce_args *a = ctx->a;
     const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
-    double *sums = ctx->partial + 2 * b;
-    sums[0] = sums[1] = 0.0;
     if (ctx->layout == CE_ROWS) {
         FL_KN(ce_rows)(a, p0, p1, sums);
     } else if (ctx->layout == CE_COLS) {

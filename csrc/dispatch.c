@@ -5,6 +5,7 @@
  */
 #include "fastloss.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -127,5 +128,44 @@ int fl_parallel_blocks(fl_block_fn fn, void *ctx, fl_index nblocks, int nthreads
     for (fl_index b = 0; b < nblocks; b++)
         fn(ctx, b);
     (void)nthreads;
+    return used;
+}
+
+#define FL_MAX_SUMS 4
+
+typedef struct {
+    fl_sum_block_fn fn;
+    void *ctx;
+    int nsums;
+    double *partial; /* nblocks x nsums */
+} sum_job;
+
+static void sum_block(void *vjob, fl_index b)
+{
+    sum_job *job = (sum_job *)vjob;
+    double *sums = job->partial + b * job->nsums;
+    for (int k = 0; k < job->nsums; k++)
+        sums[k] = 0.0;
+    job->fn(job->ctx, b, sums);
+}
+
+int fl_parallel_sum(fl_sum_block_fn fn, void *ctx, fl_index nblocks, int nthreads, int nsums, double *totals)
+{
+    double local[FL_MAX_SUMS];
+    for (int k = 0; k < nsums; k++)
+        totals[k] = 0.0;
+    if (nblocks <= 0)
+        return 1;
+    sum_job job = {fn, ctx, nsums, NULL};
+    job.partial = nblocks == 1 && nsums <= FL_MAX_SUMS ? local
+                                                      : (double *)malloc((size_t)(nblocks * nsums) * sizeof(double));
+    if (job.partial == NULL)
+        return FL_ERR_NOMEM;
+    const int used = fl_parallel_blocks(sum_block, &job, nblocks, nthreads);
+    for (fl_index b = 0; b < nblocks; b++) /* block order: independent of the thread count */
+        for (int k = 0; k < nsums; k++)
+            totals[k] += job.partial[b * nsums + k];
+    if (job.partial != local)
+        free(job.partial);
     return used;
 }

@@ -53,4 +53,12 @@ int fl_openmp_enabled(void);
 typedef void (*fl_block_fn)(void *ctx, fl_index block);
 int fl_parallel_blocks(fl_block_fn fn, void *ctx, fl_index nblocks, int nthreads);
 
+/* The reduction every loss uses: fn(ctx, b, sums) adds block b's nsums partial sums (in
+ * double, in a fixed order within the block) into sums[0..nsums), zeroed before; the blocks'
+ * partials are then combined in block order into totals[0..nsums). So the totals depend on
+ * the blocks (fixed by the shape) but never on the thread count. Returns the number of
+ * threads used, or FL_ERR_NOMEM. */
+typedef void (*fl_sum_block_fn)(void *ctx, fl_index block, double *sums);
+int fl_parallel_sum(fl_sum_block_fn fn, void *ctx, fl_index nblocks, int nthreads, int nsums, double *totals);
+
 #endif /* FASTLOSS_H */

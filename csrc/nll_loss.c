@@ -20,7 +20,6 @@ static inline fl_index nll_target(const fl_nll_args *a, fl_index i, fl_index j)
 typedef struct {
     fl_nll_args *a;
     fl_index npos, block;
-    double *partial;
 } nll_ctx;
 
 #define NLL_DTYPE(T, TS)                                                                       \
@@ -95,7 +94,7 @@ typedef struct {
         }                                                                                      \
     }                                                                                          \
                                                                                                \
-    static void nll_loss_block_##TS(void *vctx, fl_index b)                                    \
+    static void nll_loss_block_##TS(void *vctx, fl_index b, double *sums)                      \
     {                                                                                          \
         nll_ctx *ctx = (nll_ctx *)vctx;                                                        \
         const fl_nll_args *a = ctx->a;                                                         \
@@ -108,7 +107,7 @@ typedef struct {
             nll_losses_##TS(a, i, j, j + (stop - p), &sum);                                    \
             p = stop;                                                                          \
         }                                                                                      \
-        ctx->partial[b] = sum;                                                                 \
+        sums[0] = sum;                                                                         \
     }                                                                                          \
                                                                                                \
     static void nll_grad_block_##TS(void *vctx, fl_index b)                                    \
@@ -135,7 +134,7 @@ NLL_DTYPE(double, f64)
  * gradient (maybe x itself) is written. */
 #define NLL_LOSS_BLOCK ((fl_index)8192)
 
-static int nll_run(fl_nll_args *a, fl_block_fn loss_fn, fl_block_fn grad_fn)
+static int nll_run(fl_nll_args *a, fl_sum_block_fn loss_fn, fl_block_fn grad_fn)
 {
     nll_ctx ctx;
     ctx.a = a;
@@ -146,17 +145,10 @@ static int nll_run(fl_nll_args *a, fl_block_fn loss_fn, fl_block_fn grad_fn)
         return FL_OK;
     ctx.block = NLL_LOSS_BLOCK;
     fl_index nblocks = (ctx.npos + ctx.block - 1) / ctx.block;
-    double one;
-    ctx.partial = nblocks == 1 ? &one : (double *)malloc((size_t)nblocks * sizeof(double));
-    if (ctx.partial == NULL)
+    const int used_loss = fl_parallel_sum(loss_fn, &ctx, nblocks, a->nthreads, 1, &a->loss_sum);
+    if (used_loss == FL_ERR_NOMEM)
         return FL_ERR_NOMEM;
-    a->threads_used = fl_parallel_blocks(loss_fn, &ctx, nblocks, a->nthreads);
-    double sum = 0.0;
-    for (fl_index b = 0; b < nblocks; b++) /* block order: independent of the thread count */
-        sum += ctx.partial[b];
-    a->loss_sum = sum;
-    if (ctx.partial != &one)
-        free(ctx.partial);
+    a->threads_used = used_loss;
     if (a->grad) {
         fl_index block = FL_BLOCK_ELEMENTS / (a->c > 1 ? a->c : 1);
         ctx.block = block < 1 ? 1 : block;

@@ -18,7 +18,6 @@
 typedef struct {
     const fl_reg_args *a;
     fl_index total, block;
-    double *partial; /* one loss sum per block */
 } reg_ctx;
 
 /* the largest float / double below v (v > 0 here: beta and delta of the kernels that use it) */
@@ -84,7 +83,7 @@ typedef struct {
 #undef FL_PATH
 #endif
 
-static int reg_run(fl_reg_args *a, fl_block_fn block_fn)
+static int reg_run(fl_reg_args *a, fl_sum_block_fn block_fn)
 {
     reg_ctx ctx;
     ctx.a = a;
@@ -97,17 +96,10 @@ static int reg_run(fl_reg_args *a, fl_block_fn block_fn)
         return FL_OK;
     ctx.block = FL_BLOCK_ELEMENTS;
     const fl_index nblocks = (ctx.total + ctx.block - 1) / ctx.block;
-    double one;
-    ctx.partial = nblocks == 1 ? &one : (double *)malloc((size_t)nblocks * sizeof(double));
-    if (ctx.partial == NULL)
+    const int used = fl_parallel_sum(block_fn, &ctx, nblocks, a->nthreads, 1, &a->loss_sum);
+    if (used == FL_ERR_NOMEM)
         return FL_ERR_NOMEM;
-    a->threads_used = fl_parallel_blocks(block_fn, &ctx, nblocks, a->nthreads);
-    double sum = 0.0;
-    for (fl_index b = 0; b < nblocks; b++) /* block order: independent of the thread count */
-        sum += ctx.partial[b];
-    a->loss_sum = sum;
-    if (ctx.partial != &one)
-        free(ctx.partial);
+    a->threads_used = used;
     return FL_OK;
 }
 

@@ -137,7 +137,7 @@ static FL_ATTR double FL_KN(reg_contig)(const fl_reg_args *a, const FL_T *x, con
 #define FL_REG_CHUNK 256
 
 
-static FL_ATTR void FL_KN(reg_block)(void *vctx, fl_index b)
+static FL_ATTR void FL_KN(reg_block)(void *vctx, fl_index b, double *sums)
 {
     reg_ctx *ctx = (reg_ctx *)vctx;
     const fl_reg_args *a = ctx->a;
@@ -200,7 +200,7 @@ static FL_ATTR void FL_KN(reg_block)(void *vctx, fl_index b)
             idx[d - 1]++;
         }
     }
-    ctx->partial[b] = sum;
+    sums[0] = sum;
 }
 
 #undef FL_OP
