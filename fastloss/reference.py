@@ -98,6 +98,8 @@ def _check_ignore_index(ignore_index):
             ignore_index, (int, np.integer)):
         raise TypeError(
             f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    if not -2**63 <= int(ignore_index) < 2**63:  # torch takes an int64
+        raise ValueError(f"ignore_index {int(ignore_index)} does not fit in int64")
     return int(ignore_index)
 
 
@@ -197,11 +199,11 @@ def _check_out(out, x, others):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != x.shape:
         raise ValueError(f"out must have the input's shape {x.shape}, got {out.shape}")
-    if out.dtype != x.dtype:
+    if out.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):  # byte order may differ
         raise TypeError(f"out must have the input's dtype {x.dtype}, got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError("out is not writeable")
-    in_place = out is x or _same_memory(out, x)
+    in_place = out is x or (out.dtype == x.dtype and _same_memory(out, x))
     if not in_place and np.shares_memory(out, x):
         raise ValueError("out overlaps the input without being exactly the input")
     for name, arr in others:
@@ -460,7 +462,8 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
     """
     pb = _Problem(input, target, weight, ignore_index, reduction, label_smoothing)
     go = _check_grad_output(grad_output, pb.reduction, pb.loss_shape)
-    out = _check_out(out, pb.x, (("target", pb.target_orig), ("weight", pb.weight_orig)))
+    out = _check_out(out, pb.x, (("target", pb.target_orig), ("weight", pb.weight_orig),
+                                 ("grad_output", grad_output if isinstance(grad_output, np.ndarray) else None)))
 
     loss = _as_result(_forward(pb), pb)
     grad = np.moveaxis(_gradient(pb, go), -1, pb.class_axis).astype(pb.x.dtype)

@@ -576,6 +576,12 @@ def _two_bad_targets_kdim_F():
     return dict(input=_x((2, 5, 3, 4)), target=t)
 
 
+def _out_overlapping_grad_output():
+    buf = np.zeros(40)
+    return dict(input=_x(), target=_t(), reduction="none", grad_output=buf[:4],
+                out=buf[:20].reshape(4, 5))
+
+
 BAD = {
     # input
     "input-int": lambda: dict(input=np.arange(20).reshape(4, 5), target=_t()),
@@ -631,6 +637,8 @@ BAD = {
     "ignore_index-float": lambda: dict(input=_x(), target=_t(), ignore_index=1.5),
     "ignore_index-bool": lambda: dict(input=_x(), target=_t(), ignore_index=True),
     "ignore_index-str": lambda: dict(input=_x(), target=_t(), ignore_index="0"),
+    "ignore_index-2**70": lambda: dict(input=_x(), target=_t(), ignore_index=2**70),
+    "out-overlaps-grad_output": _out_overlapping_grad_output,
     "prob-with-ignore_index-0": lambda: dict(input=_x(), target=np.full((4, 5), 0.2),
                                              ignore_index=0),
     "prob-with-ignore_index-3": lambda: dict(input=_x(), target=np.full((4, 5), 0.2),
