@@ -12,6 +12,12 @@
  *   bin_block  one fixed block of the row-major order (the OpenMP work item);
  *   bin_check_block  FL_BIN_BCE's domain check on one block.
  */
+/* the smallest subnormal of the dtype (log's argument floor for y log y at y = 0) */
+#if FL_F32
+#define FL_BIN_DENORM_MIN 1.40129846e-45f
+#else
+#define FL_BIN_DENORM_MIN 4.9406564584124654e-324
+#endif
 #define FL_OP(name) FL_XCAT(FL_P, name)
 #define FL_V FL_XCAT(FL_P, v)
 #define FL_ACC FL_XCAT(FL_P, acc)
@@ -292,3 +298,4 @@ static FL_ATTR void FL_KN(bin_check_block)(void *vctx, fl_index b)
 #undef FL_ACC
 #undef FL_L
 #undef FL_KN
+#undef FL_BIN_DENORM_MIN

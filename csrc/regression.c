@@ -24,64 +24,8 @@ typedef struct {
 #define FL_NEXTDOWN(v) (sizeof(v) == sizeof(float) ? (FL_T)nextafterf((float)(v), -INFINITY) \
                                                    : (FL_T)nextafter((double)(v), -INFINITY))
 
-#define FL_ATTR
-#define FL_PATH generic
-#define FL_P gen_f32_
-#define FL_T float
-#define FL_TS f32
-#include "regression_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#define FL_P gen_f64_
-#define FL_T double
-#define FL_TS f64
-#include "regression_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_ATTR
-#undef FL_PATH
-
-#if FL_HAVE_AVX2_BUILD
-#define FL_ATTR FL_AVX2
-#define FL_PATH avx2
-#define FL_P avx2_f32_
-#define FL_T float
-#define FL_TS f32
-#include "regression_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#define FL_P avx2_f64_
-#define FL_T double
-#define FL_TS f64
-#include "regression_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_ATTR
-#undef FL_PATH
-
-#define FL_ATTR FL_AVX512
-#define FL_PATH avx512
-#define FL_P avx512_f32_
-#define FL_T float
-#define FL_TS f32
-#include "regression_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#define FL_P avx512_f64_
-#define FL_T double
-#define FL_TS f64
-#include "regression_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_ATTR
-#undef FL_PATH
-#endif
+#define FL_TEMPLATE "regression_simd.h"
+#include "fl_instantiate.h"
 
 static int reg_run(fl_reg_args *a, fl_sum_block_fn block_fn)
 {

@@ -37,85 +37,8 @@ typedef struct {
 #undef FL_TS
 
 
-/* generic */
-#define FL_ATTR
-#define FL_PATH generic
-#define FL_P gen_f32_
-#define FL_T float
-#define FL_TS f32
-#define FL_F32 1
-#include "simd_exp.h"
-#include "softmax_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#define FL_P gen_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "simd_exp.h"
-#include "softmax_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#undef FL_ATTR
-#undef FL_PATH
-
-#if FL_HAVE_AVX2_BUILD
-/* AVX2 + FMA */
-#define FL_ATTR FL_AVX2
-#define FL_PATH avx2
-#define FL_P avx2_f32_
-#define FL_T float
-#define FL_TS f32
-#define FL_F32 1
-#include "simd_exp.h"
-#include "softmax_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#define FL_P avx2_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "simd_exp.h"
-#include "softmax_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#undef FL_ATTR
-#undef FL_PATH
-
-/* AVX-512 */
-#define FL_ATTR FL_AVX512
-#define FL_PATH avx512
-#define FL_P avx512_f32_
-#define FL_T float
-#define FL_TS f32
-#define FL_F32 1
-#include "simd_exp.h"
-#include "softmax_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#define FL_P avx512_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "simd_exp.h"
-#include "softmax_simd.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#undef FL_ATTR
-#undef FL_PATH
-#endif
+#define FL_TEMPLATE "softmax_simd.h"
+#include "fl_instantiate.h"
 
 /* ---- entry points ---------------------------------------------------------------- */
 

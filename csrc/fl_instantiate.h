@@ -1,0 +1,100 @@
+/*
+ * Instantiates the kernel template named by FL_TEMPLATE (a string) once per SIMD path and
+ * dtype, so that each loss's C file says only which template it instantiates:
+ *
+ *     #define FL_TEMPLATE "cross_entropy_simd.h"
+ *     #include "fl_instantiate.h"
+ *
+ * Each instantiation sees FL_PATH (generic, avx2, avx512), FL_ATTR (the path's function
+ * attributes), FL_P (the op prefix of simd_<path>.h), FL_T / FL_TS / FL_F32 (the dtype) and
+ * FL_PD (the path's float64 op prefix), with exp and log of FL_P already defined. float64
+ * comes first on each path so that float32 kernels may use its ops (the double log). The
+ * AVX2 and AVX-512 paths exist where FL_HAVE_AVX2_BUILD; the generic path everywhere.
+ */
+#ifndef FL_TEMPLATE
+#error "define FL_TEMPLATE before including fl_instantiate.h"
+#endif
+
+/* ---- generic ------------------------------------------------------------------------- */
+#define FL_ATTR
+#define FL_PATH generic
+#define FL_PD gen_f64_
+#define FL_P gen_f64_
+#define FL_T double
+#define FL_TS f64
+#define FL_F32 0
+#include "fl_instance.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+#define FL_P gen_f32_
+#define FL_T float
+#define FL_TS f32
+#define FL_F32 1
+#include "fl_instance.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+#undef FL_PD
+#undef FL_ATTR
+#undef FL_PATH
+
+#if FL_HAVE_AVX2_BUILD
+/* ---- avx2 ---------------------------------------------------------------------------- */
+#define FL_ATTR FL_AVX2
+#define FL_PATH avx2
+#define FL_PD avx2_f64_
+#define FL_P avx2_f64_
+#define FL_T double
+#define FL_TS f64
+#define FL_F32 0
+#include "fl_instance.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+#define FL_P avx2_f32_
+#define FL_T float
+#define FL_TS f32
+#define FL_F32 1
+#include "fl_instance.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+#undef FL_PD
+#undef FL_ATTR
+#undef FL_PATH
+#endif
+
+#if FL_HAVE_AVX2_BUILD
+/* ---- avx512 -------------------------------------------------------------------------- */
+#define FL_ATTR FL_AVX512
+#define FL_PATH avx512
+#define FL_PD avx512_f64_
+#define FL_P avx512_f64_
+#define FL_T double
+#define FL_TS f64
+#define FL_F32 0
+#include "fl_instance.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+#define FL_P avx512_f32_
+#define FL_T float
+#define FL_TS f32
+#define FL_F32 1
+#include "fl_instance.h"
+#undef FL_P
+#undef FL_T
+#undef FL_TS
+#undef FL_F32
+#undef FL_PD
+#undef FL_ATTR
+#undef FL_PATH
+#endif
+
+#undef FL_TEMPLATE
