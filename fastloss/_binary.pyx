@@ -194,44 +194,18 @@ cdef object _binary(int which, object input, object target, object weight, objec
     # ---- upstream gradient -----------------------------------------------------------------
     cdef double go_scalar = 1.0
     cdef cnp.ndarray go0 = None, go = None
-    if want_grad and grad_output is not None:
-        if red != REDUCE_NONE or not isinstance(grad_output, (np.ndarray, list, tuple)):
-            if isinstance(grad_output, (np.ndarray, list, tuple)) and np.ndim(grad_output) != 0:
-                raise ValueError("grad_output must be a scalar for reduction='mean', 'sum' or "
-                                 f"'batchmean', got shape {np.shape(grad_output)}")
-            go_scalar = real_option(grad_output if not isinstance(grad_output, np.ndarray)
-                                    else grad_output[()], "grad_output")
-        else:
-            go0 = as_array(grad_output)
-            if not (cnp.PyArray_ISINTEGER(go0) or cnp.PyArray_ISFLOAT(go0)):
-                raise TypeError(f"grad_output must be a real array, got dtype {go0.dtype}")
-            if go0.ndim == 0:
-                go_scalar = float(go0)
-            else:
-                try:
-                    np.broadcast_to(go0, shape)
-                except ValueError:
-                    raise ValueError(f"grad_output of shape {np.shape(go0)} does not broadcast to "
-                                     f"the loss shape {shape}") from None
-                go = np.broadcast_to(_kernel_copy(go0, typenum), shape)
+    if want_grad:
+        go_scalar, go0 = upstream_gradient(grad_output, red == REDUCE_NONE, tuple(shape))
+        if go0 is not None:
+            go = np.broadcast_to(_kernel_copy(go0, typenum), shape)
 
     # ---- out= ------------------------------------------------------------------------------
     cdef cnp.ndarray g_user = None
     cdef bint in_place = False
     if want_grad and out is not None:
         g_user = check_out(out, x0, "out")
-        if same_view(g_user, x0):
-            in_place = True
-        elif shares_memory(g_user, x0):
-            raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
-        if shares_memory(g_user, t0):
-            raise ValueError("out overlaps target")
-        if w0 is not None and shares_memory(g_user, w0):
-            raise ValueError("out overlaps weight")
-        if p0 is not None and shares_memory(g_user, p0):
-            raise ValueError("out overlaps pos_weight")
-        if go0 is not None and shares_memory(g_user, go0):
-            raise ValueError("out overlaps grad_output")
+        in_place = out_in_place(g_user, x0, (("target", t0), ("weight", w0), ("pos_weight", p0),
+                                             ("grad_output", go0)))
 
     # ---- the kernel's operands, all in the loss's shape --------------------------------------
     cdef cnp.ndarray x = _kernel_copy(x0, typenum)

@@ -99,43 +99,18 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
     # ---- upstream gradient -------------------------------------------------------------
     cdef double go_scalar = 1.0
     cdef cnp.ndarray go0 = None, go = None
-    if want_grad and grad_output is not None:
-        if red != REDUCE_NONE or not isinstance(grad_output, (np.ndarray, list, tuple)):
-            if isinstance(grad_output, (np.ndarray, list, tuple)) and np.ndim(grad_output) != 0:
-                raise ValueError("grad_output must be a scalar for reduction='mean' or 'sum', "
-                                 f"got shape {np.shape(grad_output)}")
-            go_scalar = real_option(grad_output if not isinstance(grad_output, np.ndarray)
-                                    else grad_output[()], "grad_output")
-        else:
-            go0 = as_array(grad_output)
-            if not (cnp.PyArray_ISINTEGER(go0) or cnp.PyArray_ISFLOAT(go0)):
-                raise TypeError(f"grad_output must be a real array, got dtype {go0.dtype}")
-            if go0.ndim == 0:
-                go_scalar = float(go0)
-            else:
-                loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
-                try:
-                    go = np.broadcast_to(go0, loss_shape)
-                except ValueError:
-                    raise ValueError(f"grad_output of shape {np.shape(go0)} does not broadcast to the "
-                                     f"loss shape {loss_shape}") from None
-                go = as_kernel_array(go, typenum)
+    if want_grad:
+        loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
+        go_scalar, go0 = upstream_gradient(grad_output, red == REDUCE_NONE, loss_shape)
+        if go0 is not None:
+            go = as_kernel_array(np.broadcast_to(go0, loss_shape), typenum)
 
     # ---- out= --------------------------------------------------------------------------
     cdef cnp.ndarray g_user = None
     cdef bint in_place = False
     if want_grad and out is not None:
         g_user = check_out(out, x0, "out")
-        if same_view(g_user, x0):
-            in_place = True
-        elif shares_memory(g_user, x0):
-            raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
-        if shares_memory(g_user, t0):
-            raise ValueError("out overlaps target")
-        if w0 is not None and shares_memory(g_user, w0):
-            raise ValueError("out overlaps weight")
-        if go0 is not None and shares_memory(g_user, go0):
-            raise ValueError("out overlaps grad_output")
+        in_place = out_in_place(g_user, x0, (("target", t0), ("weight", w0), ("grad_output", go0)))
 
     # ---- the kernel's view ---------------------------------------------------------------
     cdef cnp.ndarray x = as_kernel_array(x0, typenum)

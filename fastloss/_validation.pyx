@@ -252,3 +252,45 @@ cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int typenum):
         raise ValueError(f"weight should be defined either for all {C} classes or no classes "
                          f"but got weight of shape: {list(np.shape(w0))}")
     return np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
+
+
+cdef tuple upstream_gradient(object grad_output, bint per_position, tuple loss_shape):
+    """The upstream gradient g of a *_with_grad call, as (scalar, array): None means 1. When
+    the loss is reduced (per_position False) g must be a real scalar (ValueError for an array
+    of more than 0 dimensions); for reduction="none" it may also be a real array, which must
+    broadcast to loss_shape and is returned as given (the caller makes its kernel form)."""
+    cdef cnp.ndarray go0
+    if grad_output is None:
+        return 1.0, None
+    if not per_position or not isinstance(grad_output, (np.ndarray, list, tuple)):
+        if isinstance(grad_output, (np.ndarray, list, tuple)) and np.ndim(grad_output) != 0:
+            raise ValueError("grad_output must be a scalar unless reduction='none', "
+                             f"got shape {np.shape(grad_output)}")
+        return real_option(grad_output if not isinstance(grad_output, np.ndarray)
+                           else grad_output[()], "grad_output"), None
+    go0 = as_array(grad_output)
+    if not (cnp.PyArray_ISINTEGER(go0) or cnp.PyArray_ISFLOAT(go0)):
+        raise TypeError(f"grad_output must be a real array, got dtype {go0.dtype}")
+    if go0.ndim == 0:
+        return float(go0), None
+    try:
+        fits = np.broadcast_shapes(np.shape(go0), loss_shape) == loss_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"grad_output of shape {np.shape(go0)} does not broadcast to the loss "
+                         f"shape {loss_shape}")
+    return 1.0, go0
+
+
+cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, tuple others) except -1:
+    """out= against the arguments: True when out is exactly the input (the gradient is written
+    over it); a ValueError when it partially overlaps the input or overlaps any of the other
+    arguments, given as (name, array or None) pairs."""
+    cdef bint in_place = same_view(out, input)
+    if not in_place and shares_memory(out, input):
+        raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
+    for name, other in others:
+        if other is not None and shares_memory(out, <cnp.ndarray>other):
+            raise ValueError(f"out overlaps {name}")
+    return in_place
