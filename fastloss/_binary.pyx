@@ -194,7 +194,7 @@ cdef object _binary(int which, object input, object target, object weight, objec
     # ---- upstream gradient -----------------------------------------------------------------
     cdef double go_scalar = 1.0
     cdef cnp.ndarray go0 = None, go = None
-    if want_grad:
+    if want_grad and grad_output is not None:
         go_scalar, go0 = upstream_gradient(grad_output, red == REDUCE_NONE, tuple(shape))
         if go0 is not None:
             go = np.broadcast_to(_kernel_copy(go0, typenum), shape)
@@ -204,8 +204,7 @@ cdef object _binary(int which, object input, object target, object weight, objec
     cdef bint in_place = False
     if want_grad and out is not None:
         g_user = check_out(out, x0, "out")
-        in_place = out_in_place(g_user, x0, (("target", t0), ("weight", w0), ("pos_weight", p0),
-                                             ("grad_output", go0)))
+        in_place = out_in_place(g_user, x0, t0, w0, p0, go0)
 
     # ---- the kernel's operands, all in the loss's shape --------------------------------------
     cdef cnp.ndarray x = _kernel_copy(x0, typenum)

@@ -124,7 +124,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     # ---- upstream gradient -------------------------------------------------------------
     cdef double go_scalar = 1.0
     cdef cnp.ndarray go0 = None, go = None
-    if want_grad:
+    if want_grad and grad_output is not None:
         loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
         go_scalar, go0 = upstream_gradient(grad_output, red == REDUCE_NONE, loss_shape)
         if go0 is not None:
@@ -135,7 +135,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     cdef bint in_place = False
     if want_grad and out is not None:
         g_user = check_out(out, x0, "out")
-        in_place = out_in_place(g_user, x0, (("target", t0), ("weight", w0), ("grad_output", go0)))
+        in_place = out_in_place(g_user, x0, t0, w0, None, go0)
 
     # ---- the kernel's view ---------------------------------------------------------------
     cdef cnp.ndarray x = as_kernel_array(x0, typenum)

@@ -151,7 +151,7 @@ cdef object _regression(int kind, object input, object target, object reduction,
     # ---- upstream gradient ---------------------------------------------------------------
     cdef double go_scalar = 1.0
     cdef cnp.ndarray go0 = None, go = None
-    if want_grad:
+    if want_grad and grad_output is not None:
         go_scalar, go0 = upstream_gradient(grad_output, red == REDUCE_NONE, tuple(bshape))
         if go0 is not None:
             go = np.broadcast_to(go0, bshape)
@@ -162,10 +162,8 @@ cdef object _regression(int kind, object input, object target, object reduction,
     if want_grad and out is not None:
         g_user = check_out(out, x0, "out")
         # out=target, exactly, is allowed too when it has the input's shape and dtype
-        out_is_x = out_in_place(g_user, x0, (
-            ("target (out=target, exactly, is allowed when it has the input's shape and dtype)",
-             None if same and same_view(g_user, t0) else t0),
-            ("grad_output", go0)))
+        out_is_x = out_in_place(g_user, x0, None if same and same_view(g_user, t0) else t0,
+                                None, None, go0)
 
     # ---- kernel views ----------------------------------------------------------------------
     cdef cnp.ndarray x = as_kernel_array(x0, typenum)

@@ -28,4 +28,5 @@ cdef object int64_option(object value, str what)
 cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore)
 cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int typenum)
 cdef tuple upstream_gradient(object grad_output, bint per_position, tuple loss_shape)
-cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, tuple others) except -1
+cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, object target, object weight,
+                       object pos_weight, object grad_output) except -1

@@ -283,14 +283,20 @@ cdef tuple upstream_gradient(object grad_output, bint per_position, tuple loss_s
     return 1.0, go0
 
 
-cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, tuple others) except -1:
+cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, object target, object weight,
+                       object pos_weight, object grad_output) except -1:
     """out= against the arguments: True when out is exactly the input (the gradient is written
-    over it); a ValueError when it partially overlaps the input or overlaps any of the other
-    arguments, given as (name, array or None) pairs."""
+    over it); a ValueError when it partially overlaps the input or overlaps any other argument
+    (those a loss does not have, or lets out alias, are passed as None)."""
     cdef bint in_place = same_view(out, input)
     if not in_place and shares_memory(out, input):
         raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
-    for name, other in others:
-        if other is not None and shares_memory(out, <cnp.ndarray>other):
-            raise ValueError(f"out overlaps {name}")
+    if target is not None and shares_memory(out, <cnp.ndarray>target):
+        raise ValueError("out overlaps target")
+    if weight is not None and shares_memory(out, <cnp.ndarray>weight):
+        raise ValueError("out overlaps weight")
+    if pos_weight is not None and shares_memory(out, <cnp.ndarray>pos_weight):
+        raise ValueError("out overlaps pos_weight")
+    if grad_output is not None and shares_memory(out, <cnp.ndarray>grad_output):
+        raise ValueError("out overlaps grad_output")
     return in_place
