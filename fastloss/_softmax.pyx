@@ -46,37 +46,11 @@ cdef extern from "softmax.h" nogil:
     int fl_softmax_backward_f64(fl_softmax_args *a)
 
 
-cdef bint _merged_range(cnp.ndarray a, int lo, int hi, fl_index *stride):
-    """The element stride that walks axes lo..hi-1 as one C-ordered axis, when their strides
-    allow it (True), else False (the caller copies). No axes, or size 0: stride 0."""
-    cdef int d
-    cdef fl_index size, st, expect = 0, item = cnp.PyArray_ITEMSIZE(a)
-    cdef bint have = False
-    stride[0] = 0
-    for d in range(hi - 1, lo - 1, -1):
-        size = cnp.PyArray_DIM(a, d)
-        if size == 0:
-            stride[0] = 0
-            return True
-        if size == 1:
-            continue
-        st = cnp.PyArray_STRIDE(a, d)
-        if st % item:
-            return False
-        if have and st != expect:
-            return False
-        if not have:
-            stride[0] = st // item
-            have = True
-        expect = st * size
-    return True
-
-
 cdef bint _view(cnp.ndarray a, int axis, fl_index *sn, fl_index *sc, fl_index *ss):
     """(n, C, s) element strides of a kernel array, False when its axes do not merge."""
     if not strides_in_elements(a):
         return False
-    if not _merged_range(a, 0, axis, sn) or not _merged_range(a, axis + 1, cnp.PyArray_NDIM(a), ss):
+    if not merged_range(a, 0, axis, sn) or not merged_range(a, axis + 1, cnp.PyArray_NDIM(a), ss):
         return False
     sc[0] = elem_stride(a, axis)
     return True

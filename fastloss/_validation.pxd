@@ -13,6 +13,7 @@ cdef cnp.ndarray as_array(object a)
 cdef int float_compute_type(cnp.ndarray a, str what) except -1
 cdef bint is_native_aligned(cnp.ndarray a)
 cdef cnp.ndarray as_kernel_array(cnp.ndarray a, int typenum)
+cdef bint merged_range(cnp.ndarray a, int lo, int hi, fl_index *stride)
 cdef bint merged_stride(cnp.ndarray a, int first, fl_index *stride)
 cdef fl_index elem_stride(cnp.ndarray a, int axis)
 cdef bint strides_in_elements(cnp.ndarray a)

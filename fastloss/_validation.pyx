@@ -49,14 +49,14 @@ cdef cnp.ndarray as_kernel_array(cnp.ndarray a, int typenum):
     return np.array(a, dtype=cnp.PyArray_DescrFromType(typenum), order="K", copy=True)
 
 
-cdef bint merged_stride(cnp.ndarray a, int first, fl_index *stride):
-    """The element stride that walks axes first..ndim-1 as one C-ordered axis, when their
-    strides allow it (True), else False (the caller copies)."""
+cdef bint merged_range(cnp.ndarray a, int lo, int hi, fl_index *stride):
+    """The element stride that walks axes lo..hi-1 as one C-ordered axis, when their strides
+    allow it (True), else False (the caller copies). No axes, or size 0: stride 0."""
     cdef int d
     cdef fl_index size, st, expect = 0, item = cnp.PyArray_ITEMSIZE(a)
     cdef bint have = False
     stride[0] = 0
-    for d in range(cnp.PyArray_NDIM(a) - 1, first - 1, -1):
+    for d in range(hi - 1, lo - 1, -1):
         size = cnp.PyArray_DIM(a, d)
         if size == 0:
             stride[0] = 0
@@ -73,6 +73,11 @@ cdef bint merged_stride(cnp.ndarray a, int first, fl_index *stride):
             have = True
         expect = st * size
     return True
+
+
+cdef bint merged_stride(cnp.ndarray a, int first, fl_index *stride):
+    """merged_range over the trailing axes first..ndim-1."""
+    return merged_range(a, first, cnp.PyArray_NDIM(a), stride)
 
 
 cdef fl_index elem_stride(cnp.ndarray a, int axis):
