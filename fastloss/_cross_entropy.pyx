@@ -140,31 +140,14 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     # ---- the kernel's view ---------------------------------------------------------------
     cdef cnp.ndarray x = as_kernel_array(x0, typenum)
     cdef fl_index x_ss = 0, g_ss = 0, t_ss = 0, go_ss = 0
-    if nd >= 2 and not merged_stride(x, 2, &x_ss):
-        x = np.ascontiguousarray(x)
-        merged_stride(x, 2, &x_ss)
-    if prob and nd >= 2 and not merged_stride(t, 2, &t_ss):
-        t = np.ascontiguousarray(t)
-        merged_stride(t, 2, &t_ss)
-    if not prob and nd >= 2 and not merged_stride(t, 1, &t_ss):
-        t = np.ascontiguousarray(t)
-        merged_stride(t, 1, &t_ss)
-    if go is not None and not merged_stride(go, 1, &go_ss):
-        go = np.ascontiguousarray(go)
-        merged_stride(go, 1, &go_ss)
-
+    if nd >= 2:
+        x = merged_or_copy(x, 2, &x_ss)
+        t = merged_or_copy(t, 2 if prob else 1, &t_ss)
+    if go is not None:
+        go = merged_or_copy(go, 1, &go_ss)
     cdef cnp.ndarray g = None
-    if want_grad:
-        if in_place:
-            g = x  # x0 itself, or its working copy (written back below)
-        elif (g_user is not None and cnp.PyArray_TYPE(g_user) == typenum and is_native_aligned(g_user)
-              and strides_in_elements(g_user) and (nd < 2 or merged_stride(g_user, 2, &g_ss))):
-            g = g_user
-        else:
-            g = np.empty_like(x)
-        if nd >= 2 and not merged_stride(g, 2, &g_ss):
-            g = np.empty_like(x, order="C")
-            merged_stride(g, 2, &g_ss)
+    if want_grad:  # in place: x0 itself, or its working copy (written back below)
+        g = gradient_buffer(x, g_user, in_place, typenum, 2 if nd >= 2 else 1, &g_ss)
 
     cdef cnp.ndarray loss_arr = None
     if red == REDUCE_NONE:

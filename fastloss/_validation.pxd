@@ -31,3 +31,6 @@ cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int typenum)
 cdef tuple upstream_gradient(object grad_output, bint per_position, tuple loss_shape)
 cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, object target, object weight,
                        object pos_weight, object grad_output) except -1
+cdef cnp.ndarray merged_or_copy(cnp.ndarray a, int first, fl_index *stride)
+cdef cnp.ndarray gradient_buffer(cnp.ndarray x, object out, bint in_place, int typenum, int first,
+                                 fl_index *stride)

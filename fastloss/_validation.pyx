@@ -305,3 +305,33 @@ cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, object target, object
     if grad_output is not None and shares_memory(out, <cnp.ndarray>grad_output):
         raise ValueError("out overlaps grad_output")
     return in_place
+
+
+cdef cnp.ndarray merged_or_copy(cnp.ndarray a, int first, fl_index *stride):
+    """a itself when its axes first..ndim-1 merge into one element stride (stored in *stride),
+    else a C-contiguous copy of it (whose axes always merge)."""
+    if strides_in_elements(a) and merged_stride(a, first, stride):
+        return a
+    a = np.ascontiguousarray(a)
+    merged_stride(a, first, stride)
+    return a
+
+
+cdef cnp.ndarray gradient_buffer(cnp.ndarray x, object out, bint in_place, int typenum, int first,
+                                 fl_index *stride):
+    """Where a kernel writes the gradient of x (kernel form, axes first.. merged into *stride):
+    x itself in place, the user's out when the kernel can write it directly, else a new array
+    (the caller then copies into out)."""
+    cdef cnp.ndarray g
+    if in_place:
+        g = x
+    elif (out is not None and cnp.PyArray_TYPE(<cnp.ndarray>out) == typenum
+          and is_native_aligned(<cnp.ndarray>out) and strides_in_elements(<cnp.ndarray>out)
+          and merged_stride(<cnp.ndarray>out, first, stride)):
+        return <cnp.ndarray>out
+    else:
+        g = np.empty_like(x)
+    if not merged_stride(g, first, stride):
+        g = np.empty_like(x, order="C")
+        merged_stride(g, first, stride)
+    return g
