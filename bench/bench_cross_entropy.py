@@ -10,7 +10,6 @@ How each side is timed (as its users run it):
             x.grad reset each round
 """
 import numpy as np
-import pytest
 
 import fastloss
 from fastloss import reference

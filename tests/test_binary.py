@@ -15,7 +15,6 @@ import pytest
 
 import fastloss
 from fastloss import _binary as fl
-from fastloss import _runtime
 from fastloss import reference as ref
 
 INF = math.inf
@@ -32,25 +31,6 @@ TOL = {np.float16: (4e-3, 2e-3), np.float32: (2e-5, 2e-6), np.float64: (1e-12, 1
 # --------------------------------------------------------------------------
 # fixtures and helpers
 # --------------------------------------------------------------------------
-
-def _simd_paths():
-    paths = ["avx2", "generic"]
-    if fastloss.kernel_info().get("cpu_avx512"):
-        paths.insert(0, "avx512")
-    return paths
-
-
-@pytest.fixture(params=_simd_paths())
-def simd(request):
-    path = request.param
-    if path == "avx2" and not fastloss.kernel_info()["cpu_avx2_fma"]:
-        pytest.skip("this CPU lacks AVX2+FMA")
-    try:
-        assert _runtime._use_simd(path) == path
-        yield path
-    finally:
-        _runtime._use_simd("auto")
-
 
 def _rng(*parts):
     return np.random.default_rng(zlib.crc32(repr(parts).encode()))

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 import fastloss
 from fastloss import _cross_entropy as _ce
-from fastloss import _runtime
 from fastloss import reference as ref
 
 INF = math.inf
@@ -47,28 +46,6 @@ TORCH_TOL = {
 # --------------------------------------------------------------------------
 # fixtures
 # --------------------------------------------------------------------------
-
-def _simd_paths():
-    """avx2 and generic always (avx2 skips on a CPU without it); avx512 where it runs."""
-    paths = ["avx2", "generic"]
-    if fastloss.kernel_info().get("cpu_avx512"):
-        paths.insert(0, "avx512")
-    return paths
-
-
-@pytest.fixture(params=_simd_paths())
-def simd(request):
-    """Run the test on one SIMD path, then restore the automatic choice."""
-    path = request.param
-    if path == "avx2" and not fastloss.kernel_info()["cpu_avx2_fma"]:
-        pytest.skip("this CPU lacks AVX2+FMA")
-    try:
-        assert _runtime._use_simd(path) == path
-        assert fastloss.kernel_info()["simd"] == path
-        yield path
-    finally:
-        _runtime._use_simd("auto")
-
 
 def _seed(*parts):
     """A stable seed per parametrization (so every case sees different data)."""

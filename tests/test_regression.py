@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 import fastloss
 from fastloss import _regression as fl
-from fastloss import _runtime
 from fastloss import reference as ref
 
 INF = math.inf
@@ -58,26 +57,6 @@ PARAM = {"smooth_l1_loss": "beta", "huber_loss": "delta"}
 # --------------------------------------------------------------------------
 # fixtures and helpers
 # --------------------------------------------------------------------------
-
-def _simd_paths():
-    paths = ["avx2", "generic"]
-    if fastloss.kernel_info().get("cpu_avx512"):
-        paths.insert(0, "avx512")
-    return paths
-
-
-@pytest.fixture(params=_simd_paths())
-def simd(request):
-    """Run the test on one SIMD path, then restore the automatic choice."""
-    path = request.param
-    if path == "avx2" and not fastloss.kernel_info()["cpu_avx2_fma"]:
-        pytest.skip("this CPU lacks AVX2+FMA")
-    try:
-        assert _runtime._use_simd(path) == path
-        yield path
-    finally:
-        _runtime._use_simd("auto")
-
 
 @contextlib.contextmanager
 def num_threads(n):

@@ -18,7 +18,6 @@ What is checked, and how:
   with a timeout, so a hang fails the test instead of blocking the run.
 * Memory: peak RSS (``ru_maxrss``) of a fresh subprocess, so that C-level allocations count.
 """
-import hashlib
 import json
 import os
 import signal

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import fastloss
-from fastloss import _runtime
 from fastloss import _softmax as fl
 from fastloss import reference as ref
 
@@ -13,24 +12,6 @@ TOL = {np.float16: dict(rtol=4e-3, atol=1e-4), np.float32: dict(rtol=2e-5, atol=
        np.float64: dict(rtol=1e-12, atol=1e-13)}
 FWD = ["log_softmax", "softmax"]
 BWD = ["log_softmax_backward", "softmax_backward"]
-
-
-def _paths():
-    p = ["avx2", "generic"]
-    if fastloss.kernel_info().get("cpu_avx512"):
-        p.insert(0, "avx512")
-    return p
-
-
-@pytest.fixture(params=_paths())
-def simd(request):
-    if request.param == "avx2" and not fastloss.kernel_info()["cpu_avx2_fma"]:
-        pytest.skip("no AVX2")
-    try:
-        assert _runtime._use_simd(request.param) == request.param
-        yield request.param
-    finally:
-        _runtime._use_simd("auto")
 
 
 def lay(x, kind):
