@@ -47,6 +47,14 @@ typedef struct fl_ce_args {
     void *grad;
     fl_index g_sn, g_sc, g_ss;
     void *loss;
+    /* per-position log-sum-exp, n * s contiguous doubles in position order (p = i * s + j):
+     * lse_out (NULL, or written: lse of each kept position, 0 for ignored ones) and lse_in
+     * (NULL, or the lse_out of an earlier call on the same x). With lse_in and grad, the row
+     * layout computes the gradient in one pass per row, skipping the max and exp-sum passes;
+     * the loss results (loss, nll_sum, smooth_sum) are then not computed. Other layouts
+     * ignore lse_in. */
+    double *lse_out;
+    const double *lse_in;
     /* execution */
     int simd;
     int nthreads;

@@ -43,8 +43,11 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
         sc *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
 
     if (a->target_kind == FL_TARGET_PROB) {
-        if (C == 0)
+        if (C == 0) {
+            if (a->lse_out)
+                a->lse_out[i * a->s + j] = -INFINITY;
             return -0.0; /* torch: -(empty sum) */
+        }
         const FL_T *y = (const FL_T *)a->target + i * a->t_sn + j * a->t_ss;
         const fl_index ys = a->t_sc;
         const FL_T one_m = (FL_T)(1.0 - eps), eps_c = (FL_T)(eps / (double)C);
@@ -66,6 +69,8 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
             sdy += wy * d;
         }
         const double loss = log(sum) * sy + sdy;
+        if (a->lse_out)
+            a->lse_out[i * a->s + j] = m + log(sum);
         if (g) {
             const double f = sc * sy / sum;
             for (fl_index k = 0; k < C; k++) {
@@ -82,6 +87,8 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
         if (g)
             for (fl_index k = 0; k < C; k++)
                 g[k * gs] = 0;
+        if (a->lse_out)
+            a->lse_out[i * a->s + j] = 0.0;
         return 0.0;
     }
     const double xt = (double)x[t * xs];
@@ -100,6 +107,8 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
     }
     const double logsum = log(sum);
     const double nll = wt * ((m - xt) + logsum);
+    if (a->lse_out)
+        a->lse_out[i * a->s + j] = m + logsum;
     double A = wt;
     if (eps != 0.0) {
         *smooth = logsum * a->weight_total + sdx;

@@ -45,6 +45,19 @@ cdef inline bint is_float_dtype(cnp.ndarray a):
     return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
 
 
+cdef cnp.ndarray lse_buffer(object arr, fl_index npos, bint writeable):
+    """A per-position log-sum-exp array: float64, C-contiguous, one value per position."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError("lse must be a numpy array")
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    if (cnp.PyArray_TYPE(a) != cnp.NPY_DOUBLE or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or not cnp.PyArray_ISALIGNED(a) or cnp.PyArray_ISBYTESWAPPED(a) or a.size != npos):
+        raise ValueError(f"lse must be a C-contiguous float64 array of {npos} elements")
+    if writeable and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError("lse must be writeable")
+    return a
+
+
 cdef int _check_and_run(fl_ce_args *a, int typenum, bint prob, int red, double go_scalar,
                         double *kept, fl_index *bad, int64_t *bad_value) noexcept nogil:
     """Check every index target, then (only if all are valid) set the gradient scale and
@@ -69,7 +82,8 @@ cdef int _check_and_run(fl_ce_args *a, int typenum, bint prob, int red, double g
 
 cdef object _cross_entropy(object input, object target, object weight, object ignore_index,
                            object reduction, object label_smoothing, object grad_output,
-                           object out, bint want_grad, dict stats):
+                           object out, bint want_grad, dict stats, object lse_out=None,
+                           object lse_in=None):
     # ---- options and input -----------------------------------------------------------
     cdef cnp.ndarray x0 = as_array(input)
     cdef int typenum = float_compute_type(x0, "input")
@@ -167,6 +181,12 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
     a.grad = cnp.PyArray_DATA(g) if g is not None else NULL
     a.loss = cnp.PyArray_DATA(loss_arr) if loss_arr is not None else NULL
+    a.lse_out = NULL
+    a.lse_in = NULL
+    if lse_out is not None:
+        a.lse_out = <double *>cnp.PyArray_DATA(lse_buffer(lse_out, N * S, True))
+    if lse_in is not None and want_grad:
+        a.lse_in = <const double *>cnp.PyArray_DATA(lse_buffer(lse_in, N * S, False))
     a.simd = simd_path()
     a.nthreads = _threads._num_threads
     cdef fl_index x_sn = 0, x_sc, g_sn = 0, g_sc = 0, t_sn = 0, t_sc = 0, go_sn = 0
@@ -339,3 +359,21 @@ def _cross_entropy_stats(input, target, weight=None, ignore_index=-100, reductio
     result = _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
                             grad_output, out, want_grad, stats)
     return result, stats
+
+
+def _cross_entropy_forward_lse(input, target, weight, ignore_index, reduction, label_smoothing, lse):
+    """For fastloss.torch's autograd Function: the loss of :func:`cross_entropy`, and each
+    position's log-sum-exp written into ``lse`` (float64, C-contiguous, one per position in
+    C order of the loss's shape; 0 for ignored positions), for the backward pass."""
+    return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
+                          None, None, False, None, lse, None)
+
+
+def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, label_smoothing,
+                                grad_output, lse, out=None):
+    """For fastloss.torch's autograd Function: the gradient of :func:`cross_entropy_with_grad`,
+    given the ``lse`` a :func:`_cross_entropy_forward_lse` call wrote for the same input.
+    Rows with contiguous classes then take one pass (exp(x - lse) scaled); other layouts
+    recompute the log-sum-exp."""
+    return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
+                          grad_output, out, True, None, None, lse)[1]

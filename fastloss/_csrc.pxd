@@ -36,6 +36,8 @@ cdef extern from "cross_entropy.h" nogil:
         void *grad
         fl_index g_sn, g_sc, g_ss
         void *loss
+        double *lse_out
+        const double *lse_in
         int simd
         int nthreads
         double nll_sum

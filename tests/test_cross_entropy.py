@@ -1296,3 +1296,66 @@ def test_hypothesis_fast_matches_reference(simd, problem):
             assert f_msg == r_msg
         return
     compare_with_reference(x, t, kw.pop("reduction"), grad_output=go, **kw)
+
+
+# ---- the log-sum-exp hand-off fastloss.torch uses between forward and backward -------------
+
+LSE_LAYOUTS = {
+    "rows": lambda x: x,
+    "rows_strided": lambda x: np.repeat(x, 2, axis=1)[:, ::2],
+    "fortran": np.asfortranarray,
+    "kdim": lambda x: np.ascontiguousarray(x.reshape(x.shape[0] // 4, 4, x.shape[1]).transpose(0, 2, 1)),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LSE_LAYOUTS))
+@pytest.mark.parametrize("C", [7, 300])
+@pytest.mark.parametrize("prob", [False, True], ids=["index", "prob"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lse_forward_backward_match_fused(simd, layout, C, prob, dtype):
+    rng = np.random.default_rng(C)
+    x = LSE_LAYOUTS[layout]((rng.normal(size=(40, C)) * 4).astype(dtype))
+    pos_shape = x.shape[:1] + x.shape[2:]
+    if prob:
+        target = rng.random(x.shape).astype(dtype)
+    else:
+        target = rng.integers(0, C, size=pos_shape)
+        target.flat[3] = -100
+    weight = rng.random(C).astype(dtype)
+    for kw in [dict(), dict(weight=weight, label_smoothing=0.15)]:
+        for reduction, go in [("mean", 0.5), ("sum", 2.0), ("none", rng.random(pos_shape).astype(dtype))]:
+            w, eps = kw.get("weight"), kw.get("label_smoothing", 0.0)
+            lse = np.full(math.prod(pos_shape), np.nan)
+            loss = _ce._cross_entropy_forward_lse(x, target, w, -100, reduction, eps, lse)
+            assert_close(loss, fastloss.cross_entropy(x, target, reduction=reduction, **kw), dtype)
+            # lse: log-sum-exp of each kept position's logits, 0 where the target is ignored
+            x64 = np.moveaxis(x.astype(np.float64), 1, -1).reshape(-1, C)
+            m = x64.max(axis=1, keepdims=True)
+            expected = (m + np.log(np.exp(x64 - m).sum(axis=1, keepdims=True)))[:, 0]
+            if not prob:
+                expected[target.reshape(-1) == -100] = 0.0
+            np.testing.assert_allclose(lse, expected, rtol=1e-6 if dtype == np.float32 else 1e-13)
+            x_before = x.copy()
+            grad = _ce._cross_entropy_backward_lse(x, target, w, -100, reduction, eps, go, lse)
+            _, fused = fastloss.cross_entropy_with_grad(x, target, reduction=reduction, grad_output=go, **kw)
+            tol = 2e-6 if dtype == np.float32 else 1e-13
+            np.testing.assert_allclose(grad, fused, rtol=0, atol=tol * np.abs(fused).max())
+            np.testing.assert_array_equal(x, x_before)
+            # in place over a copy of the logits
+            xc = x.copy(order="K")
+            _ce._cross_entropy_backward_lse(xc, target, w, -100, reduction, eps, go, lse, xc)
+            np.testing.assert_allclose(xc, fused, rtol=0, atol=tol * np.abs(fused).max())
+
+
+def test_lse_buffer_is_checked():
+    x = np.zeros((4, 3), np.float32)
+    t = np.zeros(4, np.int64)
+    for bad in [np.empty(3), np.empty(4, np.float32), np.empty((8,))[::2], [0.0] * 4]:
+        with pytest.raises((ValueError, TypeError)):
+            _ce._cross_entropy_forward_lse(x, t, None, -100, "mean", 0.0, bad)
+        with pytest.raises((ValueError, TypeError)):
+            _ce._cross_entropy_backward_lse(x, t, None, -100, "mean", 0.0, 1.0, bad)
+    ro = np.empty(4)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError):
+        _ce._cross_entropy_forward_lse(x, t, None, -100, "mean", 0.0, ro)
