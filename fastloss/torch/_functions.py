@@ -1,0 +1,225 @@
+"""The autograd Functions of fastloss.torch: forward and backward through fastloss's C
+kernels, for eager calls (a plain ``torch.autograd.Function`` costs a few microseconds per
+call; a ``torch.library.custom_op`` costs far more, so custom ops serve torch.compile only,
+see ``_ops.py``).
+
+What each Function keeps between forward and backward:
+
+* cross_entropy: a reference to the input (and target, weight) and one float64
+  log-sum-exp per position. The backward pass then writes the gradient in one sweep per
+  row, ``exp(x - lse)`` scaled, without recomputing the row's max and sum. torch keeps the
+  whole log-softmax (the input's size) instead. Because the input itself is kept, torch's
+  in-place check applies to the logits: modifying them between forward and backward raises
+  torch's usual "modified by an inplace operation" error.
+* the other losses: references to their tensor arguments (the kernel recomputes what it
+  needs); log_softmax / softmax: their output, as torch does.
+
+Gradients with respect to a target (probability targets of cross_entropy, bce,
+bce_with_logits, kl_div, mse, ...) come from torch's own ops, as does the whole backward
+pass when it must itself be differentiable (``create_graph=True``): torch's result, exactly.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import fastloss
+from fastloss import _cross_entropy
+from fastloss.torch._bridge import as_numpy, compute_dtype, new_buffer, to_tensor, upstream
+
+
+def _torch_grads(torch_fn, args, kwargs, grad, wanted, create_graph):
+    """Gradients of ``torch_fn(*args, **kwargs)`` (torch's own loss) with respect to the
+    positional tensors whose flag in ``wanted`` is set, for the upstream gradient ``grad``.
+    With create_graph the saved tensors are used as they are, so that the result stays
+    connected to the graph (double backward); otherwise on detached copies."""
+    with torch.enable_grad():
+        if create_graph:
+            leaves = list(args)
+        else:
+            leaves = [a.detach().requires_grad_(w) if isinstance(a, torch.Tensor) and w else a
+                      for a, w in zip(args, wanted)]
+        loss = torch_fn(*leaves, **kwargs)
+        targets = [leaf for leaf, w in zip(leaves, wanted) if w]
+        grads = iter(torch.autograd.grad(loss, targets, grad, create_graph=create_graph, allow_unused=True))
+    return [next(grads) if w else None for w in wanted]
+
+
+# ---- cross_entropy ----------------------------------------------------------------------
+
+def cross_entropy_value(input, target, weight, ignore_index, reduction, label_smoothing):
+    """The loss alone (no autograd record, no log-sum-exp kept)."""
+    loss = fastloss.cross_entropy(as_numpy(input), as_numpy(target), as_numpy(weight), ignore_index, reduction,
+                                  label_smoothing)
+    return to_tensor(loss, input.dtype)
+
+
+class CrossEntropy(torch.autograd.Function):
+    """cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
+        x, t, w = as_numpy(input), as_numpy(target), as_numpy(weight)
+        lse = np.empty(math.prod(x.shape[:1] + x.shape[2:]) if x.ndim >= 2 else 1)
+        loss = _cross_entropy._cross_entropy_forward_lse(x, t, w, ignore_index, reduction, label_smoothing, lse)
+        ctx.save_for_backward(input, target, weight)
+        ctx.lse = lse
+        ctx.options = (ignore_index, reduction, label_smoothing)
+        return to_tensor(loss, input.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, target, weight = ctx.saved_tensors
+        ignore_index, reduction, label_smoothing = ctx.options
+        wanted = ctx.needs_input_grad[:3]
+        kwargs = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+        if torch.is_grad_enabled():  # create_graph=True: torch's differentiable backward
+            return (*_torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad, wanted, True),
+                    None, None, None)
+        grad_input = grad_target = None
+        if wanted[0]:
+            x = as_numpy(input)
+            g = new_buffer(x.shape, compute_dtype(input))
+            _cross_entropy._cross_entropy_backward_lse(
+                x, as_numpy(target), as_numpy(weight), ignore_index, reduction, label_smoothing,
+                upstream(grad, reduction != "none"), ctx.lse, g)
+            grad_input = to_tensor(g, input.dtype)
+        if wanted[1]:  # probability targets
+            grad_target = _torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad,
+                                       (False, True, False), False)[1]
+        return grad_input, grad_target, None, None, None, None
+
+
+# ---- nll_loss and the elementwise losses ---------------------------------------------------
+
+class Spec:
+    """One loss of the family: its NumPy functions, torch's function (for target gradients
+    and double backward), and how its options map onto both."""
+
+    def __init__(self, name, options, torch_name=None):
+        self.name = name
+        self.loss = getattr(fastloss, name)
+        self.with_grad = getattr(fastloss, name + "_with_grad")
+        self.torch_fn = getattr(F, torch_name or name)
+        self.options = options  # option names, in the order Function.apply passes them
+
+    def numpy_kwargs(self, values, weight, pos_weight):
+        kw = dict(zip(self.options, values))
+        if weight is not None:
+            kw["weight"] = as_numpy(weight)
+        if pos_weight is not None:
+            kw["pos_weight"] = as_numpy(pos_weight)
+        return kw
+
+    def torch_kwargs(self, values, weight, pos_weight):
+        kw = dict(zip(self.options, values))
+        if weight is not None:
+            kw["weight"] = weight
+        if pos_weight is not None:
+            kw["pos_weight"] = pos_weight
+        return kw
+
+
+SPECS = {spec.name: spec for spec in (
+    Spec("nll_loss", ("ignore_index", "reduction")),
+    Spec("binary_cross_entropy", ("reduction",)),
+    Spec("binary_cross_entropy_with_logits", ("reduction",)),
+    Spec("mse_loss", ("reduction",)),
+    Spec("l1_loss", ("reduction",)),
+    Spec("smooth_l1_loss", ("reduction", "beta")),
+    Spec("huber_loss", ("reduction", "delta")),
+    Spec("kl_div", ("reduction", "log_target")),
+)}
+
+
+class Loss(torch.autograd.Function):
+    """Any loss of SPECS: apply(name, options, input, target, weight, pos_weight), options
+    being the values of the spec's option names."""
+
+    @staticmethod
+    def forward(ctx, name, options, input, target, weight, pos_weight):
+        spec = SPECS[name]
+        loss = spec.loss(as_numpy(input), as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight))
+        ctx.save_for_backward(input, target, weight, pos_weight)
+        ctx.spec, ctx.loss_options = spec, options
+        return to_tensor(loss, input.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        spec, options = ctx.spec, ctx.loss_options
+        input, target, weight, pos_weight = ctx.saved_tensors
+        wanted = ctx.needs_input_grad[2:4]
+        if torch.is_grad_enabled():  # create_graph=True: torch's differentiable backward
+            grads = _torch_grads(spec.torch_fn, (input, target), spec.torch_kwargs(options, weight, pos_weight),
+                                 grad, wanted, True)
+            return (None, None, *grads, None, None)
+        grad_input = grad_target = None
+        if wanted[0]:
+            x = as_numpy(input)
+            g = new_buffer(x.shape, compute_dtype(input))
+            spec.with_grad(x, as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight),
+                           grad_output=upstream(grad, options[spec.options.index("reduction")] != "none"),
+                           out=g)
+            grad_input = to_tensor(g, input.dtype)
+        if wanted[1]:
+            grad_target = _torch_grads(spec.torch_fn, (input, target), spec.torch_kwargs(options, weight, pos_weight),
+                                       grad, (False, True), False)[1]
+        return None, None, grad_input, grad_target, None, None
+
+
+# ---- log_softmax / softmax -------------------------------------------------------------------
+
+class _Normalize(torch.autograd.Function):
+    """Shared by LogSoftmax and Softmax: the output is kept for backward, as torch keeps it."""
+    log = None
+
+    @classmethod
+    def compute(cls, input, dim):
+        x = as_numpy(input)
+        y = new_buffer(x.shape, x.dtype)
+        (fastloss.log_softmax if cls.log else fastloss.softmax)(x, axis=dim, out=y)
+        return to_tensor(y, input.dtype)
+
+    @classmethod
+    def _forward(cls, ctx, input, dim):
+        out = cls.compute(input, dim)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @classmethod
+    def _backward(cls, ctx, grad):
+        (out,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: torch's differentiable backward
+            backward = torch._log_softmax_backward_data if cls.log else torch._softmax_backward_data
+            return backward(grad, out, ctx.dim, out.dtype), None
+        y = as_numpy(out)
+        g = new_buffer(y.shape, y.dtype)
+        (fastloss.log_softmax_backward if cls.log else fastloss.softmax_backward)(
+            as_numpy(grad), y, axis=ctx.dim, out=g)
+        return to_tensor(g, out.dtype), None
+
+
+class LogSoftmax(_Normalize):
+    log = True
+
+    @staticmethod
+    def forward(ctx, input, dim):
+        return LogSoftmax._forward(ctx, input, dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return LogSoftmax._backward(ctx, grad)
+
+
+class Softmax(_Normalize):
+    log = False
+
+    @staticmethod
+    def forward(ctx, input, dim):
+        return Softmax._forward(ctx, input, dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return Softmax._backward(ctx, grad)

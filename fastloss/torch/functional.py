@@ -1,0 +1,304 @@
+"""torch.nn.functional's losses, computed by fastloss's C kernels.
+
+Every function has the signature and defaults of its torch.nn.functional namesake (legacy
+``size_average``/``reduce`` included) and returns what torch returns. How a call runs:
+
+1. Plain CPU float32/float64 tensors (float16/bfloat16 computed in float32) whose other
+   arguments torch takes as they are (targets of a dtype torch accepts, a weight of the
+   input's dtype that does not require grad, ...) run the kernels through zero-copy NumPy
+   views: eagerly through a ``torch.autograd.Function``, under ``torch.compile`` through
+   the custom ops of ``fastloss.torch._ops``.
+2. Everything else (CUDA or other devices, other dtypes, tensor subclasses, ``torch.func``
+   transforms, a weight that requires grad, broadcasting targets, mse/l1/huber ``weight=``)
+   runs torch's own implementation.
+3. An argument the kernels' checks reject (a class index out of range, a bad shape or
+   option) is handed to torch's own implementation too, which raises its own exception
+   type and message, or computes the result where torch accepts the input (a negative
+   ``label_smoothing``, say). Errors are therefore exactly torch's.
+
+The formulas are those of the NumPy functions of the same name (``fastloss.cross_entropy``
+and so on); each docstring below repeats its loss's.
+"""
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch.nn import _reduction
+
+from fastloss.torch import _functions, _ops
+from fastloss.torch._bridge import as_numpy, float_input, no_grad_needed, plain_cpu, same_float, to_tensor
+
+Tensor = torch.Tensor
+_INDEX_TARGETS = (torch.int64, torch.uint8)
+_REJECTED = (ValueError, TypeError, IndexError)  # the NumPy layer's argument errors
+
+
+def _legacy(size_average, reduce, reduction):
+    if size_average is not None or reduce is not None:
+        return _reduction.legacy_get_string(size_average, reduce)
+    return reduction
+
+
+def _needs_grad(*tensors):
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _class_target_ok(input, target, weight):
+    """cross_entropy / nll_loss: index targets of a dtype torch takes, or probabilities of
+    the input's dtype; a weight of the input's dtype that does not require grad."""
+    if not (float_input(input) and plain_cpu(target) and same_float(weight, input) and no_grad_needed(weight)):
+        return False
+    return target.dtype in _INDEX_TARGETS or target.dtype == input.dtype
+
+
+def _pair_ok(input, target, *extra):
+    """Elementwise losses: same shape and dtype for input and target; optional weights of
+    the input's dtype that do not require grad."""
+    return (float_input(input) and plain_cpu(target) and target.dtype == input.dtype
+            and target.shape == input.shape and all(same_float(t, input) for t in extra)
+            and no_grad_needed(*extra))
+
+
+def _loss(name, options, input, target, weight=None, pos_weight=None):
+    """Run one loss of _functions.SPECS on the fast path; None when the kernels' checks
+    reject the arguments (the caller then runs torch's own function)."""
+    if torch.compiler.is_compiling():  # a target that requires grad: torch's function
+        return None if target.requires_grad else _ops.loss(name, options, input, target, weight, pos_weight)
+    spec = _functions.SPECS[name]
+    try:
+        if _needs_grad(input, target):
+            return _functions.Loss.apply(name, options, input, target, weight, pos_weight)
+        value = spec.loss(as_numpy(input), as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight))
+        return to_tensor(value, input.dtype)
+    except _REJECTED:
+        return None
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Cross-entropy between logits and class targets, as ``torch.nn.functional.cross_entropy``.
+
+    With ``lse = log(sum_k exp(x_k))`` over the class axis (dim 1, or 0 for 1-D input),
+    ``eps = label_smoothing`` and ``C`` classes, per position::
+
+        index target t:   (1 - eps) * w[t] * (lse - x[t]) + eps / C * sum_k w[k] * (lse - x[k])
+        probabilities y:  sum_k w[k] * y'[k] * (lse - x[k]),   y' = (1 - eps) * y + eps / C
+
+    "mean" divides by the sum of w[t] over the kept targets (index targets) or by the
+    number of positions (probabilities). Between forward and backward only the input (by
+    reference) and one float64 log-sum-exp per position are kept.
+    """
+    reduction = _legacy(size_average, reduce, reduction)
+    # torch accepts a negative label_smoothing, the kernels do not: torch's function runs it
+    if _class_target_ok(input, target, weight) and not label_smoothing < 0.0:
+        if torch.compiler.is_compiling():
+            if not target.requires_grad:
+                return _ops.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
+        else:
+            try:
+                if _needs_grad(input, target):
+                    return _functions.CrossEntropy.apply(input, target, weight, ignore_index, reduction,
+                                                         label_smoothing)
+                return _functions.cross_entropy_value(input, target, weight, ignore_index, reduction,
+                                                      label_smoothing)
+            except _REJECTED:
+                pass
+    return F.cross_entropy(input, target, weight, None, ignore_index, None, reduction, label_smoothing)
+
+
+def nll_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``:
+    ``-w[t] * x[t]`` per position (0 where t == ignore_index); "mean" divides by the sum of
+    w[t] over the kept positions."""
+    reduction = _legacy(size_average, reduce, reduction)
+    if _class_target_ok(input, target, weight) and target.dtype in _INDEX_TARGETS:
+        result = _loss("nll_loss", (ignore_index, reduction), input, target, weight)
+        if result is not None:
+            return result
+    return F.nll_loss(input, target, weight, None, ignore_index, None, reduction)
+
+
+def binary_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``:
+    ``-w * (y * max(log x, -100) + (1 - y) * max(log(1 - x), -100))`` elementwise."""
+    reduction = _legacy(size_average, reduce, reduction)
+    if _pair_ok(input, target, weight):
+        result = _loss("binary_cross_entropy", (reduction,), input, target, weight)
+        if result is not None:
+            return result
+    return F.binary_cross_entropy(input, target, weight, None, None, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:
+    """Binary cross-entropy of logits, as ``torch.nn.functional.binary_cross_entropy_with_logits``:
+    ``w * ((1 - y) * x + (1 + (p - 1) * y) * softplus(-x))`` elementwise, p = pos_weight
+    (broadcast over the last axis)."""
+    reduction = _legacy(size_average, reduce, reduction)
+    if _pair_ok(input, target, weight, pos_weight):
+        result = _loss("binary_cross_entropy_with_logits", (reduction,), input, target, weight, pos_weight)
+        if result is not None:
+            return result
+    return F.binary_cross_entropy_with_logits(input, target, weight, None, None, reduction, pos_weight)
+
+
+def mse_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
+    """Mean squared error, as ``torch.nn.functional.mse_loss``: ``(x - y)**2`` elementwise.
+    ``weight=`` and broadcasting targets run torch's implementation."""
+    reduction = _legacy(size_average, reduce, reduction)
+    if weight is None and _pair_ok(input, target):
+        result = _loss("mse_loss", (reduction,), input, target)
+        if result is not None:
+            return result
+    return F.mse_loss(input, target, None, None, reduction, weight)
+
+
+def l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:
+    """Mean absolute error, as ``torch.nn.functional.l1_loss``: ``|x - y|`` elementwise.
+    ``weight=`` and broadcasting targets run torch's implementation."""
+    reduction = _legacy(size_average, reduce, reduction)
+    if weight is None and _pair_ok(input, target):
+        result = _loss("l1_loss", (reduction,), input, target)
+        if result is not None:
+            return result
+    return F.l1_loss(input, target, None, None, reduction, weight)
+
+
+def smooth_l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Tensor:
+    """Smooth L1, as ``torch.nn.functional.smooth_l1_loss``: with d = |x - y|,
+    ``0.5 * d**2 / beta`` where d < beta, else ``d - 0.5 * beta`` (beta = 0: |x - y|)."""
+    reduction = _legacy(size_average, reduce, reduction)
+    if _pair_ok(input, target):
+        result = _loss("smooth_l1_loss", (reduction, beta), input, target)
+        if result is not None:
+            return result
+    return F.smooth_l1_loss(input, target, None, None, reduction, beta)
+
+
+def huber_loss(
+    input: Tensor,
+    target: Tensor,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: Tensor | None = None,
+) -> Tensor:
+    """Huber loss, as ``torch.nn.functional.huber_loss``: with d = |x - y|, ``0.5 * d**2``
+    where d < delta, else ``delta * (d - 0.5 * delta)``. ``weight=`` and broadcasting
+    targets run torch's implementation."""
+    if weight is None and _pair_ok(input, target):
+        result = _loss("huber_loss", (reduction, delta), input, target)
+        if result is not None:
+            return result
+    return F.huber_loss(input, target, reduction, delta, weight)
+
+
+_KL_MEAN_WARNING = (
+    "reduction: 'mean' divides the total loss by both the batch size and the support size."
+    "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+    "'mean' will be changed to behave the same as 'batchmean' in the next major release."
+)
+
+
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    """Kullback-Leibler divergence, as ``torch.nn.functional.kl_div`` (input: log-probabilities):
+    ``y * (log y - x)`` elementwise (0 where y = 0), or ``exp(y) * (y - x)`` with log_target;
+    "batchmean" divides the sum by the batch size. Warns for "mean" as torch does."""
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
+    elif reduction == "mean":
+        warnings.warn(_KL_MEAN_WARNING, stacklevel=2)
+    if _pair_ok(input, target):
+        result = _loss("kl_div", (reduction, log_target), input, target)
+        if result is not None:
+            return result
+    with warnings.catch_warnings():  # already warned above
+        warnings.filterwarnings("ignore", message="reduction: 'mean' divides", category=UserWarning)
+        return F.kl_div(input, target, None, None, reduction, log_target)
+
+
+def _normalize(fn, torch_fn, name, input, dim, _stacklevel, dtype):
+    if dim is None:
+        dim = F._get_softmax_dim(name, input.dim(), _stacklevel)
+    if dtype is not None and isinstance(input, Tensor):
+        input = input.to(dtype)
+    if float_input(input) and not torch.compiler.is_compiling():
+        try:
+            if _needs_grad(input):
+                return fn.apply(input, dim)
+            return fn.compute(input, dim)
+        except _REJECTED:
+            pass
+    return torch_fn(input, dim)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: int | None = None) -> Tensor:
+    """log_softmax along ``dim``, as ``torch.nn.functional.log_softmax``:
+    ``x - m - log(sum_k exp(x_k - m))``, m = max_k x_k. ``dim=None`` picks the axis by
+    torch's deprecated implicit rule (0 for 0-, 1- and 3-D input, else 1) and warns.
+    Under torch.compile, torch's own implementation runs."""
+    return _normalize(_functions.LogSoftmax, F.log_softmax, "log_softmax", input, dim, _stacklevel, dtype)
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: int | None = None) -> Tensor:
+    """softmax along ``dim``, as ``torch.nn.functional.softmax``: ``exp(x - m) / sum_k exp(x_k - m)``,
+    m = max_k x_k. ``dim=None`` follows torch's implicit rule (and warns). Under
+    torch.compile, torch's own implementation runs."""
+    return _normalize(_functions.Softmax, F.softmax, "softmax", input, dim, _stacklevel, dtype)
