@@ -203,6 +203,27 @@ def family_table(repeat, use_torch, quick):
     return rows
 
 
+def dropin_table(shapes, repeat, torch):
+    """fastloss.torch.CrossEntropyLoss against torch.nn.CrossEntropyLoss, both through
+    autograd as a training loop calls them: loss(x, t).backward() with x.grad reset."""
+    import fastloss.torch as flt
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n, c in shapes:
+        x = torch.from_numpy(rng.standard_normal((n, c), dtype=np.float32)).requires_grad_()
+        t = torch.from_numpy(rng.integers(0, c, n))
+        r = {"shape": f"{n}x{c}"}
+        for key, crit in (("fl", flt.CrossEntropyLoss()), ("torch", torch.nn.CrossEntropyLoss())):
+            def step(crit=crit):
+                x.grad = None
+                crit(x, t).backward()
+
+            r[key] = _best_ms(step, repeat)
+        rows.append(r)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fastloss", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small shapes only")
@@ -239,6 +260,14 @@ def main(argv=None):
         print(line)
     print("\nfastloss fwd+bwd = cross_entropy_with_grad(x, t, out=g) with g preallocated; torch fwd+bwd ="
           " F.cross_entropy(x.requires_grad_(), t).backward() with x.grad reset each round.")
+
+    if torch is not None:
+        dropin_shapes = [(64, 10), (8192, 1000)] + ([] if args.quick else [(2048, 32000)])
+        print(f"\nfastloss.torch.CrossEntropyLoss vs torch.nn.CrossEntropyLoss, float32, {threads} threads, "
+              f"best-of-{args.repeat} ms: loss(x, t).backward() through autograd, x.grad reset each round")
+        for r in dropin_table(dropin_shapes, args.repeat, torch):
+            print(f"{r['shape']:>12} | fastloss.torch {r['fl']:9.4f} | torch {r['torch']:9.4f} "
+                  f"| x {r['torch'] / r['fl']:5.1f}")
 
     rows = family_table(args.repeat, not args.no_torch, args.quick)
     print(f"\nthe rest of the family, float32, {threads} threads, best-of-{args.repeat} ms "

@@ -21,8 +21,7 @@ def plain_cpu(t):
     tensors are fakes and the custom ops get the real ones) device and layout decide."""
     if torch.compiler.is_compiling():
         return isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.layout == torch.strided
-    return (type(t) in _PLAIN_TYPES and t.device.type == "cpu" and t.layout == torch.strided
-            and not _is_wrapped(t))
+    return type(t) in _PLAIN_TYPES and t.is_cpu and t.layout == torch.strided and not _is_wrapped(t)
 
 
 def float_input(t):
@@ -46,10 +45,18 @@ def as_numpy(t):
     """A NumPy view of a CPU tensor (no copy); float16/bfloat16 become a float32 copy."""
     if t is None:
         return None
-    t = t.detach()
+    if t.requires_grad:
+        t = t.detach()
     if t.dtype in _HALF:
         t = t.float()
     return t.numpy()
+
+
+def kept_views(*tensors):
+    """NumPy views to keep between forward and backward instead of converting again: views
+    of the tensors' own memory (no copy, nothing more kept than the tensors themselves), or
+    None for a float16/bfloat16 tensor, whose float32 copy is not kept."""
+    return tuple(None if t is not None and t.dtype in _HALF else as_numpy(t) for t in tensors)
 
 
 def compute_dtype(t):

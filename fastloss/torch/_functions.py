@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 import fastloss
 from fastloss import _cross_entropy
-from fastloss.torch._bridge import as_numpy, compute_dtype, new_buffer, to_tensor, upstream
+from fastloss.torch._bridge import as_numpy, compute_dtype, kept_views, new_buffer, to_tensor, upstream
 
 
 def _torch_grads(torch_fn, args, kwargs, grad, wanted, create_graph):
@@ -64,28 +64,31 @@ class CrossEntropy(torch.autograd.Function):
         lse = np.empty(math.prod(x.shape[:1] + x.shape[2:]) if x.ndim >= 2 else 1)
         loss = _cross_entropy._cross_entropy_forward_lse(x, t, w, ignore_index, reduction, label_smoothing, lse)
         ctx.save_for_backward(input, target, weight)
+        ctx.views = kept_views(input, target, weight)
         ctx.lse = lse
         ctx.options = (ignore_index, reduction, label_smoothing)
         return to_tensor(loss, input.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        input, target, weight = ctx.saved_tensors
+        input, target, weight = ctx.saved_tensors  # torch's in-place check happens here
         ignore_index, reduction, label_smoothing = ctx.options
-        wanted = ctx.needs_input_grad[:3]
-        kwargs = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+        needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: torch's differentiable backward
-            return (*_torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad, wanted, True),
+            kwargs = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+            return (*_torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad, needs[:3], True),
                     None, None, None)
         grad_input = grad_target = None
-        if wanted[0]:
-            x = as_numpy(input)
-            g = new_buffer(x.shape, compute_dtype(input))
-            _cross_entropy._cross_entropy_backward_lse(
-                x, as_numpy(target), as_numpy(weight), ignore_index, reduction, label_smoothing,
-                upstream(grad, reduction != "none"), ctx.lse, g)
+        if needs[0]:
+            x, t, w = ctx.views
+            if x is None:  # float16/bfloat16: converted again rather than kept
+                x, t, w = as_numpy(input), as_numpy(target), as_numpy(weight)
+            g = new_buffer(x.shape, x.dtype)
+            _cross_entropy._cross_entropy_backward_lse(x, t, w, ignore_index, reduction, label_smoothing,
+                                                       upstream(grad, reduction != "none"), ctx.lse, g)
             grad_input = to_tensor(g, input.dtype)
-        if wanted[1]:  # probability targets
+        if needs[1]:  # probability targets
+            kwargs = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
             grad_target = _torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad,
                                        (False, True, False), False)[1]
         return grad_input, grad_target, None, None, None, None
