@@ -29,6 +29,22 @@ fl_index FL_DT(fl_ce_check_targets)(const fl_ce_args *a, double *kept_weight, in
     return -1;
 }
 
+/* The gradient at an ignored position, as torch's autograd gives it: 0 * softmax(x), that
+ * is NaN along the whole row when its softmax is NaN (the row holds a NaN or +inf, or only
+ * -inf), else 0. x is read entirely before g (maybe x itself) is written. */
+static void FL_DT(ce_ignored_grad)(const FL_T *x, fl_index xs, FL_T *g, fl_index gs, fl_index C)
+{
+    int nan_row = 0, all_ninf = 1;
+    for (fl_index k = 0; k < C; k++) {
+        const FL_T v = x[k * xs];
+        nan_row |= v != v || v == (FL_T)INFINITY;
+        all_ninf &= v == -(FL_T)INFINITY;
+    }
+    const FL_T fill = nan_row || (C > 0 && all_ninf) ? (FL_T)NAN : (FL_T)0;
+    for (fl_index k = 0; k < C; k++)
+        g[k * gs] = fill;
+}
+
 /* Returns the nll term (the whole loss for probabilities) and stores the smoothing term. */
 static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, double *smooth)
 {
@@ -85,8 +101,7 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
     const fl_index t = ce_target(a, i, j);
     if (t == a->ignore_index) {
         if (g)
-            for (fl_index k = 0; k < C; k++)
-                g[k * gs] = 0;
+            FL_DT(ce_ignored_grad)(x, xs, g, gs, C);
         if (a->lse_out)
             a->lse_out[i * a->s + j] = 0.0;
         return 0.0;

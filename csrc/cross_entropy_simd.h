@@ -154,6 +154,28 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
     return nll;
 }
 
+/* The gradient of an ignored row (classes contiguous): zeros when every logit is finite
+ * (checked as sum(x * 0) == 0, one vector pass), else torch's NaN rule, ce_ignored_grad. */
+static FL_ATTR void FL_KN(ce_ignored_row)(const FL_T *x, FL_T *g, fl_index C)
+{
+    const fl_index L = FL_L;
+    const FL_V zero = FL_OP(set1)(0);
+    FL_V acc = zero;
+    for (fl_index k = 0; k < C; k += L) {
+        const fl_index r = C - k < L ? C - k : L;
+        acc = FL_OP(add)(acc, FL_OP(mul)(FL_OP(loadn)(x + k, r, 0), zero));
+    }
+    FL_T lanes[FL_L];
+    FL_OP(store)(lanes, acc);
+    int finite = 1;
+    for (fl_index l = 0; l < L; l++)
+        finite &= lanes[l] == 0;
+    if (finite)
+        memset(g, 0, (size_t)C * sizeof(FL_T));
+    else
+        FL_DTN(ce_ignored_grad)(x, 1, g, 1, C);
+}
+
 /* One position, probability targets, classes contiguous in x, y and g. */
 static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, const FL_T *y, FL_T *g, double sc,
                                          double *lse)
@@ -250,7 +272,7 @@ static FL_ATTR void FL_KN(ce_rows_small)(const fl_ce_args *a, fl_index p0, fl_in
             ign[r] = t[r] == a->ignore_index;
             if (ign[r]) {
                 if (gp[r])
-                    memset(gp[r], 0, (size_t)C * sizeof(FL_T));
+                    FL_KN(ce_ignored_row)(x, gp[r], C);
                 continue;
             }
             xt[r] = (double)x[t[r]];
@@ -324,7 +346,7 @@ static FL_ATTR void FL_KN(ce_rows)(const fl_ce_args *a, fl_index p0, fl_index p1
             const fl_index t = ce_target(a, i, j);
             if (t == a->ignore_index) {
                 if (g)
-                    memset(g, 0, (size_t)C * sizeof(FL_T));
+                    FL_KN(ce_ignored_row)(x, g, C);
                 nll = 0.0;
                 lse = 0.0;
             } else {
@@ -358,7 +380,7 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
         const FL_T *y = prob ? (const FL_T *)a->target + i * a->t_sn + j : NULL;
         double sc[L], xt[L], wt[L], mx[L], sum[L], s1[L], s2[L], nll[L], smooth[L];
         fl_index t[L];
-        int ignored[L], any_ignored = 0;
+        int ignored[L];
         for (int l = 0; l < L; l++) {
             ignored[l] = 0;
             t[l] = 0;
@@ -369,7 +391,6 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
             if (!prob) {
                 t[l] = ce_target(a, i, j + l);
                 ignored[l] = t[l] == a->ignore_index;
-                any_ignored |= ignored[l];
                 xt[l] = ignored[l] ? 0.0 : (double)x[t[l] * xs + l];
                 wt[l] = ignored[l] ? 0.0 : (w ? (double)w[t[l]] : 1.0);
             }
@@ -422,8 +443,10 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
                 f[l] = (FL_T)(sc[l] * s1[l] / sum[l]);
                 c[l] = (FL_T)sc[l];
             } else if (ignored[l]) {
+                /* torch's 0 * softmax: NaN along the lane when its sum is NaN (a NaN or +inf
+                 * logit, or only -inf), else 0 (the exp terms are finite then) */
                 nll[l] = 0.0;
-                f[l] = 0;
+                f[l] = (FL_T)(0.0 / sum[l]);
                 c[l] = 0;
             } else {
                 nll[l] = wt[l] * ((mx[l] - xt[l]) + logsum);
@@ -448,10 +471,6 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
             continue;
         /* pass 3: scale */
         const FL_V vf = FL_OP(load)(f), vc = FL_OP(load)(c);
-        FL_T ign[L];
-        for (int l = 0; l < L; l++)
-            ign[l] = (FL_T)(!prob && ignored[l]);
-        const FL_V zero = FL_OP(set1)(0), vign = FL_OP(load)(ign);
         for (fl_index k = 0; k < C; k++) {
             FL_V gv = FL_OP(mul)(FL_OP(load)(g + k * gs), vf);
             if (prob) {
@@ -464,8 +483,6 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
             } else if (eps != 0.0) {
                 gv = FL_OP(fnmadd)(vc, w ? FL_OP(set1)(w[k]) : FL_OP(set1)(1), gv);
             }
-            if (any_ignored) /* an ignored position may hold NaN: 0 * NaN must not leak */
-                gv = FL_OP(select)(FL_OP(gt)(vign, zero), zero, gv);
             FL_OP(store)(g + k * gs, gv);
         }
         if (!prob)

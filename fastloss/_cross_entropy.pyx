@@ -345,8 +345,9 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
                           A = (1 - eps) * w[t] + eps / C * sum_j w[j]
         probabilities y:  grad[k] = s * (p[k] * sum_j w[j] * y'[j] - w[k] * y'[k])
 
-    Ignored positions get a zero gradient (torch gives NaN there when the ignored row holds
-    NaN). No N x C temporary is allocated: exp(x - max) goes straight into the output.
+    Ignored positions get torch's ``0 * softmax(x)``: 0, or NaN along a row that holds a NaN
+    or +inf or only -inf. No N x C temporary is allocated: exp(x - max) goes straight into
+    the output.
     """
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
                           grad_output, out, True, None)
