@@ -18,10 +18,10 @@ Documented deliberate differences from torch
 * A negative ``label_smoothing`` is rejected (torch accepts it).
 * Index targets may have any NumPy integer dtype (torch accepts only int64 and uint8);
   weights, probability targets and other floating operands are cast to the input's dtype.
-* The cross-entropy gradient at an ignored position is exactly 0, even when the ignored row
-  holds NaN/inf logits (torch's autograd gives NaN there). It is computed from a closed
-  form, so a few degenerate cases (a negative weight making the mean's divisor exactly 0)
-  may give different non-finite entries than torch.
+* The cross-entropy gradient is computed from a closed form, so a few degenerate cases (a
+  negative weight making the mean's divisor exactly 0) may give different non-finite entries
+  than torch. At an ignored position it is torch's ``0 * softmax(x)``: 0, or NaN along a row
+  whose softmax is NaN (the row holds a NaN or +inf, or only -inf).
 
 Sections: cross_entropy; softmax, log_softmax and their backward, nll_loss; mse, l1,
 smooth_l1, huber; binary_cross_entropy (with logits), kl_div.
@@ -327,7 +327,8 @@ def _gradient(pb, go):
         if pb.eps != 0.0:
             b = np.broadcast_to(scale * pb.smooth_scale, pb.loss_shape)[..., None]
             g = g + b * (pb.p * np.sum(pb.w) - pb.w)
-        return np.where(pb.kept[..., None], g, 0.0)
+        # ignored positions: 0 * softmax, as torch's autograd gives (NaN where softmax is)
+        return np.where(pb.kept[..., None], g, 0.0 * pb.p)
 
 
 def _as_result(loss64, pb):
