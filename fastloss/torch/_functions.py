@@ -48,6 +48,13 @@ def _torch_grads(torch_fn, args, kwargs, grad, wanted, create_graph):
 
 # ---- cross_entropy ----------------------------------------------------------------------
 
+def _degenerate_mean(loss, reduction):
+    """A "mean" whose divisor (the kept targets' summed weight) may be 0: the loss is not
+    finite. The gradient's non-finite pattern is then torch's business: its own backward
+    runs (rare; ordinary NaN inputs take the same route, at torch's speed)."""
+    return reduction == "mean" and not math.isfinite(loss)
+
+
 def cross_entropy_value(input, target, weight, ignore_index, reduction, label_smoothing):
     """The loss alone (no autograd record, no log-sum-exp kept)."""
     loss = fastloss.cross_entropy(as_numpy(input), as_numpy(target), as_numpy(weight), ignore_index, reduction,
@@ -67,6 +74,7 @@ class CrossEntropy(torch.autograd.Function):
         ctx.views = kept_views(input, target, weight)
         ctx.lse = lse
         ctx.options = (ignore_index, reduction, label_smoothing)
+        ctx.by_torch = _degenerate_mean(loss, reduction)
         return to_tensor(loss, input.dtype)
 
     @staticmethod
@@ -74,9 +82,10 @@ class CrossEntropy(torch.autograd.Function):
         input, target, weight = ctx.saved_tensors  # torch's in-place check happens here
         ignore_index, reduction, label_smoothing = ctx.options
         needs = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # create_graph=True: torch's differentiable backward
+        if torch.is_grad_enabled() or ctx.by_torch:  # torch's (differentiable) backward
             kwargs = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
-            return (*_torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad, needs[:3], True),
+            return (*_torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad, needs[:3],
+                                  torch.is_grad_enabled()),
                     None, None, None)
         grad_input = grad_target = None
         if needs[0]:
@@ -146,6 +155,7 @@ class Loss(torch.autograd.Function):
         loss = spec.loss(as_numpy(input), as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight))
         ctx.save_for_backward(input, target, weight, pos_weight)
         ctx.spec, ctx.loss_options = spec, options
+        ctx.by_torch = name == "nll_loss" and _degenerate_mean(loss, options[1])
         return to_tensor(loss, input.dtype)
 
     @staticmethod
@@ -153,9 +163,9 @@ class Loss(torch.autograd.Function):
         spec, options = ctx.spec, ctx.loss_options
         input, target, weight, pos_weight = ctx.saved_tensors
         wanted = ctx.needs_input_grad[2:4]
-        if torch.is_grad_enabled():  # create_graph=True: torch's differentiable backward
+        if torch.is_grad_enabled() or ctx.by_torch:  # torch's (differentiable) backward
             grads = _torch_grads(spec.torch_fn, (input, target), spec.torch_kwargs(options, weight, pos_weight),
-                                 grad, wanted, True)
+                                 grad, wanted, torch.is_grad_enabled())
             return (None, None, *grads, None, None)
         grad_input = grad_target = None
         if wanted[0]:

@@ -45,10 +45,13 @@ def _needs_grad(*tensors):
 
 def _class_target_ok(input, target, weight):
     """cross_entropy / nll_loss: index targets of a dtype torch takes, or probabilities of
-    the input's dtype; a weight of the input's dtype that does not require grad."""
+    the input's dtype; a weight of the input's dtype that does not require grad. (A 1-D input
+    with a (1,)-shaped index target is torch's: its forward takes it, its backward raises.)"""
     if not (float_input(input) and plain_cpu(target) and same_float(weight, input) and no_grad_needed(weight)):
         return False
-    return target.dtype in _INDEX_TARGETS or target.dtype == input.dtype
+    if target.dtype in _INDEX_TARGETS:
+        return input.dim() != 1 or target.dim() == 0
+    return target.dtype == input.dtype
 
 
 def _pair_ok(input, target, *extra):
@@ -57,6 +60,29 @@ def _pair_ok(input, target, *extra):
     return (float_input(input) and plain_cpu(target) and target.dtype == input.dtype
             and target.shape == input.shape and all(same_float(t, input) for t in extra)
             and no_grad_needed(*extra))
+
+
+def _size_warning(input, target):
+    """torch's warning for a target that broadcasts against the input, raised here so that it
+    names the caller's line (torch's own would name this module's); True when raised."""
+    if isinstance(input, Tensor) and isinstance(target, Tensor) and target.size() != input.size():
+        warnings.warn(
+            f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
+            "This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            stacklevel=3,
+        )
+        return True
+    return False
+
+
+def _torch_quietly(warned, fn, *args):
+    """torch's function, without repeating a warning _size_warning already gave."""
+    if not warned:
+        return fn(*args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using a target size", category=UserWarning)
+        return fn(*args)
 
 
 def _loss(name, options, input, target, weight=None, pos_weight=None):
@@ -182,12 +208,13 @@ def mse_loss(
 ) -> Tensor:
     """Mean squared error, as ``torch.nn.functional.mse_loss``: ``(x - y)**2`` elementwise.
     ``weight=`` and broadcasting targets run torch's implementation."""
+    warned = _size_warning(input, target)
     reduction = _legacy(size_average, reduce, reduction)
     if weight is None and _pair_ok(input, target):
         result = _loss("mse_loss", (reduction,), input, target)
         if result is not None:
             return result
-    return F.mse_loss(input, target, None, None, reduction, weight)
+    return _torch_quietly(warned, F.mse_loss, input, target, None, None, reduction, weight)
 
 
 def l1_loss(
@@ -200,12 +227,13 @@ def l1_loss(
 ) -> Tensor:
     """Mean absolute error, as ``torch.nn.functional.l1_loss``: ``|x - y|`` elementwise.
     ``weight=`` and broadcasting targets run torch's implementation."""
+    warned = _size_warning(input, target)
     reduction = _legacy(size_average, reduce, reduction)
     if weight is None and _pair_ok(input, target):
         result = _loss("l1_loss", (reduction,), input, target)
         if result is not None:
             return result
-    return F.l1_loss(input, target, None, None, reduction, weight)
+    return _torch_quietly(warned, F.l1_loss, input, target, None, None, reduction, weight)
 
 
 def smooth_l1_loss(
@@ -218,12 +246,13 @@ def smooth_l1_loss(
 ) -> Tensor:
     """Smooth L1, as ``torch.nn.functional.smooth_l1_loss``: with d = |x - y|,
     ``0.5 * d**2 / beta`` where d < beta, else ``d - 0.5 * beta`` (beta = 0: |x - y|)."""
+    warned = _size_warning(input, target)
     reduction = _legacy(size_average, reduce, reduction)
     if _pair_ok(input, target):
         result = _loss("smooth_l1_loss", (reduction, beta), input, target)
         if result is not None:
             return result
-    return F.smooth_l1_loss(input, target, None, None, reduction, beta)
+    return _torch_quietly(warned, F.smooth_l1_loss, input, target, None, None, reduction, beta)
 
 
 def huber_loss(
@@ -236,11 +265,12 @@ def huber_loss(
     """Huber loss, as ``torch.nn.functional.huber_loss``: with d = |x - y|, ``0.5 * d**2``
     where d < delta, else ``delta * (d - 0.5 * delta)``. ``weight=`` and broadcasting
     targets run torch's implementation."""
+    warned = _size_warning(input, target)
     if weight is None and _pair_ok(input, target):
         result = _loss("huber_loss", (reduction, delta), input, target)
         if result is not None:
             return result
-    return F.huber_loss(input, target, reduction, delta, weight)
+    return _torch_quietly(warned, F.huber_loss, input, target, reduction, delta, weight)
 
 
 _KL_MEAN_WARNING = (
@@ -276,7 +306,7 @@ def kl_div(
 
 def _normalize(fn, torch_fn, name, input, dim, _stacklevel, dtype):
     if dim is None:
-        dim = F._get_softmax_dim(name, input.dim(), _stacklevel)
+        dim = F._get_softmax_dim(name, input.dim(), _stacklevel + 1)
     if dtype is not None and isinstance(input, Tensor):
         input = input.to(dtype)
     if float_input(input) and not torch.compiler.is_compiling():
