@@ -12,6 +12,7 @@ import torch
 
 _NATIVE = (torch.float32, torch.float64)
 _HALF = (torch.float16, torch.bfloat16)
+_FLOATS = _NATIVE + _HALF
 _PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 _is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
 
@@ -26,19 +27,15 @@ def plain_cpu(t):
 
 def float_input(t):
     """A plain CPU tensor of a floating dtype the kernels compute (float16/bfloat16 in float32)."""
-    return plain_cpu(t) and (t.dtype in _NATIVE or t.dtype in _HALF)
+    return plain_cpu(t) and t.dtype in _FLOATS
 
 
 def same_float(t, input):
     """An optional tensor argument (weight, pos_weight, probability target) that torch takes
-    as it is: absent, or a plain CPU tensor of the input's dtype."""
-    return t is None or (plain_cpu(t) and t.dtype == input.dtype)
-
-
-def no_grad_needed(*tensors):
-    """torch rejects requires_grad on some arguments (class weights, pos_weight): such calls
-    run torch's own implementation, which raises or differentiates as torch does."""
-    return not any(t is not None and t.requires_grad for t in tensors)
+    as it is: absent, or a plain CPU tensor of the input's dtype that does not require grad
+    (torch rejects requires_grad on class weights and pos_weight, or differentiates them:
+    such calls run torch's own implementation)."""
+    return t is None or (plain_cpu(t) and t.dtype == input.dtype and not t.requires_grad)
 
 
 def as_numpy(t):
@@ -52,11 +49,8 @@ def as_numpy(t):
     return t.numpy()
 
 
-def kept_views(*tensors):
-    """NumPy views to keep between forward and backward instead of converting again: views
-    of the tensors' own memory (no copy, nothing more kept than the tensors themselves), or
-    None for a float16/bfloat16 tensor, whose float32 copy is not kept."""
-    return tuple(None if t is not None and t.dtype in _HALF else as_numpy(t) for t in tensors)
+def is_half(t):
+    return t.dtype in _HALF
 
 
 def compute_dtype(t):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 import fastloss
 from fastloss import _cross_entropy
-from fastloss.torch._bridge import as_numpy, compute_dtype, kept_views, new_buffer, to_tensor, upstream
+from fastloss.torch._bridge import as_numpy, compute_dtype, is_half, new_buffer, to_tensor, upstream
 
 
 def _torch_grads(torch_fn, args, kwargs, grad, wanted, create_graph):
@@ -63,17 +63,20 @@ def cross_entropy_value(input, target, weight, ignore_index, reduction, label_sm
 
 
 class CrossEntropy(torch.autograd.Function):
-    """cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)."""
+    """apply(input, target, weight, (ignore_index, reduction, label_smoothing))."""
 
     @staticmethod
-    def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
+    def forward(ctx, input, target, weight, options):
+        ignore_index, reduction, label_smoothing = options
         x, t, w = as_numpy(input), as_numpy(target), as_numpy(weight)
         lse = np.empty(math.prod(x.shape[:1] + x.shape[2:]) if x.ndim >= 2 else 1)
         loss = _cross_entropy._cross_entropy_forward_lse(x, t, w, ignore_index, reduction, label_smoothing, lse)
         ctx.save_for_backward(input, target, weight)
-        ctx.views = kept_views(input, target, weight)
+        # the NumPy views, kept to skip converting again in backward (they are the tensors'
+        # own memory); not for float16/bfloat16, whose float32 copy would cost memory
+        ctx.views = None if is_half(input) else (x, t, w)
         ctx.lse = lse
-        ctx.options = (ignore_index, reduction, label_smoothing)
+        ctx.options = options
         ctx.by_torch = _degenerate_mean(loss, reduction)
         return to_tensor(loss, input.dtype)
 
@@ -85,13 +88,13 @@ class CrossEntropy(torch.autograd.Function):
         if torch.is_grad_enabled() or ctx.by_torch:  # torch's (differentiable) backward
             kwargs = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
             return (*_torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad, needs[:3],
-                                  torch.is_grad_enabled()),
-                    None, None, None)
+                                  torch.is_grad_enabled()), None)
         grad_input = grad_target = None
         if needs[0]:
-            x, t, w = ctx.views
-            if x is None:  # float16/bfloat16: converted again rather than kept
+            if ctx.views is None:  # float16/bfloat16: converted again rather than kept
                 x, t, w = as_numpy(input), as_numpy(target), as_numpy(weight)
+            else:
+                x, t, w = ctx.views
             g = new_buffer(x.shape, x.dtype)
             _cross_entropy._cross_entropy_backward_lse(x, t, w, ignore_index, reduction, label_smoothing,
                                                        upstream(grad, reduction != "none"), ctx.lse, g)
@@ -100,7 +103,7 @@ class CrossEntropy(torch.autograd.Function):
             kwargs = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
             grad_target = _torch_grads(F.cross_entropy, (input, target, weight), kwargs, grad,
                                        (False, True, False), False)[1]
-        return grad_input, grad_target, None, None, None, None
+        return grad_input, grad_target, None, None
 
 
 # ---- nll_loss and the elementwise losses ---------------------------------------------------

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.nn import _reduction
 
 from fastloss.torch import _functions, _ops
-from fastloss.torch._bridge import as_numpy, float_input, no_grad_needed, plain_cpu, same_float, to_tensor
+from fastloss.torch._bridge import as_numpy, float_input, plain_cpu, same_float, to_tensor
 
 Tensor = torch.Tensor
 _INDEX_TARGETS = (torch.int64, torch.uint8)
@@ -47,7 +47,7 @@ def _class_target_ok(input, target, weight):
     """cross_entropy / nll_loss: index targets of a dtype torch takes, or probabilities of
     the input's dtype; a weight of the input's dtype that does not require grad. (A 1-D input
     with a (1,)-shaped index target is torch's: its forward takes it, its backward raises.)"""
-    if not (float_input(input) and plain_cpu(target) and same_float(weight, input) and no_grad_needed(weight)):
+    if not (float_input(input) and plain_cpu(target) and same_float(weight, input)):
         return False
     if target.dtype in _INDEX_TARGETS:
         return input.dim() != 1 or target.dim() == 0
@@ -58,8 +58,7 @@ def _pair_ok(input, target, *extra):
     """Elementwise losses: same shape and dtype for input and target; optional weights of
     the input's dtype that do not require grad."""
     return (float_input(input) and plain_cpu(target) and target.dtype == input.dtype
-            and target.shape == input.shape and all(same_float(t, input) for t in extra)
-            and no_grad_needed(*extra))
+            and target.shape == input.shape and all(same_float(t, input) for t in extra))
 
 
 def _size_warning(input, target):
@@ -131,8 +130,8 @@ def cross_entropy(
         else:
             try:
                 if _needs_grad(input, target):
-                    return _functions.CrossEntropy.apply(input, target, weight, ignore_index, reduction,
-                                                         label_smoothing)
+                    return _functions.CrossEntropy.apply(input, target, weight,
+                                                         (ignore_index, reduction, label_smoothing))
                 return _functions.cross_entropy_value(input, target, weight, ignore_index, reduction,
                                                       label_smoothing)
             except _REJECTED:
