@@ -67,7 +67,10 @@ def get_num_threads():
 
 
 def _after_fork_in_child():
-    global _num_threads, _in_forked_child
+    global _lock, _num_threads, _in_forked_child
+    # A thread of the parent may have held the lock at fork(); it does not exist here, so
+    # the child gets a fresh lock (else its first set_num_threads would wait forever).
+    _lock = threading.Lock()
     _in_forked_child = True
     _num_threads = 1
 

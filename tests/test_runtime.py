@@ -1,5 +1,5 @@
-"""Runtime behaviour of the compiled kernels: SIMD dispatch, thread count, determinism,
-concurrency, fork safety and peak memory.
+"""Runtime behaviour of the compiled kernels: SIMD dispatch, thread count, cross_entropy's
+determinism over its memory layouts, and peak memory.
 
 What is checked, and how:
 
@@ -11,11 +11,8 @@ What is checked, and how:
   work is cut in fixed blocks of FL_BLOCK_ELEMENTS and partial sums combine in block order,
   so 1 and 2 threads must give the same *bytes*, and ``stats["threads_used"]`` must show that
   2 threads really ran (inputs here are several blocks big).
-* Concurrency: Python threads calling at once on shared read-only inputs get the
-  single-threaded bytes.
-* Fork: a child forked after the parent ran a parallel region must not hang (libgomp's pool
-  does not survive fork); it runs single-threaded. Every such script runs in a subprocess
-  with a timeout, so a hang fails the test instead of blocking the run.
+* Concurrency, fork, torch's OpenMP runtime, leaks, big arrays and determinism of every
+  kernel (not only cross_entropy): tests/test_hardening.py.
 * Memory: peak RSS (``ru_maxrss``) of a fresh subprocess, so that C-level allocations count.
 """
 import json
@@ -24,7 +21,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -571,225 +567,6 @@ def test_threads_used_follows_the_block_count(shape, expected, restore_threads):
     (loss1, g1), st1 = _ce._cross_entropy_stats(x, t)
     assert st1["threads_used"] == 1
     assert _loss_bytes(loss1) == _loss_bytes(loss2) and g1.tobytes() == g2.tobytes()
-
-
-@needs_openmp
-def test_set_num_threads_applies_to_other_python_threads(restore_threads):
-    x, t, kw, _ = make_case("index", np.float32, "mean")
-    seen = []
-
-    def call():
-        seen.append(_ce._cross_entropy_stats(x, t, **kw)[1]["threads_used"])
-
-    def in_thread(fn):
-        th = threading.Thread(target=fn)
-        th.start()
-        th.join()
-
-    fastloss.set_num_threads(2)
-    in_thread(call)                                   # set here, used there
-    in_thread(lambda: fastloss.set_num_threads(1))    # set there, used here
-    call()
-    in_thread(call)
-    in_thread(lambda: fastloss.set_num_threads(2))
-    call()
-    assert seen == [2, 1, 1, 2]
-
-
-# --------------------------------------------------------------------------------------
-# 3. concurrent calls from Python threads
-# --------------------------------------------------------------------------------------
-
-_CONCURRENT_CASES = [("index", np.float32, "mean"), ("kdim", np.float64, "sum"),
-                     ("prob", np.float32, "none"), ("fortran", np.float64, "mean")]
-
-
-@pytest.mark.parametrize("fastloss_threads", [1, 2, "toggled"])
-def test_concurrent_python_threads_get_single_threaded_bytes(fastloss_threads, restore_threads):
-    inputs, expected = [], []
-    fastloss.set_num_threads(1)
-    for name, dtype, reduction in _CONCURRENT_CASES:
-        x, t, kw, order = make_case(name, dtype, reduction)
-        for a in (x, t):
-            a.flags.writeable = False  # shared, read-only
-        inputs.append((x, t, kw, order, x.copy(order="K"), t.copy()))
-        expected.append((run_grad(x, t, kw, order)[:2], run_forward(x, t, kw)[0]))
-    fastloss.set_num_threads(2 if fastloss_threads == "toggled" else fastloss_threads)
-
-    n_workers, rounds = 8, 3
-    barrier = threading.Barrier(n_workers + (fastloss_threads == "toggled"))
-    stop = threading.Event()
-    errors, mismatches = [], []
-
-    def worker(i):
-        try:
-            barrier.wait()
-            for r in range(rounds):
-                k = (i + r) % len(inputs)
-                x, t, kw, order = inputs[k][:4]
-                out = np.empty(x.shape, x.dtype, order=order)  # private output
-                loss, g = fastloss.cross_entropy_with_grad(x, t, out=out, **kw)
-                fkw = {a: b for a, b in kw.items() if a != "grad_output"}
-                fwd = fastloss.cross_entropy(x, t, **fkw)
-                got = ((_loss_bytes(loss), g.tobytes(order="A")), _loss_bytes(fwd))
-                if got != expected[k]:
-                    mismatches.append((i, r, _CONCURRENT_CASES[k]))
-        except BaseException as exc:  # reported below
-            errors.append((i, repr(exc)))
-
-    def toggler():
-        barrier.wait()
-        n = 1
-        while not stop.is_set():
-            fastloss.set_num_threads(n)
-            n = 3 - n
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_workers)]
-    if fastloss_threads == "toggled":
-        threads.append(threading.Thread(target=toggler))
-    for th in threads:
-        th.start()
-    for th in threads[:n_workers]:
-        th.join(timeout=60)
-    stop.set()
-    for th in threads:
-        th.join(timeout=10)
-    assert not any(th.is_alive() for th in threads), "a thread hung"
-    assert errors == []
-    assert mismatches == [], "concurrent results differ from the single-threaded bytes"
-    for x, t, _, _, x_copy, t_copy in inputs:
-        np.testing.assert_array_equal(x, x_copy)
-        np.testing.assert_array_equal(t, t_copy)
-
-
-# --------------------------------------------------------------------------------------
-# 4. fork safety (every scenario in a subprocess with a timeout)
-# --------------------------------------------------------------------------------------
-
-_TORCH_PRELUDE = """
-import torch
-torch.set_num_threads(2)
-_a = torch.randn(512, 512)
-for _ in range(3):
-    (_a @ _a).sum()                               # a parallel BLAS op
-torch.randn(4_000_000).exp_()                     # an at::parallel_for op (OpenMP)
-torch.nn.functional.cross_entropy(torch.randn(512, 1000), torch.zeros(512, dtype=torch.long))
-TORCH_THREADS = torch.get_num_threads()
-"""
-
-_FORK_SCRIPT = """
-import faulthandler, hashlib, json, multiprocessing, os, signal, sys, traceback, warnings
-faulthandler.dump_traceback_later(45, exit=True)   # a hang dumps the stacks, then exits 1
-TORCH_THREADS = None
-{prelude}
-import numpy as np
-import fastloss
-from fastloss import _cross_entropy as ce
-
-rng = np.random.default_rng(0)
-x = rng.standard_normal((256, 1000)).astype(np.float32)      # 8 blocks
-t = rng.integers(0, 1000, 256)
-xk = rng.standard_normal((8, 21, 64, 64))                     # float64, column layout
-tk = rng.integers(0, 21, (8, 64, 64))
-
-
-def run():
-    (loss, g), st = ce._cross_entropy_stats(x, t)
-    (lk, gk), stk = ce._cross_entropy_stats(xk, tk, reduction="sum")
-    digest = hashlib.sha256(b"".join(a.tobytes() for a in (np.asarray(loss), g,
-                                                             np.asarray(lk), gk))).hexdigest()
-    return digest, [st["threads_used"], stk["threads_used"]]
-
-
-def child_report(_=None):
-    rep = {{"pid": os.getpid(), "num_threads": fastloss.get_num_threads(),
-           "info_threads": fastloss.kernel_info()["num_threads"]}}
-    rep["digest"], rep["threads_used"] = run()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fastloss.set_num_threads(2)
-    rep["warn_set2"] = [f"{{w.category.__name__}}: {{w.message}}" for w in caught]
-    rep["after_set2"] = fastloss.get_num_threads()
-    rep["threads_used_after_set2"] = run()[1]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fastloss.set_num_threads(1)
-    rep["warn_set1"] = [str(w.message) for w in caught]
-    return rep
-
-
-fastloss.set_num_threads(2)
-before = run()          # the parent's OpenMP pool now exists
-children, exitcodes = [], []
-if {mode!r} == "fork":
-    for _ in range(2):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                # no faulthandler here: its watchdog thread did not survive the fork
-                signal.alarm(20)  # a hung child dies of SIGALRM (exit code -14)
-                os.close(r)
-                os.write(w, json.dumps(child_report()).encode())
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        os.close(w)
-        chunks = []
-        while True:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-        exitcodes.append(os.waitstatus_to_exitcode(status))
-        if chunks:
-            children.append(json.loads(b"".join(chunks)))
-else:
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        children = pool.map_async(child_report, range(4)).get(timeout=30)
-after = run()           # the parent still runs multi-threaded
-print("RESULT " + json.dumps({{"before": before, "after": after, "children": children,
-                              "exitcodes": exitcodes, "torch_threads": TORCH_THREADS,
-                              "parent_threads": fastloss.get_num_threads()}}))
-"""
-
-
-def _check_fork_result(res, mode):
-    assert res["parent_threads"] == 2
-    if OPENMP:
-        assert res["before"][1] == [2, 2] and res["after"][1] == [2, 2]
-    assert res["before"][0] == res["after"][0]
-    if mode == "fork":
-        # -14 (SIGALRM): the child hung and its 20 s alarm killed it
-        assert res["exitcodes"] == [0, 0], f"forked children exited with {res['exitcodes']}"
-        assert len(res["children"]) == 2
-    else:
-        assert len(res["children"]) == 4
-    for child in res["children"]:
-        assert child["num_threads"] == 1 and child["info_threads"] == 1, child
-        assert child["threads_used"] == [1, 1], child
-        assert child["digest"] == res["before"][0], "the child's results differ from the parent's"
-        assert any(w.startswith("RuntimeWarning") and "fork" in w for w in child["warn_set2"]), child
-        assert child["after_set2"] == 1 and child["threads_used_after_set2"] == [1, 1], child
-        assert child["warn_set1"] == [], child
-
-
-@pytest.mark.parametrize("mode", ["fork", "pool"])
-def test_fork_after_parallel_region(mode):
-    res = run_python(_FORK_SCRIPT.format(prelude="", mode=mode), timeout=60)
-    _check_fork_result(res, mode)
-
-
-@pytest.mark.parametrize("mode", ["fork", "pool"])
-def test_fork_after_parallel_region_with_torch(mode, torch):
-    res = run_python(_FORK_SCRIPT.format(prelude=_TORCH_PRELUDE, mode=mode), timeout=60)
-    assert res["torch_threads"] == 2
-    _check_fork_result(res, mode)
 
 
 # --------------------------------------------------------------------------------------
