@@ -17,6 +17,7 @@
 
 typedef struct {
     FL_V zero, p, p_lo, neg_p_lo, half_p, half_inv_p, inv_p, half;
+    int tiny_p; /* 1/p overflows FL_T (subnormal beta): divide by p, as torch does */
 } FL_KN(reg_consts);
 
 static inline FL_ATTR __attribute__((always_inline)) void FL_KN(reg_elem)(
@@ -32,11 +33,18 @@ static inline FL_ATTR __attribute__((always_inline)) void FL_KN(reg_elem)(
         *grad = FL_OP(select)(FL_OP(gt)(d, c->zero), s,
                               FL_OP(select)(FL_OP(lt)(d, c->zero), FL_OP(sub)(c->zero, s), c->zero));
     } else if (kind == FL_REG_SMOOTH_L1) {
-        *loss = FL_OP(select)(FL_OP(lt)(z, c->p), FL_OP(mul)(FL_OP(mul)(z, z), c->half_inv_p),
-                              FL_OP(sub)(z, c->half_p));
+        FL_V quad, lin; /* 0.5 z^2 / p and d / p */
+        if (c->tiny_p) { /* 1/p is inf: 0 * inf would make NaN of the exact zeros */
+            quad = FL_OP(mul)(c->half, FL_OP(div)(FL_OP(mul)(z, z), c->p));
+            lin = FL_OP(div)(d, c->p);
+        } else {
+            quad = FL_OP(mul)(FL_OP(mul)(z, z), c->half_inv_p);
+            lin = FL_OP(mul)(d, c->inv_p);
+        }
+        *loss = FL_OP(select)(FL_OP(lt)(z, c->p), quad, FL_OP(sub)(z, c->half_p));
         *grad = FL_OP(select)(FL_OP(gt)(d, c->p_lo), s,
                               FL_OP(select)(FL_OP(lt)(d, c->neg_p_lo), FL_OP(sub)(c->zero, s),
-                                            FL_OP(mul)(FL_OP(mul)(d, c->inv_p), s)));
+                                            FL_OP(mul)(lin, s)));
     } else { /* huber */
         const FL_V ps = FL_OP(mul)(c->p, s);
         *loss = FL_OP(select)(FL_OP(lt)(z, c->p), FL_OP(mul)(FL_OP(mul)(z, z), c->half),
@@ -111,16 +119,23 @@ static FL_ATTR double FL_KN(reg_contig)(const fl_reg_args *a, const FL_T *x, con
     FL_KN(reg_consts) c;
     const double p = a->param;
     c.zero = FL_OP(set1)(0);
-    c.p = FL_OP(set1)((FL_T)p);
+    /* A positive p below FL_T's smallest value (smooth_l1's beta = 1e-320 in float32) stays
+     * positive: as in torch's double arithmetic, |d| < p then holds for d = 0 only. */
+    const FL_T pt = ((FL_T)p == 0 && p > 0) ? -FL_NEXTDOWN((FL_T)0) : (FL_T)p;
+    c.p = FL_OP(set1)(pt);
     /* d >= p  <=>  d > p_lo, the next value of FL_T below p (torch's gradient tests >=:
      * that matters at p = inf, where d = inf takes the linear branch) */
-    const FL_T p_lo = FL_NEXTDOWN((FL_T)p);
+    const FL_T p_lo = FL_NEXTDOWN(pt);
     c.p_lo = FL_OP(set1)(p_lo);
     c.neg_p_lo = FL_OP(set1)(-p_lo);
     c.half_p = FL_OP(set1)((FL_T)(0.5 * p));
     c.half_inv_p = FL_OP(set1)((FL_T)(0.5 / p));
     c.inv_p = FL_OP(set1)((FL_T)(1.0 / p));
     c.half = FL_OP(set1)((FL_T)0.5);
+    {
+        const FL_T inv = (FL_T)(1.0 / p);
+        c.tiny_p = pt > 0 && (inv - inv != 0); /* 1/p is inf in FL_T */
+    }
     const FL_T scale = (FL_T)a->scale;
     switch (a->kind) {
     case FL_REG_MSE:

@@ -79,7 +79,19 @@ cdef inline bint _is_float(cnp.ndarray a):
     return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
 
 
-cdef cnp.ndarray _operand(object a, str what, int typenum, tuple shape):
+cdef cnp.ndarray _in_input_dtype(cnp.ndarray a, cnp.ndarray x0):
+    """README: the other operands are cast to the input's dtype. A float16 input is computed
+    in float32, so an operand of another dtype is rounded to float16 first (as the reference
+    twin does); otherwise its extra precision would leak into the result (a float64 target of
+    1.0001 failing BCE's [0, 1] check, an l1 gradient of sign(1.91 - 1.9098) where the float16
+    difference is 0)."""
+    if cnp.PyArray_TYPE(x0) == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT16:
+        with np.errstate(over="ignore"):
+            return a.astype(np.float16)
+    return a
+
+
+cdef cnp.ndarray _operand(object a, str what, int typenum, tuple shape, cnp.ndarray x0):
     """weight / pos_weight: a real array broadcast (stride 0, no copy of the data) to the loss
     shape, in the kernel's dtype; only the small original is ever cast."""
     cdef cnp.ndarray v = as_array(a)
@@ -90,7 +102,7 @@ cdef cnp.ndarray _operand(object a, str what, int typenum, tuple shape):
     except ValueError:
         raise ValueError(f"{what} of shape {list(np.shape(v))} does not broadcast to the input "
                          f"shape {list(shape)}") from None
-    return np.broadcast_to(_kernel_copy(v, typenum), shape)
+    return np.broadcast_to(_kernel_copy(_in_input_dtype(v, x0), typenum), shape)
 
 
 cdef cnp.ndarray _kernel_copy(cnp.ndarray a, int typenum):
@@ -107,6 +119,9 @@ cdef object _plan(tuple shape, list ops):
     allows it. Returns (order, rows, cols, [(sr, sk), ...]) with element strides, or None
     when more than two axes remain."""
     cdef int nd = len(shape), d, i, nops = len(ops)
+    if 0 in shape:
+        # nothing to compute; empty operands may carry any strides (which need not merge)
+        return list(range(nd)), 0, 0, [(0, 0)] * nops
     lead = ops[0]
     size = [abs(s) for s in lead.strides]
     order = sorted(range(nd), key=size.__getitem__, reverse=True)  # stable: ties keep C order
@@ -186,10 +201,10 @@ cdef object _binary(int which, object input, object target, object weight, objec
     cdef cnp.ndarray w0 = None, w = None, p0 = None, pw = None
     if weight is not None and which != K_KL:
         w0 = as_array(weight)
-        w = _operand(w0, "weight", typenum, shape)
+        w = _operand(w0, "weight", typenum, shape, x0)
     if pos_weight is not None and which == K_LOGITS:
         p0 = as_array(pos_weight)
-        pw = _operand(p0, "pos_weight", typenum, shape)
+        pw = _operand(p0, "pos_weight", typenum, shape, x0)
 
     # ---- upstream gradient -----------------------------------------------------------------
     cdef double go_scalar = 1.0
@@ -208,7 +223,7 @@ cdef object _binary(int which, object input, object target, object weight, objec
 
     # ---- the kernel's operands, all in the loss's shape --------------------------------------
     cdef cnp.ndarray x = _kernel_copy(x0, typenum)
-    cdef cnp.ndarray t = _kernel_copy(t0, typenum)
+    cdef cnp.ndarray t = _kernel_copy(_in_input_dtype(t0, x0), typenum)
     cdef cnp.ndarray xb = x if x_full else np.broadcast_to(x, shape)
     cdef cnp.ndarray tb = t if same_shape(t, xb) else np.broadcast_to(t, shape)
     cdef cnp.ndarray g = None

@@ -158,8 +158,13 @@ def _check_target(target, x, ignore_index):
     if bad.any():
         first = np.flatnonzero(bad)[0]          # first offending value, C order
         value = int(t.reshape(-1)[first])        # true value, also for uint64
-        raise IndexError(f"Target {value} is out of bounds.")
+        raise _BadTargetValue(f"Target {value} is out of bounds.")
     return original, "index", t
+
+
+class _BadTargetValue(IndexError):
+    """An out-of-range class index. Target values are checked last, after every other
+    argument (grad_output and out= included), as the fast path checks them."""
 
 
 def _check_grad_output(grad_output, reduction, loss_shape):
@@ -207,7 +212,7 @@ def _check_out(out, x, others):
     if not in_place and np.shares_memory(out, x):
         raise ValueError("out overlaps the input without being exactly the input")
     for name, arr in others:
-        if arr is not None and np.shares_memory(out, arr):
+        if isinstance(arr, np.ndarray) and np.shares_memory(out, arr):
             raise ValueError(f"out shares memory with {name}")
     return out
 
@@ -230,7 +235,11 @@ def _log_softmax_last(z):
 class _Problem:
     """All validated arguments, moved to a (batch..., C) float64 layout."""
 
-    def __init__(self, input, target, weight, ignore_index, reduction, label_smoothing):
+    def __init__(self, input, target, weight, ignore_index, reduction, label_smoothing,
+                 values_now=True):
+        """values_now=False: an out-of-range target is kept in self.target_error (and
+        nothing computed) for the caller to raise after its own checks."""
+        self.target_error = None
         self.x = _check_input(input)
         self.reduction = _check_reduction(reduction)
         self.eps = _check_label_smoothing(label_smoothing)
@@ -238,8 +247,14 @@ class _Problem:
         self.class_axis = 0 if self.x.ndim == 1 else 1
         self.C = self.x.shape[self.class_axis]
         self.weight_orig, self.w = _check_weight(weight, self.C)
-        self.target_orig, self.kind, t = _check_target(target, self.x, self.ignore_index)
         self.loss_shape = _batch_shape(self.x)
+        try:
+            self.target_orig, self.kind, t = _check_target(target, self.x, self.ignore_index)
+        except _BadTargetValue as exc:
+            if values_now:
+                raise IndexError(str(exc)) from None
+            self.target_orig, self.target_error = np.asarray(target), IndexError(str(exc))
+            return
 
         # float64 copies, class axis last: shape loss_shape + (C,)
         z = np.moveaxis(self.x.astype(np.float64), self.class_axis, -1)
@@ -461,10 +476,12 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
     overlapping an argument, and ``TypeError`` for a non-ndarray ``out``,
     an ``out`` of the wrong dtype or a non-real grad_output.
     """
-    pb = _Problem(input, target, weight, ignore_index, reduction, label_smoothing)
+    pb = _Problem(input, target, weight, ignore_index, reduction, label_smoothing, values_now=False)
     go = _check_grad_output(grad_output, pb.reduction, pb.loss_shape)
     out = _check_out(out, pb.x, (("target", pb.target_orig), ("weight", pb.weight_orig),
                                  ("grad_output", grad_output if isinstance(grad_output, np.ndarray) else None)))
+    if pb.target_error is not None:
+        raise pb.target_error
 
     loss = _as_result(_forward(pb), pb)
     grad = np.moveaxis(_gradient(pb, go), -1, pb.class_axis).astype(pb.x.dtype)
@@ -503,13 +520,12 @@ def _sm_check_out(out, like, others):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != like.shape:
         raise ValueError(f"out must have shape {like.shape}, got {out.shape}")
-    if out.dtype != like.dtype:
+    if out.dtype.newbyteorder("=") != like.dtype.newbyteorder("="):  # byte order may differ
         raise TypeError(f"out must have dtype {like.dtype}, got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError("out is not writeable")
     for a in others:
-        same = (a.shape == out.shape and a.strides == out.strides and a.dtype == out.dtype
-                and a.__array_interface__["data"][0] == out.__array_interface__["data"][0])
+        same = a.dtype == out.dtype and _same_memory(a, out)
         if not same and np.shares_memory(out, a):
             raise ValueError("out partially overlaps an argument")
     return out
@@ -583,7 +599,9 @@ def softmax_backward(grad_output, output, axis=-1, out=None):
     return _sm_finish(r.reshape(g.shape), g.dtype, out)
 
 
-def _sm_nll_args(input, target, weight, ignore_index, reduction):
+def _sm_nll_args(input, target, weight, ignore_index, reduction, values_now=True):
+    """The checked arguments; with values_now=False an out-of-range target is returned as
+    the last item (an IndexError to raise after the caller's own checks), else raised."""
     x = _sm_float_array(input, "input")
     if x.ndim == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
@@ -592,6 +610,8 @@ def _sm_nll_args(input, target, weight, ignore_index, reduction):
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     ignore_index = int(ignore_index)
+    if not -2**63 <= ignore_index < 2**63:  # torch takes an int64
+        raise ValueError(f"ignore_index {ignore_index} does not fit in int64")
     C = x.shape[0] if x.ndim == 1 else x.shape[1]
     batch = () if x.ndim == 1 else x.shape[:1] + x.shape[2:]
     t = np.asarray(target)
@@ -614,9 +634,12 @@ def _sm_nll_args(input, target, weight, ignore_index, reduction):
         w = w0.astype(x.dtype).astype(np.float64)
     kept = t != ignore_index
     bad = kept & ~((t >= 0) & (t < C))
+    error = None
     if bad.any():
-        raise IndexError(f"Target {int(t.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])} is out of bounds.")
-    return x, t, w, kept, C, batch, ignore_index
+        error = IndexError(f"Target {int(t.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])} is out of bounds.")
+        if values_now:
+            raise error
+    return x, t, w, kept, C, batch, ignore_index, error
 
 
 def _sm_nll_core(x, t, w, kept, C):
@@ -637,18 +660,19 @@ def _sm_nll_core(x, t, w, kept, C):
 
 
 def _sm_reduce(loss, wt, reduction, dtype):
-    if reduction == "none":
-        return np.asarray(loss.astype(dtype))
-    total = float(np.sum(loss))
-    if reduction == "sum":
-        return dtype.type(total)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # inf + -inf: nan; float16 overflow: inf (no warnings, as the fast path)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if reduction == "none":
+            return np.asarray(loss.astype(dtype))
+        total = float(np.sum(loss))
+        if reduction == "sum":
+            return dtype.type(total)
         return dtype.type(np.float64(total) / np.float64(np.sum(wt)))
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """-w[t] * input[t] per position, reduced (see the module docstring)."""
-    x, t, w, kept, C, batch, ignore_index = _sm_nll_args(input, target, weight, ignore_index, reduction)
+    x, t, w, kept, C, batch, ignore_index, _ = _sm_nll_args(input, target, weight, ignore_index, reduction)
     loss, wt, _ = _sm_nll_core(x, t, w, kept, C)
     return _sm_reduce(loss, wt, reduction, x.dtype)
 
@@ -656,7 +680,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
                        grad_output=None, out=None):
     """(loss, d(sum(loss * grad_output))/d(input)): -s * w[t] at each kept target, else 0."""
-    x, t, w, kept, C, batch, ignore_index = _sm_nll_args(input, target, weight, ignore_index, reduction)
+    x, t, w, kept, C, batch, ignore_index, error = _sm_nll_args(input, target, weight, ignore_index,
+                                                                reduction, values_now=False)
     go = np.asarray(1.0 if grad_output is None else grad_output)
     if go.dtype.kind not in "iuf":
         raise TypeError(f"grad_output must be real, got dtype {go.dtype}")
@@ -667,7 +692,9 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
         go = np.broadcast_to(go, batch)
     except ValueError:
         raise ValueError(f"grad_output of shape {go.shape} does not broadcast to {batch}") from None
-    out = _sm_check_out(out, x, [x])
+    out = _check_out(out, x, (("target", target), ("weight", weight), ("grad_output", grad_output)))
+    if error is not None:
+        raise error
     loss, wt, tt = _sm_nll_core(x, t, w, kept, C)
     value = _sm_reduce(loss, wt, reduction, x.dtype)
     scale = go
@@ -688,15 +715,17 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
 _REG_FLOATS = (np.float16, np.float32, np.float64)
 
 
-def _reg_prepare(input, target, reduction):
+def _reg_prepare(input, target, reduction, kind, param):
+    # checked in the fast path's order: input, reduction, beta/delta, target, shapes
     x = np.asarray(input)
-    t = np.asarray(target)
     if x.dtype.type not in _REG_FLOATS:
         raise TypeError(f"input must be a float16, float32 or float64 array, got dtype {x.dtype}")
-    if not (t.dtype.kind in "biuf"):
-        raise TypeError(f"target must be a real array, got dtype {t.dtype}")
     if not isinstance(reduction, str) or reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{reduction!r} is not a valid value for reduction")
+    _reg_check_param(kind, param)
+    t = np.asarray(target)
+    if not (t.dtype.kind in "biuf"):
+        raise TypeError(f"target must be a real array, got dtype {t.dtype}")
     if x.shape != t.shape:
         try:
             np.broadcast_shapes(x.shape, t.shape)
@@ -713,7 +742,7 @@ def _reg_prepare(input, target, reduction):
 
 
 def _reg_reduce(x, losses, reduction):
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf; float16 overflow: inf
         if reduction == "none":
             return losses.astype(x.dtype)
         if reduction == "sum":
@@ -723,11 +752,16 @@ def _reg_reduce(x, losses, reduction):
 
 def _reg_upstream(grad_output, reduction, shape):
     """The upstream factor per element of the loss (float64, loss shape)."""
-    g = 1.0 if grad_output is None else grad_output
-    g = np.asarray(g, dtype=np.float64)
+    g = np.asarray(1.0 if grad_output is None else grad_output)
+    if g.dtype.kind not in "iuf":
+        raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
+    g = g.astype(np.float64)
     if reduction != "none" and g.ndim != 0:
         raise ValueError("grad_output must be a scalar for reduction='mean' or 'sum'")
-    g = np.broadcast_to(g, shape)
+    try:
+        g = np.broadcast_to(g, shape)
+    except ValueError:
+        raise ValueError(f"grad_output of shape {g.shape} does not broadcast to {shape}") from None
     if reduction == "mean":
         n = int(np.prod(shape))
         g = g / n if n else g * np.nan
@@ -769,6 +803,9 @@ def _reg_elementwise(kind, d, param):
 
 
 def _reg_check_param(kind, param):
+    if param is not None and (isinstance(param, (bool, np.bool_)) or not isinstance(param, numbers.Real)):
+        raise TypeError(f"{'beta' if kind == 'smooth_l1' else 'delta'} must be a real number, "
+                        f"got {type(param).__name__}")
     if kind == "smooth_l1" and not (float(param) >= 0.0):
         raise ValueError("smooth_l1_loss does not support negative values for beta.")
     if kind == "huber" and not (float(param) > 0.0):
@@ -776,17 +813,22 @@ def _reg_check_param(kind, param):
 
 
 def _reg_loss(kind, input, target, reduction, param):
-    x, xd, td = _reg_prepare(input, target, reduction)
-    _reg_check_param(kind, param)
-    losses, _ = _reg_elementwise(kind, xd - td, param)
+    x, xd, td = _reg_prepare(input, target, reduction, kind, param)
+    with np.errstate(invalid="ignore"):  # inf - inf
+        losses, _ = _reg_elementwise(kind, xd - td, param)
     return _reg_reduce(x, losses, reduction)
 
 
 def _reg_loss_with_grad(kind, input, target, reduction, param, grad_output, out):
-    x, xd, td = _reg_prepare(input, target, reduction)
-    _reg_check_param(kind, param)
-    losses, dl = _reg_elementwise(kind, xd - td, param)
-    g = _reg_upstream(grad_output, reduction, losses.shape)
+    x, xd, td = _reg_prepare(input, target, reduction, kind, param)
+    g = _reg_upstream(grad_output, reduction, xd.shape)
+    # out=target, exactly (the input's shape and dtype), is allowed too: the gradient then
+    # overwrites the target, as out=input overwrites the input
+    out_is_target = (isinstance(out, np.ndarray) and isinstance(target, np.ndarray)
+                     and out.dtype == target.dtype and _same_memory(out, target))
+    out = _check_out(out, x, (("target", None if out_is_target else target), ("grad_output", grad_output)))
+    with np.errstate(invalid="ignore"):  # inf - inf
+        losses, dl = _reg_elementwise(kind, xd - td, param)
     with np.errstate(invalid="ignore", over="ignore"):
         grad_full = dl * g
     return _reg_reduce(x, losses, reduction), _reg_grad_result(x, grad_full, out)
@@ -911,9 +953,7 @@ def _bin_scale(reduction, n, batch=None):
 
 
 def _bin_finish_grad(grad, x, out):
-    if out is not None:
-        if not isinstance(out, np.ndarray) or out.shape != x.shape or out.dtype != x.dtype:
-            raise ValueError("out must be an ndarray of the input's shape and dtype")
+    if out is not None:  # checked by _check_out beforehand
         with np.errstate(over="ignore", invalid="ignore"):
             out[...] = grad
         return out
@@ -949,7 +989,7 @@ def _bin_bce_loss(x, y, w):
         lx = np.maximum(np.log(x), -100.0)
         l1 = np.maximum(np.log1p(-x), -100.0)
         loss = (y - 1.0) * l1 - y * lx
-    return loss if w is None else loss * w
+        return loss if w is None else loss * w  # 0 * inf: nan, without a warning
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
@@ -962,8 +1002,9 @@ def binary_cross_entropy_with_grad(input, target, weight=None, reduction="mean",
                                    out=None):
     """(loss, d(sum(loss * grad_output)) / d(input)) for binary_cross_entropy."""
     x0, x, y, w, red = _bin_bce_prepare(input, target, weight, reduction)
-    loss = _bin_bce_loss(x, y, w)
     s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size)
+    out = _check_out(out, x0, (("target", target), ("weight", weight), ("grad_output", grad_output)))
+    loss = _bin_bce_loss(x, y, w)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         grad = (x - y) / np.maximum((1.0 - x) * x, _BIN_BCE_EPS) * s
         if w is not None:
@@ -993,7 +1034,7 @@ def _bin_bcel_loss(x, y, w, p):
         lw = 1.0 if p is None else (p - 1.0) * y + 1.0
         softplus = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0)
         loss = (1.0 - y) * x + lw * softplus
-    return loss if w is None else loss * w
+        return loss if w is None else loss * w  # 0 * inf: nan, without a warning
 
 
 def _bin_sigmoid(x):
@@ -1012,8 +1053,10 @@ def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduc
                                                pos_weight=None, grad_output=None, out=None):
     """(loss, d(sum(loss * grad_output)) / d(input)) for binary_cross_entropy_with_logits."""
     x0, x, y, w, p, red = _bin_bcel_prepare(input, target, weight, reduction, pos_weight)
-    loss = _bin_bcel_loss(x, y, w, p)
     s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size)
+    out = _check_out(out, x0, (("target", target), ("weight", weight), ("pos_weight", pos_weight),
+                               ("grad_output", grad_output)))
+    loss = _bin_bcel_loss(x, y, w, p)
     sig = _bin_sigmoid(x)
     with np.errstate(invalid="ignore", over="ignore"):
         grad = sig - y if p is None else ((p - 1.0) * y + 1.0) * sig - p * y
@@ -1060,8 +1103,9 @@ def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_out
     """(loss, d(sum(loss * grad_output)) / d(input)) for kl_div; when the input is
     broadcast against the target, the gradient is summed over the broadcast axes."""
     x0, x, y, red, lt, batch = _bin_kl_prepare(input, target, reduction, log_target)
-    loss = _bin_kl_loss(x, y, lt)
     s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size, batch)
+    out = _check_out(out, x0, (("target", target), ("grad_output", grad_output)))
+    loss = _bin_kl_loss(x, y, lt)
     with np.errstate(over="ignore", invalid="ignore"):
         grad = -(np.exp(y) if lt else y) * s
     # sum over the axes the input was broadcast along
