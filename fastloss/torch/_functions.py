@@ -19,6 +19,7 @@ bce_with_logits, kl_div, mse, ...) come from torch's own ops, as does the whole 
 pass when it must itself be differentiable (``create_graph=True``): torch's result, exactly.
 """
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -34,7 +35,9 @@ def _torch_grads(torch_fn, args, kwargs, grad, wanted, create_graph):
     positional tensors whose flag in ``wanted`` is set, for the upstream gradient ``grad``.
     With create_graph the saved tensors are used as they are, so that the result stays
     connected to the graph (double backward); otherwise on detached copies."""
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # the forward call already gave torch's warnings (kl_div's "mean" one): not again
+        warnings.simplefilter("ignore", UserWarning)
         if create_graph:
             leaves = list(args)
         else:
