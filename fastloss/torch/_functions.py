@@ -51,6 +51,9 @@ def _torch_grads(torch_fn, args, kwargs, grad, wanted, create_graph):
 
 # ---- cross_entropy ----------------------------------------------------------------------
 
+_LSE_MIN_CLASSES = 64  # from this many classes on, forward hands the log-sum-exp to backward
+
+
 def _degenerate_mean(loss, reduction):
     """A "mean" whose divisor (the kept targets' summed weight) may be 0: the loss is not
     finite. The gradient's non-finite pattern is then torch's business: its own backward
@@ -72,7 +75,9 @@ class CrossEntropy(torch.autograd.Function):
     def forward(ctx, input, target, weight, options):
         ignore_index, reduction, label_smoothing = options
         x, t, w = as_numpy(input), as_numpy(target), as_numpy(weight)
-        lse = np.empty(math.prod(x.shape[:1] + x.shape[2:]) if x.ndim >= 2 else 1)
+        lse = None  # short rows: the backward recomputes their log-sum-exp (one vector each)
+        if x.shape[1 if x.ndim >= 2 else 0] >= _LSE_MIN_CLASSES:
+            lse = np.empty(math.prod(x.shape[:1] + x.shape[2:]) if x.ndim >= 2 else 1)
         loss = _cross_entropy._cross_entropy_forward_lse(x, t, w, ignore_index, reduction, label_smoothing, lse)
         ctx.save_for_backward(input, target, weight)
         # the NumPy views, kept to skip converting again in backward (they are the tensors'
