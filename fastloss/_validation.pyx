@@ -256,7 +256,9 @@ cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int typenum):
     if w0.ndim != 1 or cnp.PyArray_DIM(w0, 0) != C:
         raise ValueError(f"weight should be defined either for all {C} classes or no classes "
                          f"but got weight of shape: {list(np.shape(w0))}")
-    return np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
+    # ascontiguousarray keeps an unaligned array as it is: the kernels need aligned elements
+    cdef cnp.ndarray w = np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
+    return w if is_native_aligned(w) else np.array(w, copy=True)
 
 
 cdef tuple upstream_gradient(object grad_output, bint per_position, tuple loss_shape):
