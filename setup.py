@@ -7,8 +7,15 @@ AVX2 kernels carry their own target attribute and are chosen at run time).
 Environment switches:
   FASTLOSS_OPENMP=0/1     force OpenMP off/on (default: on when the compiler accepts it)
   FASTLOSS_NATIVE=1       add -march=native (opt-in, for a build used on this machine only)
+  FASTLOSS_SANITIZE=LIST  sanitizer build (GCC/Clang), e.g. FASTLOSS_SANITIZE=address,undefined:
+                          compile with -fsanitize=LIST -fno-sanitize-recover=all
+                          -fno-omit-frame-pointer -g -O1, link with -fsanitize=LIST. Load the
+                          runtimes first when running Python, e.g. LD_PRELOAD="$(gcc
+                          -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)";
+                          .ci/sanitize does all of it
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,6 +65,21 @@ def _openmp_flags():
     return [], []
 
 
+def _sanitize_flags():
+    """FASTLOSS_SANITIZE=address,undefined (any -fsanitize= list): (compile, link) flags."""
+    value = os.environ.get("FASTLOSS_SANITIZE", "").strip()
+    if not value:
+        return [], []
+    if not re.fullmatch(r"[a-z,_-]+", value):
+        raise RuntimeError(f"FASTLOSS_SANITIZE={value!r}: expected a comma-separated list of "
+                           "sanitizer names for -fsanitize= (letters, '_', '-'), e.g. address,undefined")
+    if _compiler_is_msvc():
+        raise RuntimeError("FASTLOSS_SANITIZE is supported with GCC or Clang only")
+    # -O1 comes after -O3 on the command line, so it wins
+    return ([f"-fsanitize={value}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"],
+            [f"-fsanitize={value}"])
+
+
 def _flags():
     if _compiler_is_msvc():
         compile_args, link_args = ["/O2"], []
@@ -67,6 +89,8 @@ def _flags():
         link_args = []
         if os.environ.get("FASTLOSS_NATIVE") == "1":
             compile_args.append("-march=native")
+    san_c, san_l = _sanitize_flags()
+    compile_args, link_args = compile_args + san_c, link_args + san_l
     omp_c, omp_l = _openmp_flags()
     return compile_args + omp_c, link_args + omp_l
 

@@ -855,6 +855,7 @@ def _check_leaks(res, iterations):
         assert blocks < 200, f"{name}: Python objects leak\n{report}"
 
 
+@pytest.mark.rss
 def test_no_leaks(tmp_path):
     """10,000 iterations per kernel, each: a call on float32 or float64 (every other one with
     out=), an error call (TypeError, ValueError, IndexError, in turn), and every 10th a call
@@ -867,6 +868,7 @@ def test_no_leaks(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.rss
 def test_no_leaks_100k(tmp_path):
     """As test_no_leaks, 100,000 iterations per kernel, on the default thread count. (Passive
     waiting: libgomp's default spin-wait after each of the 220,000 small parallel regions

@@ -558,6 +558,7 @@ def _check_leaks(res, iterations):
         assert blocks < 200, f"{name}: Python objects leak\n{report}"
 
 
+@pytest.mark.rss
 def test_no_leaks(torch, tmp_path):
     """10,000 iterations per function, each: forward + autograd.grad on float32 or float64
     (every other pair through the module), every 3rd a no-grad call, every 10th a call of two
@@ -569,6 +570,7 @@ def test_no_leaks(torch, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.rss
 def test_no_leaks_100k(torch, tmp_path):
     """As test_no_leaks, 100,000 iterations per function, on the default thread count
     (passive OpenMP waiting: spinning after each small region only slows a loaded machine)."""
