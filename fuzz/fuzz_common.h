@@ -1,0 +1,449 @@
+/*
+ * Shared parts of the libFuzzer harnesses in fuzz/: a reader that turns the fuzz input into
+ * choices, strided arrays allocated exactly as large as their strides address (so that
+ * AddressSanitizer reports any access outside them), float data with the edge values, and
+ * the checks the harnesses apply after each kernel call.
+ *
+ * Conventions: strides are in elements (as in csrc/fastloss.h); every buffer is malloc'ed
+ * to exactly [lowest addressed element, highest addressed element], so an array with a
+ * negative stride has its base pointer inside the buffer. Memory between the addressed
+ * elements (padding of non-contiguous layouts) is filled with NaN in float arrays and with a
+ * huge value in index arrays, so that a kernel reading it shows up in the value checks
+ * (NaN in a result that must be finite) or as a wild access.
+ */
+#ifndef FUZZ_COMMON_H
+#define FUZZ_COMMON_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastloss.h"
+
+/* ---- the input reader ------------------------------------------------------------------ */
+
+typedef struct {
+    const uint8_t *p;
+    size_t n, i;
+    uint64_t rng; /* once the bytes run out: a PRNG seeded from all of them */
+} fz_in;
+
+static void fz_init(fz_in *in, const uint8_t *data, size_t size)
+{
+    in->p = data;
+    in->n = size;
+    in->i = 0;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t k = 0; k < size; k++)
+        h = (h ^ data[k]) * 1099511628211ull;
+    in->rng = h | 1;
+}
+
+static uint8_t fz_u8(fz_in *in)
+{
+    if (in->i < in->n)
+        return in->p[in->i++];
+    in->rng ^= in->rng << 13; /* xorshift64 */
+    in->rng ^= in->rng >> 7;
+    in->rng ^= in->rng << 17;
+    return (uint8_t)(in->rng >> 56);
+}
+
+static uint64_t fz_u64(fz_in *in)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < 8; k++)
+        v = v << 8 | fz_u8(in);
+    return v;
+}
+
+/* An integer in [lo, hi]. */
+static fl_index fz_range(fz_in *in, fl_index lo, fl_index hi)
+{
+    const uint64_t span = (uint64_t)(hi - lo) + 1;
+    const uint64_t v = (uint64_t)fz_u8(in) << 8 | fz_u8(in);
+    return lo + (fl_index)(v % span);
+}
+
+/* True with probability num/256. */
+static int fz_chance(fz_in *in, int num) { return fz_u8(in) < num; }
+
+/* ---- SIMD path ----------------------------------------------------------------------- */
+
+/* One of the paths this CPU runs (fl_simd_resolve maps a request it cannot run down). */
+static int fz_simd(fz_in *in)
+{
+    static const char *const req[] = {"generic", "avx2", "avx512", "auto"};
+    const int p = fl_simd_resolve(req[fz_u8(in) % 4]);
+    if (p < 0)
+        abort();
+    return p;
+}
+
+/* ---- shapes ---------------------------------------------------------------------------- */
+
+/* A dimension: mostly 0..5, sometimes up to 32, now and then a size around a vector width
+ * or a block boundary. */
+static fl_index fz_dim(fz_in *in)
+{
+    static const fl_index big[] = {33, 47, 63, 64, 65, 100, 127, 128, 129, 255, 257, 1000, 1031};
+    const uint8_t b = fz_u8(in);
+    if (b < 160)
+        return b % 6;
+    if (b < 232)
+        return 6 + b % 27;
+    return big[b % (sizeof big / sizeof big[0])];
+}
+
+/* Shrinks the largest dimension until the product of the nonzero dimensions is at most cap
+ * (so that what an empty array's other operands hold stays small too). */
+static void fz_cap(fl_index *dims, int nd, fl_index cap)
+{
+    for (;;) {
+        fl_index prod = 1;
+        int big = 0;
+        for (int d = 0; d < nd; d++) {
+            if (prod <= cap && dims[d] > 0) /* saturates: never overflows */
+                prod *= dims[d];
+            if (dims[d] > dims[big])
+                big = d;
+        }
+        if (prod <= cap)
+            return;
+        dims[big] /= 2;
+    }
+}
+
+/* ---- strided arrays ----------------------------------------------------------------------- */
+
+#define FZ_MAXDIM 8
+#define FZ_MAXARR 16
+
+typedef struct {
+    void *buf;    /* the malloc'ed extent */
+    char *base;   /* element (0, ..., 0) */
+    size_t bytes; /* of buf */
+    int es;       /* element size */
+    int nd;
+    fl_index dims[FZ_MAXDIM], st[FZ_MAXDIM];
+} fz_arr;
+
+/* Arrays of one fuzz run, freed at its end. */
+static fz_arr fz_pool[FZ_MAXARR];
+static int fz_npool;
+
+static void fz_free_all(void)
+{
+    for (int k = 0; k < fz_npool; k++)
+        free(fz_pool[k].buf);
+    fz_npool = 0;
+}
+
+static fl_index fz_numel(const fz_arr *a)
+{
+    fl_index n = 1;
+    for (int d = 0; d < a->nd; d++)
+        n *= a->dims[d];
+    return n;
+}
+
+/* Strides for dims: memory order C, Fortran or a random permutation; each axis maybe padded
+ * (non-contiguous), maybe reversed (negative stride), and, when zero_ok (a read-only operand
+ * that NumPy may broadcast), maybe of stride 0. Never overlapping unless a stride is 0. */
+static void fz_strides(fz_in *in, int nd, const fl_index *dims, fl_index *st, int zero_ok)
+{
+    int perm[FZ_MAXDIM]; /* perm[0]: the slowest axis */
+    for (int d = 0; d < nd; d++)
+        perm[d] = d;
+    const uint8_t order = fz_u8(in) % 4;
+    if (order == 1) {
+        for (int d = 0; d < nd; d++)
+            perm[d] = nd - 1 - d;
+    } else if (order == 2) {
+        for (int d = nd - 1; d > 0; d--) {
+            const int k = (int)(fz_u8(in) % (d + 1)), t = perm[d];
+            perm[d] = perm[k];
+            perm[k] = t;
+        }
+    }
+    fl_index step = fz_chance(in, 40) ? 1 + fz_u8(in) % 3 : 1;
+    for (int q = nd - 1; q >= 0; q--) {
+        const int d = perm[q];
+        st[d] = step;
+        step *= dims[d] > 0 ? dims[d] : 1;
+        if (fz_chance(in, 30))
+            step += fz_u8(in) % 3; /* a gap before the next axis */
+    }
+    for (int d = 0; d < nd; d++) {
+        if (fz_chance(in, 50))
+            st[d] = -st[d];
+        if (zero_ok && fz_chance(in, 25))
+            st[d] = 0;
+    }
+}
+
+/* Allocates an array of exactly the extent its strides address, filled with `gap` (the
+ * caller then writes the addressed elements). */
+static fz_arr *fz_alloc(int nd, const fl_index *dims, const fl_index *st, int es, const void *gap)
+{
+    if (fz_npool == FZ_MAXARR)
+        abort();
+    fz_arr *a = &fz_pool[fz_npool++];
+    memset(a, 0, sizeof *a);
+    a->es = es;
+    a->nd = nd;
+    fl_index lo = 0, hi = 0, numel = 1;
+    for (int d = 0; d < nd; d++) {
+        a->dims[d] = dims[d];
+        a->st[d] = st[d];
+        numel *= dims[d];
+        const fl_index span = (dims[d] > 0 ? dims[d] - 1 : 0) * st[d];
+        if (span < 0)
+            lo += span;
+        else
+            hi += span;
+    }
+    a->bytes = numel == 0 ? 0 : (size_t)(hi - lo + 1) * (size_t)es;
+    a->buf = malloc(a->bytes); /* malloc(0): a pointer ASan lets nobody dereference */
+    if (a->buf == NULL && a->bytes != 0)
+        abort();
+    for (size_t off = 0; off + (size_t)es <= a->bytes; off += (size_t)es)
+        memcpy((char *)a->buf + off, gap, (size_t)es);
+    a->base = (char *)a->buf + (size_t)(-lo) * (size_t)es;
+    return a;
+}
+
+/* A second array with the same dims and strides (same extent), a copy of a's bytes. */
+static fz_arr *fz_clone(const fz_arr *a)
+{
+    if (fz_npool == FZ_MAXARR)
+        abort();
+    fz_arr *c = &fz_pool[fz_npool++];
+    *c = *a;
+    c->buf = malloc(a->bytes);
+    if (c->buf == NULL && a->bytes != 0)
+        abort();
+    if (a->bytes)
+        memcpy(c->buf, a->buf, a->bytes);
+    c->base = (char *)c->buf + (a->base - (char *)a->buf);
+    return c;
+}
+
+/* Calls fn(ctx, element pointer) for every addressed element, C order of the dims. */
+typedef void (*fz_elem_fn)(void *ctx, char *elem);
+static void fz_each(const fz_arr *a, fz_elem_fn fn, void *ctx)
+{
+    if (fz_numel(a) == 0)
+        return;
+    fl_index idx[FZ_MAXDIM] = {0};
+    for (;;) {
+        fl_index off = 0;
+        for (int d = 0; d < a->nd; d++)
+            off += idx[d] * a->st[d];
+        fn(ctx, a->base + off * a->es);
+        int d = a->nd - 1;
+        while (d >= 0 && ++idx[d] == a->dims[d])
+            idx[d--] = 0;
+        if (d < 0)
+            return;
+    }
+}
+
+/* ---- float data ------------------------------------------------------------------------- */
+
+enum { FZ_ANY, FZ_UNIT, FZ_MODERATE };
+
+/* A value: edge values (NaN, +-inf, +-0, denormals, the float limits, exp's overflow and
+ * underflow thresholds), raw bits, or a small number; FZ_UNIT: mostly in [0, 1], sometimes
+ * just outside (BCE's domain); FZ_MODERATE: small finite numbers only. */
+static double fz_value(fz_in *in, int domain, int es)
+{
+    static const double edge[] = {NAN, INFINITY, -INFINITY, 0.0, -0.0, 1.0, -1.0, 0.5,
+                                  1.4e-45, -1.4e-45, 1e-310, 3.4028234663852886e38,
+                                  -3.4028234663852886e38, 88.72, -87.33, -103.9, 709.78, -745.1,
+                                  1e30, -1e30, 1e300, -100.0, 100.0, 1e-7};
+    static const double unit[] = {0.0, 1.0, 0.5, 1e-45, 1.0 - 1e-7, 1e-12, NAN, -1e-7, 1.0000001,
+                                  -0.0, 1e-300};
+    const uint8_t b = fz_u8(in);
+    if (domain == FZ_UNIT) {
+        if (b < 24)
+            return unit[b % (sizeof unit / sizeof unit[0])];
+        return (double)fz_u8(in) / 255.0;
+    }
+    if (domain == FZ_ANY && b < 24)
+        return edge[b % (sizeof edge / sizeof edge[0])];
+    if (domain == FZ_ANY && b < 36) {
+        const uint64_t bits = fz_u64(in);
+        if (es == 4) {
+            float f;
+            const uint32_t b32 = (uint32_t)bits;
+            memcpy(&f, &b32, 4);
+            return f;
+        }
+        double d;
+        memcpy(&d, &bits, 8);
+        return d;
+    }
+    return (double)(int8_t)fz_u8(in) / 8.0 + (double)(b & 7) / 64.0; /* [-16, 16] */
+}
+
+/* Is v (as stored) small and finite: the data for which results must be finite. */
+static int fz_is_moderate(double v) { return isfinite(v) && fabs(v) <= 30.0; }
+
+typedef struct {
+    fz_in *in;
+    int domain;
+    int moderate; /* stays 1 while every value written is moderate */
+    int nonneg;   /* stays 1 while every value written is >= 0 */
+} fz_fill_ctx;
+
+static void fz_fill_f32(void *vctx, char *elem)
+{
+    fz_fill_ctx *c = (fz_fill_ctx *)vctx;
+    const float v = (float)fz_value(c->in, c->domain, 4);
+    memcpy(elem, &v, 4);
+    c->moderate &= fz_is_moderate(v);
+    c->nonneg &= v >= 0;
+}
+
+static void fz_fill_f64(void *vctx, char *elem)
+{
+    fz_fill_ctx *c = (fz_fill_ctx *)vctx;
+    const double v = fz_value(c->in, c->domain, 8);
+    memcpy(elem, &v, 8);
+    c->moderate &= fz_is_moderate(v);
+    c->nonneg &= v >= 0;
+}
+
+/* A float array (es 4 or 8) with NaN between its elements, its elements from the input.
+ * *moderate (if not NULL) is cleared when an element is not moderate, *nonneg when one is
+ * negative or NaN. */
+static fz_arr *fz_float_array(fz_in *in, int nd, const fl_index *dims, const fl_index *st, int es,
+                              int domain, int *moderate, int *nonneg)
+{
+    const float nf = NAN;
+    const double nd64 = NAN;
+    fz_arr *a = fz_alloc(nd, dims, st, es, es == 4 ? (const void *)&nf : (const void *)&nd64);
+    fz_fill_ctx c = {in, domain, 1, 1};
+    fz_each(a, es == 4 ? fz_fill_f32 : fz_fill_f64, &c);
+    if (moderate)
+        *moderate &= c.moderate;
+    if (nonneg)
+        *nonneg &= c.nonneg;
+    return a;
+}
+
+/* An output array: NaN everywhere (so an element the kernel fails to write stays NaN). */
+static fz_arr *fz_output(int nd, const fl_index *dims, const fl_index *st, int es)
+{
+    const float nf = NAN;
+    const double nd64 = NAN;
+    return fz_alloc(nd, dims, st, es, es == 4 ? (const void *)&nf : (const void *)&nd64);
+}
+
+/* A double from fz_value, rounded to the kernel dtype. */
+static double fz_scalar(fz_in *in, int domain, int es)
+{
+    const double v = fz_value(in, domain, es);
+    return es == 4 ? (double)(float)v : v;
+}
+
+/* ---- checks ------------------------------------------------------------------------------ */
+
+#define FZ_FAIL(...)                                                                          \
+    do {                                                                                      \
+        fprintf(stderr, "fuzz invariant violated (%s:%d): ", __FILE__, __LINE__);             \
+        fprintf(stderr, __VA_ARGS__);                                                         \
+        fprintf(stderr, "\n");                                                                \
+        abort();                                                                              \
+    } while (0)
+
+typedef struct {
+    int es;
+    fl_index bad;
+} fz_finite_ctx;
+
+static void fz_finite_elem(void *vctx, char *elem)
+{
+    fz_finite_ctx *c = (fz_finite_ctx *)vctx;
+    if (c->es == 4) {
+        float v;
+        memcpy(&v, elem, 4);
+        c->bad += !isfinite(v);
+    } else {
+        double v;
+        memcpy(&v, elem, 8);
+        c->bad += !isfinite(v);
+    }
+}
+
+/* The number of addressed elements that are not finite (NaN: maybe never written). */
+static fl_index fz_count_nonfinite(const fz_arr *a)
+{
+    fz_finite_ctx c = {a->es, 0};
+    fz_each(a, fz_finite_elem, &c);
+    return c.bad;
+}
+
+/* A snapshot of an input's bytes, to check that the kernel left it alone. */
+typedef struct {
+    const fz_arr *a;
+    void *copy;
+} fz_snap;
+
+static fz_snap fz_snapshot(const fz_arr *a)
+{
+    fz_snap s = {a, malloc(a->bytes ? a->bytes : 1)};
+    if (s.copy == NULL)
+        abort();
+    if (a->bytes)
+        memcpy(s.copy, a->buf, a->bytes);
+    return s;
+}
+
+static void fz_check_unchanged(fz_snap *s, const char *what)
+{
+    if (s->a && s->a->bytes && memcmp(s->copy, s->a->buf, s->a->bytes) != 0)
+        FZ_FAIL("the kernel modified its input %s", what);
+    free(s->copy);
+    s->copy = NULL;
+}
+
+/* Bitwise equality of two doubles, NaN equal to NaN (any payload). */
+static int fz_same(double a, double b) { return (isnan(a) && isnan(b)) || memcmp(&a, &b, 8) == 0; }
+
+typedef struct {
+    const fz_arr *other;
+    const fz_arr *self;
+    fl_index diff;
+} fz_cmp_ctx;
+
+static void fz_cmp_elem(void *vctx, char *elem)
+{
+    fz_cmp_ctx *c = (fz_cmp_ctx *)vctx;
+    const char *o = c->other->base + (elem - c->self->base);
+    double a, b;
+    if (c->self->es == 4) {
+        float fa, fb;
+        memcpy(&fa, elem, 4);
+        memcpy(&fb, o, 4);
+        a = fa;
+        b = fb;
+    } else {
+        memcpy(&a, elem, 8);
+        memcpy(&b, o, 8);
+    }
+    c->diff += !fz_same(a, b);
+}
+
+/* Number of addressed elements that differ between a and b (same dims and strides). */
+static fl_index fz_count_diff(const fz_arr *a, const fz_arr *b)
+{
+    fz_cmp_ctx c = {b, a, 0};
+    fz_each(a, fz_cmp_elem, &c);
+    return c.diff;
+}
+
+#endif /* FUZZ_COMMON_H */

@@ -1,0 +1,179 @@
+/*
+ * libFuzzer harness: fl_regression_* (csrc/regression.h): mse, l1, smooth_l1, huber.
+ *
+ * As _regression.pyx calls it: 1 to 8 axes of size >= 2 (the .pyx drops size-1 axes; one
+ * element is ndim 1, shape 1, strides 0), never an empty shape (the .pyx skips the kernel),
+ * smooth_l1's beta > 0 (beta 0 is l1) and huber's delta > 0, +inf included; x, y and
+ * grad_out with any strides (0 where broadcast); x and y possibly the same array; the
+ * gradient a separate array of any layout, or x or y exactly (out=input / out=target); the
+ * per-element loss for reduction "none"; the "mean" scale grad_output / numel.
+ *
+ * Checks: ASan/UBSan, inputs unchanged, finite results and every output element written for
+ * moderate finite data (and a parameter in [1e-3, 1e3]), in place bitwise identical to a
+ * separate gradient of the same layout.
+ */
+#include "fuzz_common.h"
+#include "regression.h"
+
+static int run(fl_reg_args *a, int es) { return es == 4 ? fl_regression_f32(a) : fl_regression_f64(a); }
+
+static void set_strides(fl_index *dst, const fz_arr *arr, int nd)
+{
+    for (int d = 0; d < nd; d++)
+        dst[d] = arr ? arr->st[d] : 0;
+}
+
+static int no_zero_stride(const fz_arr *arr)
+{
+    for (int d = 0; d < arr->nd; d++)
+        if (arr->st[d] == 0)
+            return 0;
+    return 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fz_in in;
+    fz_init(&in, data, size);
+    const uint8_t mode = fz_u8(&in);
+    const int es = mode & 1 ? 8 : 4;
+    const int kind = (mode >> 1) & 3;
+
+    fl_reg_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = kind;
+    a.simd = fz_simd(&in);
+    a.nthreads = 1;
+    int check_values = 1;
+    if (kind == FL_REG_SMOOTH_L1 || kind == FL_REG_HUBER) {
+        static const double params[] = {1.0, 0.5, 2.0, 1e-8, 1e-300, 1e30, INFINITY, 0.1, 3.0};
+        const uint8_t b = fz_u8(&in) % 10;
+        a.param = b < 9 ? params[b] : (double)(fz_u8(&in) + 1) / 16.0;
+        check_values = a.param >= 1e-3 && a.param <= 1e3;
+    }
+
+    /* the iteration shape */
+    fl_index dims[FZ_MAXDIM];
+    int nd;
+    const int one = fz_chance(&in, 8);
+    if (one) {
+        nd = 1;
+        dims[0] = 1;
+    } else {
+        const uint8_t b = fz_u8(&in);
+        nd = b < 200 ? 1 + b % 3 : 1 + b % FZ_MAXDIM;
+        for (int d = 0; d < nd; d++) {
+            dims[d] = fz_dim(&in);
+            dims[d] = dims[d] < 2 ? 2 : dims[d];
+        }
+        fz_cap(dims, nd, 1 << 16);
+        for (int d = 0; d < nd; d++)
+            dims[d] = dims[d] < 2 ? 2 : dims[d]; /* at most 2**8 elements more */
+    }
+    a.ndim = nd;
+    for (int d = 0; d < nd; d++)
+        a.shape[d] = dims[d];
+
+    int moderate = 1;
+    fl_index st[FZ_MAXDIM];
+    const fl_index zeros[FZ_MAXDIM] = {0};
+    fz_strides(&in, nd, dims, st, 1);
+    fz_arr *x = fz_float_array(&in, nd, dims, one ? zeros : st, es, FZ_ANY, &moderate, NULL);
+    fz_arr *y;
+    if (fz_chance(&in, 20)) {
+        y = x; /* mse_loss(a, a) */
+    } else {
+        fz_strides(&in, nd, dims, st, 1);
+        y = fz_float_array(&in, nd, dims, one ? zeros : st, es, FZ_ANY, &moderate, NULL);
+    }
+    const int red = fz_u8(&in) % 3;
+    const int want_grad = fz_chance(&in, 160);
+    double go_scalar = 1.0;
+    if (want_grad && fz_chance(&in, 100)) {
+        go_scalar = fz_scalar(&in, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, 8);
+        moderate &= fz_is_moderate(go_scalar);
+    }
+    fz_arr *go = NULL;
+    if (want_grad && red == 0 && fz_chance(&in, 128)) {
+        fz_strides(&in, nd, dims, st, 1);
+        go = fz_float_array(&in, nd, dims, one ? zeros : st, es, FZ_ANY, &moderate, NULL);
+    }
+    fz_arr *loss = NULL;
+    if (red == 0) {
+        fz_strides(&in, nd, dims, st, 0);
+        loss = fz_output(nd, dims, one ? zeros : st, es);
+    }
+    /* 0: separate gradient; 1: out = x; 2: out = y */
+    int alias = 0;
+    fz_arr *g = NULL, *aliased = NULL;
+    if (want_grad) {
+        const uint8_t b = fz_u8(&in) % 4;
+        if (b == 1 && (one || no_zero_stride(x)))
+            alias = 1;
+        else if (b == 2 && y != x && (one || no_zero_stride(y)))
+            alias = 2;
+        aliased = alias == 1 ? x : alias == 2 ? y : NULL;
+        if (aliased) {
+            g = fz_output(nd, dims, aliased->st, es);
+        } else {
+            fz_strides(&in, nd, dims, st, 0);
+            g = fz_output(nd, dims, one ? zeros : st, es);
+        }
+    }
+    fl_index numel = 1;
+    for (int d = 0; d < nd; d++)
+        numel *= dims[d];
+    a.scale = red == 1 ? go_scalar / (double)numel : go_scalar;
+
+    a.x = x->base;
+    set_strides(a.xs, x, nd);
+    a.y = y->base;
+    set_strides(a.ys, y, nd);
+    a.grad_out = go ? go->base : NULL;
+    set_strides(a.gos, go, nd);
+    a.grad = g ? g->base : NULL;
+    set_strides(a.gs, g, nd);
+    a.loss = loss ? loss->base : NULL;
+    set_strides(a.ls, loss, nd);
+
+    fz_snap sx = fz_snapshot(x), sy = {NULL, NULL}, sgo = {NULL, NULL};
+    if (y != x)
+        sy = fz_snapshot(y);
+    if (go)
+        sgo = fz_snapshot(go);
+    if (run(&a, es) != FL_OK)
+        FZ_FAIL("status not FL_OK");
+    const double sum = a.loss_sum;
+    fz_check_unchanged(&sx, "x");
+    if (y != x)
+        fz_check_unchanged(&sy, "y");
+    if (go)
+        fz_check_unchanged(&sgo, "grad_out");
+    if (moderate && check_values) {
+        if (!isfinite(sum))
+            FZ_FAIL("non-finite loss sum %g from finite data", sum);
+        if (loss && fz_count_nonfinite(loss))
+            FZ_FAIL("%lld loss elements not finite", (long long)fz_count_nonfinite(loss));
+        if (g && fz_count_nonfinite(g))
+            FZ_FAIL("%lld gradient elements not finite", (long long)fz_count_nonfinite(g));
+    }
+
+    if (aliased) {
+        fz_arr *loss2 = NULL;
+        if (loss) {
+            loss2 = fz_output(nd, dims, loss->st, es);
+            a.loss = loss2->base;
+        }
+        a.grad = aliased->base;
+        if (run(&a, es) != FL_OK || !fz_same(sum, a.loss_sum))
+            FZ_FAIL("in place (out=%s): loss sum %g, separate gradient: %g", alias == 1 ? "x" : "y",
+                    a.loss_sum, sum);
+        if (loss && fz_count_diff(loss, loss2))
+            FZ_FAIL("in place: %lld loss elements differ", (long long)fz_count_diff(loss, loss2));
+        if (fz_count_diff(aliased, g))
+            FZ_FAIL("in place (out=%s): %lld gradient elements differ", alias == 1 ? "x" : "y",
+                    (long long)fz_count_diff(aliased, g));
+    }
+    fz_free_all();
+    return 0;
+}

@@ -1,0 +1,134 @@
+/*
+ * libFuzzer harness: fl_softmax_* and fl_softmax_backward_* (csrc/softmax.h), log and not.
+ *
+ * The (n, c, s) view as _softmax.pyx builds it (never n > 1 with s == 1: that is viewed as
+ * (1, c, n)), strides of any sign, padded, permuted, 0 for the read-only operands, the
+ * backward's y possibly the same array as its x (grad_output=output), and the result: a
+ * separate array of any layout, or out=x / out=y exactly (in place).
+ *
+ * Checks: ASan/UBSan, inputs unchanged, every output element written and finite for moderate
+ * finite data (c > 0), and in place bitwise identical to a separate output of the same
+ * layout.
+ */
+#include "fuzz_common.h"
+#include "softmax.h"
+
+static int run(fl_softmax_args *a, int es, int backward)
+{
+    if (backward)
+        return es == 4 ? fl_softmax_backward_f32(a) : fl_softmax_backward_f64(a);
+    return es == 4 ? fl_softmax_f32(a) : fl_softmax_f64(a);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fz_in in;
+    fz_init(&in, data, size);
+    const uint8_t mode = fz_u8(&in);
+    const int es = mode & 1 ? 8 : 4;
+    const int log = (mode >> 1) & 1, backward = (mode >> 2) & 1;
+
+    fl_index dims[3];
+    dims[0] = fz_dim(&in);
+    dims[1] = fz_dim(&in);
+    dims[2] = fz_dim(&in);
+    fz_cap(dims, 3, 1 << 16);
+    if (dims[2] == 1) /* the .pyx swaps (n, c, 1) to (1, c, n) */
+        dims[0] = 1;
+
+    fl_softmax_args a;
+    memset(&a, 0, sizeof a);
+    a.n = dims[0];
+    a.c = dims[1];
+    a.s = dims[2];
+    a.log = log;
+    a.simd = fz_simd(&in);
+    a.nthreads = 1;
+    int moderate = 1;
+
+    fl_index xst[3];
+    fz_strides(&in, 3, dims, xst, 1);
+    fz_arr *x = fz_float_array(&in, 3, dims, xst, es, FZ_ANY, &moderate, NULL);
+    fz_arr *y = NULL;
+    if (backward) {
+        if (fz_chance(&in, 30)) {
+            y = x; /* softmax_backward(g, g) */
+        } else {
+            fl_index yst[3];
+            fz_strides(&in, 3, dims, yst, 1);
+            y = fz_float_array(&in, 3, dims, yst, es, FZ_ANY, &moderate, NULL);
+        }
+    }
+    const int x_ok = xst[0] && xst[1] && xst[2];
+    const int y_ok = y && y->st[0] && y->st[1] && y->st[2];
+    /* 0: separate output; 1: out = x; 2: out = y */
+    int alias = 0;
+    const uint8_t b = fz_u8(&in) % 4;
+    if (b == 1 && x_ok)
+        alias = 1;
+    else if (b == 2 && y_ok)
+        alias = 2;
+    fz_arr *aliased = alias == 1 ? x : alias == 2 ? y : NULL;
+    fz_arr *o;
+    if (aliased) {
+        o = fz_output(3, dims, aliased->st, es); /* first a separate output of its layout */
+    } else {
+        fl_index ost[3];
+        fz_strides(&in, 3, dims, ost, 0);
+        o = fz_output(3, dims, ost, es);
+    }
+    a.x = x->base;
+    a.x_sn = xst[0];
+    a.x_sc = xst[1];
+    a.x_ss = xst[2];
+    if (y) {
+        a.y = y->base;
+        a.y_sn = y->st[0];
+        a.y_sc = y->st[1];
+        a.y_ss = y->st[2];
+    }
+    a.out = o->base;
+    a.o_sn = o->st[0];
+    a.o_sc = o->st[1];
+    a.o_ss = o->st[2];
+
+    fz_snap sx = fz_snapshot(x), sy = {NULL, NULL};
+    if (y && y != x)
+        sy = fz_snapshot(y);
+    if (run(&a, es, backward) != FL_OK)
+        FZ_FAIL("status not FL_OK");
+    fz_check_unchanged(&sx, "x");
+    if (y && y != x)
+        fz_check_unchanged(&sy, "y");
+    if (moderate && a.c > 0 && fz_count_nonfinite(o))
+        FZ_FAIL("%lld output elements not finite from finite data", (long long)fz_count_nonfinite(o));
+    if (!backward && moderate && a.c > 0) {
+        /* forward bounds: softmax in [0, 1], log_softmax <= 0 (small slack for rounding) */
+        for (fl_index i = 0; i < a.n; i++)
+            for (fl_index j = 0; j < a.s; j++)
+                for (fl_index k = 0; k < a.c; k++) {
+                    const char *p = o->base + (i * a.o_sn + k * a.o_sc + j * a.o_ss) * es;
+                    double v;
+                    if (es == 4) {
+                        float f;
+                        memcpy(&f, p, 4);
+                        v = f;
+                    } else {
+                        memcpy(&v, p, 8);
+                    }
+                    if (log ? !(v <= 1e-6) : !(v >= 0.0 && v <= 1.0 + 1e-6))
+                        FZ_FAIL("%s output %g out of range", log ? "log_softmax" : "softmax", v);
+                }
+    }
+
+    if (aliased) {
+        a.out = aliased->base;
+        if (run(&a, es, backward) != FL_OK)
+            FZ_FAIL("status not FL_OK");
+        if (fz_count_diff(aliased, o))
+            FZ_FAIL("in place (out=%s): %lld elements differ from a separate output",
+                    alias == 1 ? "x" : "y", (long long)fz_count_diff(aliased, o));
+    }
+    fz_free_all();
+    return 0;
+}
