@@ -671,7 +671,7 @@ def _params(rows):
 def test_the_matrix_covers_every_function_and_module(torch):
     import fastloss.torch as flt
 
-    public = set(flt.__all__) - {"functional"}
+    public = set(flt.__all__) - {"functional", "empty_cache"}  # the losses
     assert set(FUNCTIONS) | set(MODULES) == public
     assert set(FUNCTIONS) == set(VALID)
     assert {row.target for row in ROWS} == public

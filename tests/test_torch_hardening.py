@@ -230,7 +230,7 @@ def specs(torch):
 def test_functions_cover_fastloss_torch(specs):
     import fastloss.torch as flt
 
-    public = {n for n in flt.__all__ if n[0].islower() and n != "functional"}
+    public = {n for n in flt.__all__ if n[0].islower() and n not in ("functional", "empty_cache")}
     assert set(specs["FUNCTIONS"]) == public == set(FUNCTIONS) and len(FUNCTIONS) == 11
     modules = {n for n in flt.__all__ if n[0].isupper()}
     assert set(specs["MODULE_OF"].values()) == modules and len(modules) == 9

@@ -80,3 +80,50 @@ def test_cross_entropy_keeps_no_logit_sized_tensor_and_allocates_only_the_gradie
     assert ours["backward_extra_mib"] <= ours["grad_kib"] / MiB + 8, report
     # torch's own figures, for the record: it keeps its log-softmax (the logits' size)
     assert theirs["kept_mib"] > ours["logits_kib"] / MiB / 2, report
+
+
+# ---- the spare output buffer ---------------------------------------------------------------
+
+def _grad_of_big_loss(torch, flt, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(512, 8192, generator=g).requires_grad_()  # 16 MiB: large enough to reuse
+    t = torch.randint(0, 8192, (512,), generator=g)
+    (grad,) = torch.autograd.grad(flt.cross_entropy(x, t), x)
+    (expected,) = torch.autograd.grad(torch.nn.functional.cross_entropy(x, t), x)
+    return grad, expected
+
+
+def test_spare_buffer_is_reused_only_when_nothing_refers_to_it(torch):
+    import fastloss.torch as flt
+
+    flt.empty_cache()
+    g1, e1 = _grad_of_big_loss(torch, flt, 0)
+    ptr1, kept1 = g1.data_ptr(), g1.clone()
+    # g1 alive: the next gradient gets other memory, and g1 stays as it was
+    g2, e2 = _grad_of_big_loss(torch, flt, 1)
+    assert g2.data_ptr() != ptr1
+    assert torch.equal(g1, kept1)
+    torch.testing.assert_close(g2, e2)
+    # a view of g2 keeps its memory in use too
+    row = g2[3]
+    ptr2 = g2.data_ptr()
+    del g2
+    g3, e3 = _grad_of_big_loss(torch, flt, 2)
+    assert g3.data_ptr() != ptr2
+    torch.testing.assert_close(row, e2[3])
+    # a NumPy view as well
+    arr = g3.numpy()
+    ptr3 = g3.data_ptr()
+    del g3
+    g4, _ = _grad_of_big_loss(torch, flt, 3)
+    assert g4.data_ptr() != ptr3 and arr.ctypes.data == ptr3
+    # once nothing refers to the last buffer, the next gradient takes its memory back
+    ptr4 = g4.data_ptr()
+    del g4
+    g5, e5 = _grad_of_big_loss(torch, flt, 4)
+    assert g5.data_ptr() == ptr4
+    torch.testing.assert_close(g5, e5)
+    del g5
+    flt.empty_cache()
+    g6, _ = _grad_of_big_loss(torch, flt, 5)   # after empty_cache: fresh memory, still right
+    torch.testing.assert_close(g6, _grad_of_big_loss(torch, flt, 5)[1])

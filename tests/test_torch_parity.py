@@ -801,7 +801,7 @@ def test_import_fastloss_does_not_import_torch():
 
 
 def test_public_names(torch, flt):
-    assert sorted(flt.__all__) == sorted(list(FUNCTIONS) + MODULE_NAMES + ["functional"])
+    assert sorted(flt.__all__) == sorted(list(FUNCTIONS) + MODULE_NAMES + ["functional", "empty_cache"])
     for name in flt.__all__:
         assert hasattr(flt, name)
 

@@ -18,6 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "(or install torch yourself)") from exc
 
 from fastloss.torch import functional
+from fastloss.torch._bridge import empty_cache
 from fastloss.torch.functional import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -56,6 +57,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
+    "empty_cache",
     "functional",
     "huber_loss",
     "kl_div",

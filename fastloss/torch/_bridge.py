@@ -7,6 +7,11 @@ float32 and float64 natively, float16 and bfloat16 computed in float32 and retur
 input's dtype. Anything else goes to torch's own implementation, which then computes or
 raises exactly as torch does.
 """
+import math
+import os
+import sys
+import threading
+
 import numpy as np
 import torch
 
@@ -57,11 +62,52 @@ def compute_dtype(t):
     return np.float32 if t.dtype in _HALF else (np.float32 if t.dtype == torch.float32 else np.float64)
 
 
+# One spare large buffer, reused for the next output of the same size once nothing refers
+# to it any more. A fresh 250 MiB buffer costs ~10 ms of page faults (the kernel zeroes
+# every page), as much as the gradient kernel itself; a training loop frees each step's
+# gradient after the step, so the next step can take its memory back.
+_SPARE_MIN_BYTES = 1 << 24
+_spare_lock = threading.Lock()
+_spare = None  # a flat uint8 array, or None
+
+
 def new_buffer(shape, dtype):
-    """An uninitialized output buffer allocated by NumPy and shared with torch. NumPy advises
-    the kernel to back large allocations with huge pages; a fresh gradient of 2048 x 32000
-    float32 then costs about 10 ms of page faults instead of about 100 ms with 4 KiB pages."""
-    return np.empty(shape, dtype)
+    """An uninitialized output buffer allocated by NumPy and shared with torch.
+
+    NumPy asks the kernel to back large allocations with huge pages (a fresh 2048 x 32000
+    float32 gradient then costs ~10 ms of page faults, not ~100 ms). Buffers of 16 MiB and
+    more come from the spare above when it is free: when no array, view or tensor refers to
+    it any more (its reference count is the spare slot's alone; every NumPy view and every
+    tensor made from one holds a reference). So at most one freed buffer stays allocated
+    between calls; :func:`fastloss.torch.empty_cache` releases it."""
+    global _spare
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < _SPARE_MIN_BYTES:
+        return np.empty(shape, dtype)
+    with _spare_lock:
+        # references to a free spare: the global slot and getrefcount's argument
+        if _spare is None or _spare.nbytes != nbytes or sys.getrefcount(_spare) != 2:
+            _spare = np.empty(nbytes, np.uint8)
+        return _spare.view(dtype).reshape(shape)
+
+
+def empty_cache():
+    """Drop the spare output buffer fastloss.torch keeps for reuse: its memory goes back to
+    the system once no tensor uses it (at once, when it is free)."""
+    global _spare
+    with _spare_lock:
+        _spare = None
+
+
+def _after_fork_in_child():
+    # another thread may have held the lock at fork(): the child gets a fresh one
+    global _spare_lock
+    _spare_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def to_tensor(a, dtype):
