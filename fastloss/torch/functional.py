@@ -92,7 +92,7 @@ def _loss(name, options, input, target, weight=None, pos_weight=None):
     spec = _functions.SPECS[name]
     try:
         if _needs_grad(input, target):
-            return _functions.Loss.apply(name, options, input, target, weight, pos_weight)
+            return _functions.loss_apply(name, options, input, target, weight, pos_weight)
         value = spec.loss(as_numpy(input), as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight))
         return to_tensor(value, input.dtype)
     except _REJECTED:
@@ -121,7 +121,8 @@ def cross_entropy(
     number of positions (probabilities). Between forward and backward only the input (by
     reference) and one float64 log-sum-exp per position are kept.
     """
-    reduction = _legacy(size_average, reduce, reduction)
+    if size_average is not None or reduce is not None:
+        reduction = _reduction.legacy_get_string(size_average, reduce)
     # torch accepts a negative label_smoothing, the kernels do not: torch's function runs it
     if _class_target_ok(input, target, weight) and not label_smoothing < 0.0:
         if torch.compiler.is_compiling():
@@ -129,9 +130,9 @@ def cross_entropy(
                 return _ops.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
         else:
             try:
-                if _needs_grad(input, target):
-                    return _functions.CrossEntropy.apply(input, target, weight,
-                                                         (ignore_index, reduction, label_smoothing))
+                if torch.is_grad_enabled() and (input.requires_grad or target.requires_grad):
+                    return _functions.cross_entropy_apply(input, target, weight,
+                                                          (ignore_index, reduction, label_smoothing))
                 return _functions.cross_entropy_value(input, target, weight, ignore_index, reduction,
                                                       label_smoothing)
             except _REJECTED:
@@ -303,7 +304,7 @@ def kl_div(
         return F.kl_div(input, target, None, None, reduction, log_target)
 
 
-def _normalize(fn, torch_fn, name, input, dim, _stacklevel, dtype):
+def _normalize(fn, apply, torch_fn, name, input, dim, _stacklevel, dtype):
     if dim is None:
         dim = F._get_softmax_dim(name, input.dim(), _stacklevel + 1)
     if dtype is not None and isinstance(input, Tensor):
@@ -311,7 +312,7 @@ def _normalize(fn, torch_fn, name, input, dim, _stacklevel, dtype):
     if float_input(input) and not torch.compiler.is_compiling():
         try:
             if _needs_grad(input):
-                return fn.apply(input, dim)
+                return apply(input, dim)
             return fn.compute(input, dim)
         except _REJECTED:
             pass
@@ -323,11 +324,11 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
     ``x - m - log(sum_k exp(x_k - m))``, m = max_k x_k. ``dim=None`` picks the axis by
     torch's deprecated implicit rule (0 for 0-, 1- and 3-D input, else 1) and warns.
     Under torch.compile, torch's own implementation runs."""
-    return _normalize(_functions.LogSoftmax, F.log_softmax, "log_softmax", input, dim, _stacklevel, dtype)
+    return _normalize(_functions.LogSoftmax, _functions.log_softmax_apply, F.log_softmax, "log_softmax", input, dim, _stacklevel, dtype)
 
 
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: int | None = None) -> Tensor:
     """softmax along ``dim``, as ``torch.nn.functional.softmax``: ``exp(x - m) / sum_k exp(x_k - m)``,
     m = max_k x_k. ``dim=None`` follows torch's implicit rule (and warns). Under
     torch.compile, torch's own implementation runs."""
-    return _normalize(_functions.Softmax, F.softmax, "softmax", input, dim, _stacklevel, dtype)
+    return _normalize(_functions.Softmax, _functions.softmax_apply, F.softmax, "softmax", input, dim, _stacklevel, dtype)
