@@ -66,7 +66,6 @@ cdef extern from "binary.h" nogil:
     int fl_binary_f64(fl_bin_args *a)
 
 
-
 # which loss (kl_div's two forms are told apart by log_target)
 cdef enum:
     K_BCE = 0
@@ -77,18 +76,6 @@ cdef enum:
 cdef inline bint _is_float(cnp.ndarray a):
     cdef int t = cnp.PyArray_TYPE(a)
     return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
-
-
-cdef cnp.ndarray _in_input_dtype(cnp.ndarray a, cnp.ndarray x0):
-    """README: the other operands are cast to the input's dtype. A float16 input is computed
-    in float32, so an operand of another dtype is rounded to float16 first (as the reference
-    twin does); otherwise its extra precision would leak into the result (a float64 target of
-    1.0001 failing BCE's [0, 1] check, an l1 gradient of sign(1.91 - 1.9098) where the float16
-    difference is 0)."""
-    if cnp.PyArray_TYPE(x0) == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT16:
-        with np.errstate(over="ignore"):
-            return a.astype(np.float16)
-    return a
 
 
 cdef cnp.ndarray _operand(object a, str what, int typenum, tuple shape, cnp.ndarray x0):
@@ -102,7 +89,7 @@ cdef cnp.ndarray _operand(object a, str what, int typenum, tuple shape, cnp.ndar
     except ValueError:
         raise ValueError(f"{what} of shape {list(np.shape(v))} does not broadcast to the input "
                          f"shape {list(shape)}") from None
-    return np.broadcast_to(_kernel_copy(_in_input_dtype(v, x0), typenum), shape)
+    return np.broadcast_to(_kernel_copy(in_input_dtype(v, x0), typenum), shape)
 
 
 cdef cnp.ndarray _kernel_copy(cnp.ndarray a, int typenum):
@@ -223,7 +210,7 @@ cdef object _binary(int which, object input, object target, object weight, objec
 
     # ---- the kernel's operands, all in the loss's shape --------------------------------------
     cdef cnp.ndarray x = _kernel_copy(x0, typenum)
-    cdef cnp.ndarray t = _kernel_copy(_in_input_dtype(t0, x0), typenum)
+    cdef cnp.ndarray t = _kernel_copy(in_input_dtype(t0, x0), typenum)
     cdef cnp.ndarray xb = x if x_full else np.broadcast_to(x, shape)
     cdef cnp.ndarray tb = t if same_shape(t, xb) else np.broadcast_to(t, shape)
     cdef cnp.ndarray g = None

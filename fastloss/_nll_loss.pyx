@@ -22,16 +22,6 @@ from fastloss import _threads
 cnp.import_array()
 
 
-cdef cnp.ndarray _in_input_dtype(cnp.ndarray a, cnp.ndarray x0):
-    """README: the other operands are cast to the input's dtype. A float16 input is computed
-    in float32, so an operand of another dtype is rounded to float16 first (as the reference
-    twin does); otherwise its extra precision would leak into the result."""
-    if cnp.PyArray_TYPE(x0) == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT16:
-        with np.errstate(over="ignore"):
-            return a.astype(np.float16)
-    return a
-
-
 cdef extern from "nll_loss.h" nogil:
     int FL_NLL_TARGET_I32
     int FL_NLL_TARGET_I64
@@ -57,8 +47,6 @@ cdef extern from "nll_loss.h" nogil:
     fl_index fl_nll_check_targets_f64(const fl_nll_args *a, double *kept_weight, int64_t *bad_value)
     int fl_nll_loss_f32(fl_nll_args *a)
     int fl_nll_loss_f64(fl_nll_args *a)
-
-
 
 
 cdef int _check_and_run(fl_nll_args *a, int typenum, int red, double go_scalar,
@@ -106,7 +94,7 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
         w0 = as_array(weight)
         w = class_weight(w0, C, typenum)
         if cnp.PyArray_TYPE(x0) == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(w0) != cnp.NPY_FLOAT16:
-            w = class_weight(_in_input_dtype(w0, x0), C, typenum)
+            w = class_weight(in_input_dtype(w0, x0), C, typenum)
 
     # ---- upstream gradient -------------------------------------------------------------
     cdef double go_scalar = 1.0

@@ -72,18 +72,6 @@ cdef inline bint _is_real(cnp.ndarray a):
     return cnp.PyArray_ISINTEGER(a) or cnp.PyArray_ISFLOAT(a) or cnp.PyArray_ISBOOL(a)
 
 
-cdef cnp.ndarray _in_input_dtype(cnp.ndarray a, cnp.ndarray x0):
-    """README: the other operands are cast to the input's dtype. A float16 input is computed
-    in float32, so an operand of another dtype is rounded to float16 first (as the reference
-    twin does); otherwise its extra precision would leak into the result (a float64 target of
-    1.0001 failing BCE's [0, 1] check, an l1 gradient of sign(1.91 - 1.9098) where the float16
-    difference is 0)."""
-    if cnp.PyArray_TYPE(x0) == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT16:
-        with np.errstate(over="ignore"):
-            return a.astype(np.float16)
-    return a
-
-
 cdef int _run(fl_reg_args *a, int typenum) noexcept nogil:
     if typenum == cnp.NPY_FLOAT:
         return fl_regression_f32(a)
@@ -179,7 +167,7 @@ cdef object _regression(int kind, object input, object target, object reduction,
 
     # ---- kernel views ----------------------------------------------------------------------
     cdef cnp.ndarray x = as_kernel_array(x0, typenum)
-    cdef cnp.ndarray t = as_kernel_array(_in_input_dtype(t0, x0), typenum)
+    cdef cnp.ndarray t = as_kernel_array(in_input_dtype(t0, x0), typenum)
     if go is not None:
         go = as_kernel_array(go, typenum)
     cdef cnp.ndarray xb = x if not x_bcast else np.broadcast_to(x, bshape)

@@ -27,16 +27,6 @@ from fastloss import _threads
 cnp.import_array()
 
 
-cdef cnp.ndarray _in_input_dtype(cnp.ndarray a, cnp.ndarray x0):
-    """README: the other operands are cast to the input's dtype. A float16 input is computed
-    in float32, so an operand of another dtype is rounded to float16 first (as the reference
-    twin does); otherwise its extra precision would leak into the result."""
-    if cnp.PyArray_TYPE(x0) == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT16:
-        with np.errstate(over="ignore"):
-            return a.astype(np.float16)
-    return a
-
-
 cdef extern from "softmax.h" nogil:
     ctypedef struct fl_softmax_args:
         fl_index n, c, s
@@ -121,7 +111,7 @@ cdef object _softmax(object input, object output, object axis, object out, bint 
     cdef fl_index x_sn, x_sc, x_ss, y_sn = 0, y_sc = 0, y_ss = 0, o_sn, o_sc, o_ss
     x = _viewable(x, ax, &x_sn, &x_sc, &x_ss)
     if backward:
-        y = as_kernel_array(_in_input_dtype(y0, x0), typenum)
+        y = as_kernel_array(in_input_dtype(y0, x0), typenum)
         if scalar:
             y = y.reshape(1)
         y = _viewable(y, ax, &y_sn, &y_sc, &y_ss)

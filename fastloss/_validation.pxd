@@ -27,6 +27,7 @@ cdef object int_option(object value, str what)
 cdef object loss_scalar(double value, int typenum)
 cdef object int64_option(object value, str what)
 cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore)
+cdef cnp.ndarray in_input_dtype(cnp.ndarray a, cnp.ndarray x0)
 cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int typenum)
 cdef tuple upstream_gradient(object grad_output, bint per_position, tuple loss_shape)
 cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, object target, object weight,

@@ -84,6 +84,17 @@ def _torch_quietly(warned, fn, *args):
         return fn(*args)
 
 
+def _regression(name, options, input, target, weight, warned, torch_fn, *torch_args):
+    """mse / l1 / smooth_l1 / huber: the kernels for same-shape, same-dtype pairs without
+    ``weight=``; torch's function (``torch_fn(input, target, *torch_args)``) otherwise, or when
+    the kernels' checks reject the arguments."""
+    if weight is None and _pair_ok(input, target):
+        result = _loss(name, options, input, target)
+        if result is not None:
+            return result
+    return _torch_quietly(warned, torch_fn, input, target, *torch_args)
+
+
 def _loss(name, options, input, target, weight=None, pos_weight=None):
     """Run one loss of _functions.SPECS on the fast path; None when the kernels' checks
     reject the arguments (the caller then runs torch's own function)."""
@@ -210,11 +221,8 @@ def mse_loss(
     ``weight=`` and broadcasting targets run torch's implementation."""
     warned = _size_warning(input, target)
     reduction = _legacy(size_average, reduce, reduction)
-    if weight is None and _pair_ok(input, target):
-        result = _loss("mse_loss", (reduction,), input, target)
-        if result is not None:
-            return result
-    return _torch_quietly(warned, F.mse_loss, input, target, None, None, reduction, weight)
+    return _regression("mse_loss", (reduction,), input, target, weight, warned,
+                       F.mse_loss, None, None, reduction, weight)
 
 
 def l1_loss(
@@ -229,11 +237,8 @@ def l1_loss(
     ``weight=`` and broadcasting targets run torch's implementation."""
     warned = _size_warning(input, target)
     reduction = _legacy(size_average, reduce, reduction)
-    if weight is None and _pair_ok(input, target):
-        result = _loss("l1_loss", (reduction,), input, target)
-        if result is not None:
-            return result
-    return _torch_quietly(warned, F.l1_loss, input, target, None, None, reduction, weight)
+    return _regression("l1_loss", (reduction,), input, target, weight, warned,
+                       F.l1_loss, None, None, reduction, weight)
 
 
 def smooth_l1_loss(
@@ -248,11 +253,8 @@ def smooth_l1_loss(
     ``0.5 * d**2 / beta`` where d < beta, else ``d - 0.5 * beta`` (beta = 0: |x - y|)."""
     warned = _size_warning(input, target)
     reduction = _legacy(size_average, reduce, reduction)
-    if _pair_ok(input, target):
-        result = _loss("smooth_l1_loss", (reduction, beta), input, target)
-        if result is not None:
-            return result
-    return _torch_quietly(warned, F.smooth_l1_loss, input, target, None, None, reduction, beta)
+    return _regression("smooth_l1_loss", (reduction, beta), input, target, None, warned,
+                       F.smooth_l1_loss, None, None, reduction, beta)
 
 
 def huber_loss(
@@ -266,11 +268,8 @@ def huber_loss(
     where d < delta, else ``delta * (d - 0.5 * delta)``. ``weight=`` and broadcasting
     targets run torch's implementation."""
     warned = _size_warning(input, target)
-    if weight is None and _pair_ok(input, target):
-        result = _loss("huber_loss", (reduction, delta), input, target)
-        if result is not None:
-            return result
-    return _torch_quietly(warned, F.huber_loss, input, target, reduction, delta, weight)
+    return _regression("huber_loss", (reduction, delta), input, target, weight, warned,
+                       F.huber_loss, reduction, delta, weight)
 
 
 _KL_MEAN_WARNING = (
