@@ -771,10 +771,10 @@ def test_openmp_runtime_with_torch_and_threadpoolctl(order, tmp_path, request):
 # 3. leaks: every kernel, error paths included, in a fresh subprocess
 # ----------------------------------------------------------------------------------------------
 
-_LEAK_SCRIPT = SPECS_SRC + """
-import ctypes, gc, json, os, sys, warnings
-warnings.simplefilter("error")
-ITERATIONS = @ITERATIONS@
+# The leak measure of a script (also used by tests/test_torch_hardening.py): RSS; bytes
+# malloc'ed and in use (every arena, mmapped chunks too); Python's allocated blocks.
+LEAK_MEASURE_SRC = """
+import ctypes, gc, os, sys
 
 
 class MallInfo2(ctypes.Structure):
@@ -795,6 +795,12 @@ def measure():
     m = _libc.mallinfo2()
     # RSS; bytes malloc'ed and in use (every arena, mmapped chunks too); Python's blocks
     return rss, m.uordblks + m.hblkhd, sys.getallocatedblocks()
+"""
+
+_LEAK_SCRIPT = SPECS_SRC + LEAK_MEASURE_SRC + """
+import ctypes, gc, json, os, sys, warnings
+warnings.simplefilter("error")
+ITERATIONS = @ITERATIONS@
 
 
 def iteration_fn(name):

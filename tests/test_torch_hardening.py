@@ -38,6 +38,7 @@ import pytest
 
 import fastloss
 from test_hardening import (  # noqa: F401 (restore_threads is a fixture)
+    LEAK_MEASURE_SRC,
     N_WORKERS,
     OPENMP,
     _run_workers,
@@ -475,31 +476,12 @@ def test_forked_children_run_every_function(torch, tmp_path):
 # leaks: every function fwd+bwd, no-grad, module and error calls, in a fresh subprocess
 # ----------------------------------------------------------------------------------------------
 
-_LEAK_SCRIPT = TORCH_SPECS_SRC + """
+_LEAK_SCRIPT = TORCH_SPECS_SRC + LEAK_MEASURE_SRC + """
 import ctypes, gc, json, os, sys, time, warnings
 warnings.simplefilter("error")
 warnings.filterwarnings("ignore", message="reduction: 'mean' divides", category=UserWarning)
 warnings.filterwarnings("ignore", message="Using a target size", category=UserWarning)
 ITERATIONS = @ITERATIONS@
-
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
-                                               "usmblks", "fsmblks", "uordblks", "fordblks",
-                                               "keepcost")]
-
-
-_libc = ctypes.CDLL(None)
-_libc.mallinfo2.restype = MallInfo2
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def measure():
-    gc.collect()
-    with open("/proc/self/statm") as f:
-        rss = int(f.read().split()[1]) * PAGE
-    m = _libc.mallinfo2()
-    return rss, m.uordblks + m.hblkhd, sys.getallocatedblocks()
 
 
 def iteration_fn(name):
