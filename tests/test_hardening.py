@@ -504,7 +504,44 @@ def torch_work():
     return torch.get_num_threads()
 """
 
-_FORK_SCRIPT = SPECS_SRC + _TORCH_WORK + """
+# Forks n children of a script, each running its child_report() (defined by the script)
+# under a 30 s alarm: ([reports], [exit codes]). Also used by tests/test_torch_hardening.py.
+FORK_CHILDREN_SRC = """
+import json, os, signal, traceback
+
+
+def fork_children(n=2):
+    children, exitcodes = [], []
+    for _ in range(n):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.alarm(30)  # a hung child dies of SIGALRM (exit code -14)
+                os.close(r)
+                os.write(w, json.dumps(child_report()).encode())
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(w)
+        chunks = []
+        while True:
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+        exitcodes.append(os.waitstatus_to_exitcode(status))
+        if chunks:
+            children.append(json.loads(b"".join(chunks)))
+    return children, exitcodes
+"""
+
+_FORK_SCRIPT = SPECS_SRC + _TORCH_WORK + FORK_CHILDREN_SRC + """
 import faulthandler, hashlib, json, multiprocessing, os, signal, traceback, warnings
 
 MODE, TORCH = @MODE@, @TORCH@
@@ -537,37 +574,6 @@ def child_report(_=None):
     rep["after_set2"] = fastloss.get_num_threads()
     rep["used_after_set2"] = sorted(set(run_all()[1].values()))
     return rep
-
-
-def fork_children(n=2):
-    children, exitcodes = [], []
-    for _ in range(n):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                signal.alarm(30)  # a hung child dies of SIGALRM (exit code -14)
-                os.close(r)
-                os.write(w, json.dumps(child_report()).encode())
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        os.close(w)
-        chunks = []
-        while True:
-            chunk = os.read(r, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-        exitcodes.append(os.waitstatus_to_exitcode(status))
-        if chunks:
-            children.append(json.loads(b"".join(chunks)))
-    return children, exitcodes
 
 
 if __name__ == "__main__":

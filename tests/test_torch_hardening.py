@@ -38,6 +38,7 @@ import pytest
 
 import fastloss
 from test_hardening import (  # noqa: F401 (restore_threads is a fixture)
+    FORK_CHILDREN_SRC,
     LEAK_MEASURE_SRC,
     N_WORKERS,
     OPENMP,
@@ -361,7 +362,7 @@ def test_concurrent_threads_get_single_threaded_bytes(name, fastloss_threads, sp
 # fork: os.fork, a multiprocessing fork pool, a DataLoader with fork workers
 # ----------------------------------------------------------------------------------------------
 
-_FORK_SCRIPT = TORCH_SPECS_SRC + """
+_FORK_SCRIPT = TORCH_SPECS_SRC + FORK_CHILDREN_SRC + """
 import faulthandler, json, multiprocessing, os, signal, traceback, warnings
 from fastloss import _softmax
 
@@ -382,33 +383,6 @@ def run_all():
 def child_report(_=None):
     return {"pid": os.getpid(), "fastloss_threads": fastloss.get_num_threads(),
             "torch_threads": torch.get_num_threads(), "digests": run_all()}
-
-
-def fork_children(n=2):
-    children, exitcodes = [], []
-    for _ in range(n):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                signal.alarm(30)  # a hung child dies of SIGALRM (exit code -14)
-                os.close(r)
-                os.write(w, json.dumps(child_report()).encode())
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        os.close(w)
-        chunks = []
-        while chunk := os.read(r, 1 << 16):
-            chunks.append(chunk)
-        os.close(r)
-        exitcodes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-        if chunks:
-            children.append(json.loads(b"".join(chunks)))
-    return children, exitcodes
 
 
 class Items(torch.utils.data.Dataset):
