@@ -1,51 +1,24 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Cross-entropy: the Cython layer between the public functions and csrc/cross_entropy.c.
 
-Design
-------
-Three layers, each with one job (the same for every loss in fastloss):
-
-* ``csrc/cross_entropy.c`` computes. It sees logits as an (n, c, s) array with element
-  strides -- n batch items, c classes, s positions per item -- and never raises.
-* This module checks every argument (dtypes, shapes, options, out=, overlap, and every
-  target) with the GIL held, builds that (n, c, s) view without copying the logits when
-  their memory allows, then runs the kernel with the GIL released. A bad target raises
-  before anything is written.
-* ``fastloss/__init__.py`` re-exports ``cross_entropy`` and ``cross_entropy_with_grad``.
-
-``fastloss/reference.py`` is the slow NumPy twin used as the test oracle.
-
-Views: (N, C) input becomes (1, C, N) so that its rows are positions along s, which lets
-one rule pick the kernel layout from the strides: classes contiguous -> rows, positions
-contiguous -> columns (Fortran-ordered (N, C), K-dim inputs), anything else -> a scalar
-strided loop. Spatial axes d1..dk are merged into s when their strides allow it; an input
-whose axes do not merge, a big-endian or unaligned input, a float16 input (computed in
-float32) and a probability target of another dtype are copied first.
+The argument spec of cross_entropy and its one C call; the rest (views, out=, copies,
+results) is the planner's, fastloss/_plan.pyx, whose docstring describes the design. Logits
+(C,), (N, C) or (N, C, d1..dk) are viewed as (n, C, s) with the spatial axes merged into s;
+index targets and the upstream gradient as (n, s). ``fastloss/reference.py`` is the slow
+NumPy twin used as the test oracle.
 """
 cimport numpy as cnp
-from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
 import numpy as np
 
 from fastloss._csrc cimport *
 from fastloss._validation cimport *
-from fastloss._runtime cimport simd_path
-
-from fastloss import _threads
+from fastloss._plan cimport *
 
 cnp.import_array()
 
 
-
-
-
-cdef inline bint is_float_dtype(cnp.ndarray a):
-    cdef int t = cnp.PyArray_TYPE(a)
-    return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
-
-
-cdef cnp.ndarray lse_buffer(object arr, fl_index npos, bint writeable):
+cdef double *lse_buffer(object arr, fl_index npos, bint writeable) except NULL:
     """A per-position log-sum-exp array: float64, C-contiguous, one value per position."""
     if not isinstance(arr, np.ndarray):
         raise TypeError("lse must be a numpy array")
@@ -55,220 +28,58 @@ cdef cnp.ndarray lse_buffer(object arr, fl_index npos, bint writeable):
         raise ValueError(f"lse must be a C-contiguous float64 array of {npos} elements")
     if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError("lse must be writeable")
-    return a
-
-
-cdef int _check_and_run(fl_ce_args *a, int typenum, bint prob, int red, double go_scalar,
-                        double *kept, fl_index *bad, int64_t *bad_value) noexcept nogil:
-    """Check every index target, then (only if all are valid) set the gradient scale and
-    run the kernel: nothing is written when a target is bad."""
-    if not prob:
-        if typenum == cnp.NPY_FLOAT:
-            bad[0] = fl_ce_check_targets_f32(a, kept, bad_value)
-        else:
-            bad[0] = fl_ce_check_targets_f64(a, kept, bad_value)
-        if bad[0] >= 0:
-            return FL_OK
-    if red == REDUCE_MEAN:
-        # kept == 0 with kept positions (their weights sum to 0): torch's gradient is nan
-        # there; when every position is ignored the gradient is 0 anyway
-        a.scale = go_scalar / kept[0] if kept[0] != 0.0 else NAN
-    else:
-        a.scale = go_scalar
-    if typenum == cnp.NPY_FLOAT:
-        return fl_cross_entropy_f32(a)
-    return fl_cross_entropy_f64(a)
+    return <double *>cnp.PyArray_DATA(a)
 
 
 cdef object _cross_entropy(object input, object target, object weight, object ignore_index,
                            object reduction, object label_smoothing, object grad_output,
-                           object out, bint want_grad, dict stats, object lse_out=None,
+                           object out, bint want_grad, object lse_out=None,
                            object lse_in=None):
-    # ---- options and input -----------------------------------------------------------
-    cdef cnp.ndarray x0 = as_array(input)
-    cdef int typenum = float_compute_type(x0, "input")
-    cdef int nd = cnp.PyArray_NDIM(x0), d
+    cdef Call p = start(input, "input", want_grad)
+    cdef cnp.ndarray x0 = p.x0, t0 = as_array(target), t = None
+    cdef int nd = cnp.PyArray_NDIM(x0), status
     if nd == 0:
         raise ValueError("input must have at least one dimension (the class axis)")
-    cdef int red = parse_reduction(reduction)
+    p.red = parse_reduction(reduction)
     cdef double eps = real_option(label_smoothing, "label_smoothing")
     if not (0.0 <= eps <= 1.0):
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {eps}")
     ignore = int64_option(ignore_index, "ignore_index")
-
-    cdef fl_index N = 1, C, S = 1
-    if nd == 1:
-        C = cnp.PyArray_DIM(x0, 0)
-    else:
-        N = cnp.PyArray_DIM(x0, 0)
-        C = cnp.PyArray_DIM(x0, 1)
-        for d in range(2, nd):
-            S *= cnp.PyArray_DIM(x0, d)
-
-    # ---- targets -----------------------------------------------------------------------
-    cdef cnp.ndarray t0 = as_array(target), t
+    cdef fl_index C = cnp.PyArray_DIM(x0, 1 if nd >= 2 else 0)
     cdef bint prob = same_shape(t0, x0)
-    cdef int kind
     if prob:
-        if not is_float_dtype(t0):
+        if not is_float(t0):
             raise TypeError(f"class-probability targets must be floating, got dtype {t0.dtype}")
         if ignore >= 0:
             raise ValueError("ignore_index is not supported for probability targets")
-        t = as_kernel_array(t0, typenum)
-        kind = FL_TARGET_PROB
+        p.promote(t0)  # torch: float16 logits with float32 probabilities give a float32 loss
+        t = t0
     else:
         t = index_target(t0, x0, C, ignore)
-        kind = FL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_TARGET_I64
-
-    # ---- weight ------------------------------------------------------------------------
-    cdef cnp.ndarray w0 = None, w = None
-    cdef double weight_total = <double>C
-    cdef fl_index k
-    if weight is not None:
-        w0 = as_array(weight)
-        w = class_weight(w0, C, typenum)
-        weight_total = 0.0
-        if typenum == cnp.NPY_FLOAT:
-            for k in range(C):
-                weight_total += (<float *>cnp.PyArray_DATA(w))[k]
-        else:
-            for k in range(C):
-                weight_total += (<double *>cnp.PyArray_DATA(w))[k]
-
-    # ---- upstream gradient -------------------------------------------------------------
-    cdef double go_scalar = 1.0
-    cdef cnp.ndarray go0 = None, go = None
-    if want_grad and grad_output is not None:
-        loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
-        go_scalar, go0 = upstream_gradient(grad_output, red == REDUCE_NONE, loss_shape)
-        if go0 is not None:
-            go = as_kernel_array(np.broadcast_to(go0, loss_shape), typenum)
-
-    # ---- out= --------------------------------------------------------------------------
-    cdef cnp.ndarray g_user = None
-    cdef bint in_place = False
-    if want_grad and out is not None:
-        g_user = check_out(out, x0, "out")
-        in_place = out_in_place(g_user, x0, t0, w0, None, go0)
-
-    # ---- the kernel's view ---------------------------------------------------------------
-    cdef cnp.ndarray x = as_kernel_array(x0, typenum)
-    cdef fl_index x_ss = 0, g_ss = 0, t_ss = 0, go_ss = 0
-    if nd >= 2:
-        x = merged_or_copy(x, 2, &x_ss)
-        t = merged_or_copy(t, 2 if prob else 1, &t_ss)
-    if go is not None:
-        go = merged_or_copy(go, 1, &go_ss)
-    cdef cnp.ndarray g = None
-    if want_grad:  # in place: x0 itself, or its working copy (written back below)
-        g = gradient_buffer(x, g_user, in_place, typenum, 2 if nd >= 2 else 1, &g_ss)
-
-    cdef cnp.ndarray loss_arr = None
-    if red == REDUCE_NONE:
-        loss_arr = np.empty(np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else (),
-                            dtype=cnp.PyArray_DescrFromType(typenum))
-
-    # ---- arguments: (N, C, S) with S == 1 becomes (1, C, N), rows as positions ------------
     cdef fl_ce_args a
-    a.c = C
-    a.x = cnp.PyArray_DATA(x)
-    a.target = cnp.PyArray_DATA(t)
-    a.target_kind = kind
-    a.weight = cnp.PyArray_DATA(w) if w is not None else NULL
-    a.weight_total = weight_total
+    cdef view3 v[4]  # x, target, grad_output, gradient
+    cdef fl_index dims[3]
+    p.class_operands(t0, t, prob, weight, grad_output, out, v, dims)
+    a.n, a.c, a.s = dims[0], dims[1], dims[2]
+    a.t_sn, a.t_sc, a.t_ss = v[1].sn, v[1].sc, v[1].ss
+    a.x, a.target, a.weight = data(p.x), data(p.t), data(p.w)
+    a.x_sn, a.x_sc, a.x_ss = v[0].sn, v[0].sc, v[0].ss
+    a.grad_out, a.go_sn, a.go_ss = data(p.go), v[2].sn, v[2].ss
+    a.grad, a.loss = data(p.g), data(p.losses)
+    a.g_sn, a.g_sc, a.g_ss = v[3].sn, v[3].sc, v[3].ss
+    a.target_kind = FL_TARGET_PROB if prob else (FL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_TARGET_I64)
     a.ignore_index = <int64_t>ignore
     a.label_smoothing = eps
-    a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
-    a.grad = cnp.PyArray_DATA(g) if g is not None else NULL
-    a.loss = cnp.PyArray_DATA(loss_arr) if loss_arr is not None else NULL
-    a.lse_out = NULL
-    a.lse_in = NULL
-    if lse_out is not None:
-        a.lse_out = <double *>cnp.PyArray_DATA(lse_buffer(lse_out, N * S, True))
-    if lse_in is not None and want_grad:
-        a.lse_in = <const double *>cnp.PyArray_DATA(lse_buffer(lse_in, N * S, False))
-    a.simd = simd_path()
-    a.nthreads = _threads._num_threads
-    cdef fl_index x_sn = 0, x_sc, g_sn = 0, g_sc = 0, t_sn = 0, t_sc = 0, go_sn = 0
-    if nd == 1:
-        x_sc = elem_stride(x, 0)
-        if g is not None:
-            g_sc = elem_stride(g, 0)
-        if prob:
-            t_sc = elem_stride(t, 0)
-    else:
-        x_sn = elem_stride(x, 0)
-        x_sc = elem_stride(x, 1)
-        if g is not None:
-            g_sn = elem_stride(g, 0)
-            g_sc = elem_stride(g, 1)
-        t_sn = elem_stride(t, 0)
-        if prob:
-            t_sc = elem_stride(t, 1)
-        if go is not None:
-            go_sn = elem_stride(go, 0)
-    if S == 1:
-        a.n, a.s = 1, N
-        a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = 0, x_sn, 0, g_sn, 0, t_sn, 0, go_sn
-    else:
-        a.n, a.s = N, S
-        a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = x_sn, x_ss, g_sn, g_ss, t_sn, t_ss, go_sn, go_ss
-    a.x_sc, a.g_sc, a.t_sc = x_sc, g_sc, t_sc
-
-    # ---- every target checked before anything is written, then the kernel ----------------
-    # (the GIL is released only for work worth the round trip)
-    cdef double kept = <double>(N * S)
-    cdef int64_t bad_value = 0
-    cdef fl_index bad = -1
-    cdef int status = FL_OK
-    if N * S * C >= FL_BLOCK_ELEMENTS:
+    a.lse_out = lse_buffer(lse_out, a.n * a.s, True) if lse_out is not None else NULL
+    a.lse_in = lse_buffer(lse_in, a.n * a.s, False) if lse_in is not None and want_grad else NULL
+    p.prepare(&a.call)
+    if a.n * a.s * a.c >= FL_BLOCK_ELEMENTS:  # the GIL is released only for work worth the round trip
         with nogil:
-            status = _check_and_run(&a, typenum, prob, red, go_scalar, &kept, &bad, &bad_value)
+            status = fl_cross_entropy(&a)
     else:
-        status = _check_and_run(&a, typenum, prob, red, go_scalar, &kept, &bad, &bad_value)
-    if bad >= 0:
-        raise IndexError(f"Target {bad_value} is out of bounds.")
-    if status == FL_ERR_NOMEM:
-        raise MemoryError("cross_entropy: out of memory")
-    if stats is not None:
-        stats["threads_used"] = a.threads_used
-        stats["simd"] = fl_simd_name(a.simd).decode()
-
-    # ---- results: the two terms reduced as torch reduces them -----------------------------
-    cdef int out_type = cnp.PyArray_TYPE(x0)
-    cdef double value, eps_c = eps / <double>C  # C == 0: inf, and inf * 0 gives torch's nan
-    if red == REDUCE_NONE:
-        if not prob and C == 0 and eps != 0.0:
-            loss_arr.fill(np.nan)
-        loss = loss_arr if cnp.PyArray_TYPE(x0) == typenum else loss_arr.astype(x0.dtype)
-    elif prob:
-        if red == REDUCE_SUM:
-            value = a.nll_sum if N * S != 0 and C != 0 else -0.0  # torch: -(empty sum)
-        else:
-            value = a.nll_sum / <double>(N * S) if C != 0 else np.nan  # torch: / (numel / C)
-        loss = loss_scalar(value, out_type)
-    elif red == REDUCE_SUM:
-        value = a.nll_sum if eps == 0.0 else (1.0 - eps) * a.nll_sum + eps_c * a.smooth_sum
-        loss = loss_scalar(value, out_type)
-    else:
-        if eps == 0.0:
-            value = a.nll_sum / kept
-        else:
-            value = (1.0 - eps) * (a.nll_sum / kept) + eps_c * (a.smooth_sum / kept)
-        loss = loss_scalar(value, out_type)
-    if not want_grad:
-        return loss
-    if in_place:
-        if g is not x0:
-            np.copyto(x0, g, casting="unsafe")
-        return loss, x0
-    if g_user is not None:
-        if g is not g_user:
-            np.copyto(g_user, g, casting="unsafe")
-        return loss, g_user
-    if cnp.PyArray_TYPE(x0) != typenum:
-        g = g.astype(x0.dtype)
-    return loss, g
+        status = fl_cross_entropy(&a)
+    p.finish(status, &a.call, "cross_entropy")
+    return p.result(&a.call)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -314,7 +125,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     ("Target 7 is out of bounds.") for a class index outside [0, C).
     """
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
-                          None, None, False, None)
+                          None, None, False)
 
 
 def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -350,16 +161,8 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
     the output.
     """
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
-                          grad_output, out, True, None)
+                          grad_output, out, True)
 
-
-def _cross_entropy_stats(input, target, weight=None, ignore_index=-100, reduction="mean",
-                         label_smoothing=0.0, grad_output=None, out=None, want_grad=True):
-    """For tests: (result, stats) where stats tells the threads and SIMD path that ran."""
-    stats = {}
-    result = _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
-                            grad_output, out, want_grad, stats)
-    return result, stats
 
 
 def _cross_entropy_forward_lse(input, target, weight, ignore_index, reduction, label_smoothing, lse):
@@ -367,7 +170,7 @@ def _cross_entropy_forward_lse(input, target, weight, ignore_index, reduction, l
     position's log-sum-exp written into ``lse`` (float64, C-contiguous, one per position in
     C order of the loss's shape; 0 for ignored positions), for the backward pass."""
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
-                          None, None, False, None, lse, None)
+                          None, None, False, lse, None)
 
 
 def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, label_smoothing,
@@ -377,4 +180,9 @@ def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, 
     Rows with contiguous classes then take one pass (exp(x - lse) scaled); other layouts
     recompute the log-sum-exp."""
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
-                          grad_output, out, True, None, None, lse)[1]
+                          grad_output, out, True, None, lse)[1]
+
+
+def _kernel_names():
+    """The kernels cross_entropy's dispatch table holds for the SIMD path in use."""
+    return kernel_names(fl_cross_entropy_kernels)

@@ -1,49 +1,99 @@
-# Declarations of the C kernels in csrc/ (one block per header).
+# Declarations of the C layer (csrc/), one block per header: the call protocol shared by every
+# loss family (fastloss.h) and each family's argument struct and single entry point. Fields
+# are grouped by type (Cython needs names and types, not the C order; csrc/*.h documents them).
 from libc.stdint cimport int64_t
 
 cdef extern from "fastloss.h" nogil:
     ctypedef int64_t fl_index
-    int FL_OK
-    int FL_ERR_NOMEM
-    int FL_SIMD_GENERIC
-    int FL_SIMD_AVX2
-    int FL_SIMD_AVX512
-    int FL_BLOCK_ELEMENTS
+    int FL_OK, FL_ERR_NOMEM, FL_ERR_TARGET, FL_ERR_DOMAIN, FL_BLOCK_ELEMENTS
+    int FL_REDUCE_NONE, FL_REDUCE_MEAN, FL_REDUCE_SUM, FL_REDUCE_BATCHMEAN
+    int FL_DTYPE_F32, FL_DTYPE_F64, FL_TARGET_I32, FL_TARGET_I64
+    int FL_SIMD_GENERIC, FL_SIMD_AVX2, FL_SIMD_AVX512
+    ctypedef struct fl_call:
+        int dtype, simd, nthreads, reduction, team, threads_active, bad_operand
+        double grad_scale, batch, value
+        const char *kernel
+        int64_t bad_value
     int fl_cpu_has_avx2_fma()
     int fl_cpu_has_avx512()
     int fl_simd_resolve(const char *request)
     const char *fl_simd_name(int path)
     int fl_openmp_enabled()
+    ctypedef int (*fl_kernels_fn)(int simd, const char **names, int max)
 
 cdef extern from "cross_entropy.h" nogil:
-    int FL_TARGET_I32
-    int FL_TARGET_I64
     int FL_TARGET_PROB
     ctypedef struct fl_ce_args:
-        fl_index n, c, s
+        fl_call call
+        fl_index n, c, s, x_sn, x_sc, x_ss, t_sn, t_sc, t_ss, go_sn, go_ss, g_sn, g_sc, g_ss
         const void *x
-        fl_index x_sn, x_sc, x_ss
-        int target_kind
         const void *target
-        fl_index t_sn, t_sc, t_ss
         const void *weight
-        double weight_total
+        const void *grad_out
+        void *grad
+        void *loss
+        int target_kind
         fl_index ignore_index
         double label_smoothing
-        const void *grad_out
-        fl_index go_sn, go_ss
-        double scale
-        void *grad
-        fl_index g_sn, g_sc, g_ss
-        void *loss
         double *lse_out
         const double *lse_in
-        int simd
-        int nthreads
-        double nll_sum
-        double smooth_sum
-        int threads_used
-    fl_index fl_ce_check_targets_f32(const fl_ce_args *a, double *kept_weight, int64_t *bad_value)
-    fl_index fl_ce_check_targets_f64(const fl_ce_args *a, double *kept_weight, int64_t *bad_value)
-    int fl_cross_entropy_f32(fl_ce_args *a)
-    int fl_cross_entropy_f64(fl_ce_args *a)
+    int fl_cross_entropy(fl_ce_args *a)
+    int fl_cross_entropy_kernels(int simd, const char **names, int max)
+
+cdef extern from "nll_loss.h" nogil:
+    ctypedef struct fl_nll_args:
+        fl_call call
+        fl_index n, c, s, x_sn, x_sc, x_ss, t_sn, t_ss, go_sn, go_ss, g_sn, g_sc, g_ss
+        const void *x
+        const void *target
+        const void *weight
+        const void *grad_out
+        void *grad
+        void *loss
+        int target_kind
+        fl_index ignore_index
+    int fl_nll_loss(fl_nll_args *a)
+    int fl_nll_loss_kernels(int simd, const char **names, int max)
+
+cdef extern from "softmax.h" nogil:
+    ctypedef struct fl_softmax_args:
+        fl_call call
+        fl_index n, c, s, x_sn, x_sc, x_ss, y_sn, y_sc, y_ss, o_sn, o_sc, o_ss
+        int log, backward
+        const void *x
+        const void *y
+        void *out
+    int fl_softmax(fl_softmax_args *a)
+    int fl_softmax_kernels(int simd, const char **names, int max)
+
+cdef extern from "regression.h" nogil:
+    int FL_REG_MSE, FL_REG_L1, FL_REG_SMOOTH_L1, FL_REG_HUBER, FL_REG_MAXDIM
+    ctypedef struct fl_reg_args:
+        fl_call call
+        int kind, ndim
+        double param
+        fl_index shape[64], xs[64], ys[64], gos[64], gs[64], ls[64]
+        const void *x
+        const void *y
+        const void *grad_out
+        void *grad
+        void *loss
+    int fl_regression(fl_reg_args *a)
+    int fl_regression_kernels(int simd, const char **names, int max)
+
+cdef extern from "binary.h" nogil:
+    int FL_BIN_BCE, FL_BIN_BCE_LOGITS, FL_BIN_KL, FL_BIN_KL_LOG
+    ctypedef struct fl_bin_args:
+        fl_call call
+        int kind
+        fl_index rows, cols, x_sr, x_sk, y_sr, y_sk, w_sr, w_sk, pw_sr, pw_sk, go_sr, go_sk
+        fl_index g_sr, g_sk, l_sr, l_sk
+        const void *x
+        const void *y
+        const void *w
+        const void *pw
+        const void *go
+        void *grad
+        void *loss
+    int fl_binary(fl_bin_args *a)
+    int fl_binary_kernels(int simd, const char **names, int max)

@@ -1,204 +1,54 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """NLL loss: the Cython layer between the public functions and csrc/nll_loss.c.
 
-Same design as ``_cross_entropy.pyx``: every argument (dtypes, shapes, options, out=,
-overlap, every target) is checked with the GIL held, then the kernel runs with the GIL
-released; a bad target raises before anything is written. Input (C,), (N, C) or
-(N, C, d1..dk) is viewed as (n, C, s); (N, C) becomes (1, C, N) so that a Fortran-ordered
-input zero-fills its gradient along contiguous runs. ``fastloss/_reference_softmax_nll.py``
-is the slow NumPy twin.
+The argument spec of nll_loss and its one C call, as in ``_cross_entropy.pyx`` (the design:
+fastloss/_plan.pyx). Input (C,), (N, C) or (N, C, d1..dk) is viewed as (n, C, s); (N, C)
+becomes (1, C, N) so that a Fortran-ordered input zero-fills its gradient along contiguous
+runs. ``fastloss/reference.py`` is the slow NumPy twin.
 """
 cimport numpy as cnp
-from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fastloss._csrc cimport fl_index, FL_OK, FL_ERR_NOMEM, FL_BLOCK_ELEMENTS
+from fastloss._csrc cimport *
 from fastloss._validation cimport *
-
-from fastloss import _threads
+from fastloss._plan cimport *
 
 cnp.import_array()
 
 
-cdef extern from "nll_loss.h" nogil:
-    int FL_NLL_TARGET_I32
-    int FL_NLL_TARGET_I64
-    ctypedef struct fl_nll_args:
-        fl_index n, c, s
-        const void *x
-        fl_index x_sn, x_sc, x_ss
-        int target_kind
-        const void *target
-        fl_index t_sn, t_ss
-        const void *weight
-        fl_index ignore_index
-        const void *grad_out
-        fl_index go_sn, go_ss
-        double scale
-        void *grad
-        fl_index g_sn, g_sc, g_ss
-        void *loss
-        int nthreads
-        double loss_sum
-        int threads_used
-    fl_index fl_nll_check_targets_f32(const fl_nll_args *a, double *kept_weight, int64_t *bad_value)
-    fl_index fl_nll_check_targets_f64(const fl_nll_args *a, double *kept_weight, int64_t *bad_value)
-    int fl_nll_loss_f32(fl_nll_args *a)
-    int fl_nll_loss_f64(fl_nll_args *a)
-
-
-cdef int _check_and_run(fl_nll_args *a, int typenum, int red, double go_scalar,
-                        double *kept, fl_index *bad, int64_t *bad_value) noexcept nogil:
-    """Check every target, then (only if all are valid) set the gradient scale and run."""
-    if typenum == cnp.NPY_FLOAT:
-        bad[0] = fl_nll_check_targets_f32(a, kept, bad_value)
-    else:
-        bad[0] = fl_nll_check_targets_f64(a, kept, bad_value)
-    if bad[0] >= 0:
-        return FL_OK
-    if red == REDUCE_MEAN:
-        a.scale = go_scalar / kept[0] if kept[0] != 0.0 else NAN
-    else:
-        a.scale = go_scalar
-    if typenum == cnp.NPY_FLOAT:
-        return fl_nll_loss_f32(a)
-    return fl_nll_loss_f64(a)
-
-
 cdef object _nll_loss(object input, object target, object weight, object ignore_index,
-                      object reduction, object grad_output, object out, bint want_grad, dict stats):
-    cdef cnp.ndarray x0 = as_array(input)
-    cdef int typenum = float_compute_type(x0, "input")
-    cdef int nd = cnp.PyArray_NDIM(x0), d
+                      object reduction, object grad_output, object out, bint want_grad):
+    cdef Call p = start(input, "input", want_grad)
+    cdef cnp.ndarray x0 = p.x0, t0 = as_array(target)
+    cdef int nd = cnp.PyArray_NDIM(x0), status
     if nd == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
-    cdef int red = parse_reduction(reduction)
+    p.red = parse_reduction(reduction)
     ignore = int64_option(ignore_index, "ignore_index")
-
-    cdef fl_index N = 1, C, S = 1
-    if nd == 1:
-        C = cnp.PyArray_DIM(x0, 0)
-    else:
-        N = cnp.PyArray_DIM(x0, 0)
-        C = cnp.PyArray_DIM(x0, 1)
-        for d in range(2, nd):
-            S *= cnp.PyArray_DIM(x0, d)
-
-    cdef cnp.ndarray t0 = as_array(target)
-    cdef cnp.ndarray t = index_target(t0, x0, C, ignore)
-
-    cdef cnp.ndarray w0 = None, w = None
-    if weight is not None:
-        w0 = as_array(weight)
-        w = class_weight(w0, C, typenum)
-        if cnp.PyArray_TYPE(x0) == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(w0) != cnp.NPY_FLOAT16:
-            w = class_weight(in_input_dtype(w0, x0), C, typenum)
-
-    # ---- upstream gradient -------------------------------------------------------------
-    cdef double go_scalar = 1.0
-    cdef cnp.ndarray go0 = None, go = None
-    if want_grad and grad_output is not None:
-        loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
-        go_scalar, go0 = upstream_gradient(grad_output, red == REDUCE_NONE, loss_shape)
-        if go0 is not None:
-            go = as_kernel_array(np.broadcast_to(go0, loss_shape), typenum)
-
-    # ---- out= --------------------------------------------------------------------------
-    cdef cnp.ndarray g_user = None
-    cdef bint in_place = False
-    if want_grad and out is not None:
-        g_user = check_out(out, x0, "out")
-        in_place = out_in_place(g_user, x0, t0, w0, None, go0)
-
-    # ---- the kernel's view ---------------------------------------------------------------
-    cdef cnp.ndarray x = as_kernel_array(x0, typenum)
-    cdef fl_index x_ss = 0, g_ss = 0, t_ss = 0, go_ss = 0
-    if nd >= 2:
-        x = merged_or_copy(x, 2, &x_ss)
-        t = merged_or_copy(t, 1, &t_ss)
-    if go is not None:
-        go = merged_or_copy(go, 1, &go_ss)
-    cdef cnp.ndarray g = None
-    if want_grad:
-        g = gradient_buffer(x, g_user, in_place, typenum, 2 if nd >= 2 else 1, &g_ss)
-
-    cdef cnp.ndarray loss_arr = None
-    if red == REDUCE_NONE:
-        loss_arr = np.empty(np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else (),
-                            dtype=cnp.PyArray_DescrFromType(typenum))
-
+    cdef cnp.ndarray t = index_target(t0, x0, cnp.PyArray_DIM(x0, 1 if nd >= 2 else 0), ignore)
     cdef fl_nll_args a
-    a.c = C
-    a.x = cnp.PyArray_DATA(x)
-    a.target = cnp.PyArray_DATA(t)
-    a.target_kind = FL_NLL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_NLL_TARGET_I64
-    a.weight = cnp.PyArray_DATA(w) if w is not None else NULL
+    cdef view3 v[4]  # x, target, grad_output, gradient
+    cdef fl_index dims[3]
+    p.class_operands(t0, t, False, weight, grad_output, out, v, dims)
+    a.n, a.c, a.s = dims[0], dims[1], dims[2]
+    a.t_sn, a.t_ss = v[1].sn, v[1].ss
+    a.x, a.target, a.weight = data(p.x), data(p.t), data(p.w)
+    a.x_sn, a.x_sc, a.x_ss = v[0].sn, v[0].sc, v[0].ss
+    a.grad_out, a.go_sn, a.go_ss = data(p.go), v[2].sn, v[2].ss
+    a.grad, a.loss = data(p.g), data(p.losses)
+    a.g_sn, a.g_sc, a.g_ss = v[3].sn, v[3].sc, v[3].ss
+    a.target_kind = FL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_TARGET_I64
     a.ignore_index = <int64_t>ignore
-    a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
-    a.grad = cnp.PyArray_DATA(g) if g is not None else NULL
-    a.loss = cnp.PyArray_DATA(loss_arr) if loss_arr is not None else NULL
-    a.nthreads = _threads._num_threads
-    cdef fl_index x_sn = 0, x_sc, g_sn = 0, g_sc = 0, t_sn = 0, go_sn = 0
-    if nd == 1:
-        x_sc = elem_stride(x, 0)
-        if g is not None:
-            g_sc = elem_stride(g, 0)
-    else:
-        x_sn = elem_stride(x, 0)
-        x_sc = elem_stride(x, 1)
-        if g is not None:
-            g_sn = elem_stride(g, 0)
-            g_sc = elem_stride(g, 1)
-        t_sn = elem_stride(t, 0)
-        if go is not None:
-            go_sn = elem_stride(go, 0)
-    if S == 1:
-        a.n, a.s = 1, N
-        a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = 0, x_sn, 0, g_sn, 0, t_sn, 0, go_sn
-    else:
-        a.n, a.s = N, S
-        a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = x_sn, x_ss, g_sn, g_ss, t_sn, t_ss, go_sn, go_ss
-    a.x_sc, a.g_sc = x_sc, g_sc
-
-    cdef double kept = <double>(N * S)
-    cdef int64_t bad_value = 0
-    cdef fl_index bad = -1
-    cdef int status = FL_OK
-    if N * S >= FL_BLOCK_ELEMENTS or (want_grad and N * S * C >= FL_BLOCK_ELEMENTS):
+    p.prepare(&a.call)
+    if a.n * a.s >= FL_BLOCK_ELEMENTS or (want_grad and a.n * a.s * a.c >= FL_BLOCK_ELEMENTS):
         with nogil:
-            status = _check_and_run(&a, typenum, red, go_scalar, &kept, &bad, &bad_value)
+            status = fl_nll_loss(&a)
     else:
-        status = _check_and_run(&a, typenum, red, go_scalar, &kept, &bad, &bad_value)
-    if bad >= 0:
-        raise IndexError(f"Target {bad_value} is out of bounds.")
-    if status == FL_ERR_NOMEM:
-        raise MemoryError("nll_loss: out of memory")
-    if stats is not None:
-        stats["threads_used"] = a.threads_used
-
-    cdef int out_type = cnp.PyArray_TYPE(x0)
-    if red == REDUCE_NONE:
-        loss = loss_arr if out_type == typenum else loss_arr.astype(np.float16)
-    elif red == REDUCE_SUM:
-        loss = loss_scalar(a.loss_sum, out_type)
-    else:
-        loss = loss_scalar(a.loss_sum / kept if kept != 0.0 else (np.nan if a.loss_sum == 0.0 else a.loss_sum / kept),
-                       out_type)
-    if not want_grad:
-        return loss
-    if in_place:
-        if g is not x0:
-            np.copyto(x0, g, casting="unsafe")
-        return loss, x0
-    if g_user is not None:
-        if g is not g_user:
-            np.copyto(g_user, g, casting="unsafe")
-        return loss, g_user
-    if out_type != typenum:
-        g = g.astype(np.float16)
-    return loss, g
+        status = fl_nll_loss(&a)
+    p.finish(status, &a.call, "nll_loss")
+    return p.result(&a.call)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -237,7 +87,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     TypeError for dtypes, ValueError for shapes and option values, IndexError
     ("Target 7 is out of bounds.") for a class index outside [0, C).
     """
-    return _nll_loss(input, target, weight, ignore_index, reduction, None, None, False, None)
+    return _nll_loss(input, target, weight, ignore_index, reduction, None, None, False)
 
 
 def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -265,12 +115,10 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
 
         grad[k] = -s * w[t] * [k == t]     (all zero at an ignored position)
     """
-    return _nll_loss(input, target, weight, ignore_index, reduction, grad_output, out, True, None)
+    return _nll_loss(input, target, weight, ignore_index, reduction, grad_output, out, True)
 
 
-def _nll_loss_stats(input, target, weight=None, ignore_index=-100, reduction="mean",
-                    grad_output=None, out=None, want_grad=True):
-    """For tests: (result, stats) where stats tells the threads that ran."""
-    stats = {}
-    result = _nll_loss(input, target, weight, ignore_index, reduction, grad_output, out, want_grad, stats)
-    return result, stats
+
+def _kernel_names():
+    """The kernels nll_loss's dispatch table holds for the SIMD path in use."""
+    return kernel_names(fl_nll_loss_kernels)

@@ -4,7 +4,8 @@ the public functions and csrc/softmax.c.
 
 Design (as for every loss in fastloss): this module checks every argument with the GIL
 held and builds the kernel's view, the kernel (csrc/softmax.c) computes with the GIL
-released and never raises. ``fastloss/_reference_softmax_nll.py`` is the slow NumPy twin.
+released and never raises (the shared steps: fastloss/_plan.pyx). ``fastloss/reference.py``
+is the slow NumPy twin.
 
 View: an array of shape (a0, ..., a_{k-1}, C, b0, ..., b_{m-1}) with the softmax over axis k
 becomes (n, C, s), n = a0 * ... * a_{k-1} outer positions and s = b0 * ... * b_{m-1} inner
@@ -14,55 +15,14 @@ kernel layout from the strides: axis contiguous -> rows, positions contiguous ->
 anything else -> a scalar strided loop. 0-d input is treated as shape (1,).
 """
 cimport numpy as cnp
-from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fastloss._csrc cimport fl_index, FL_OK, FL_BLOCK_ELEMENTS, fl_simd_name
+from fastloss._csrc cimport *
 from fastloss._validation cimport *
-from fastloss._runtime cimport simd_path
-
-from fastloss import _threads
+from fastloss._plan cimport *
 
 cnp.import_array()
-
-
-cdef extern from "softmax.h" nogil:
-    ctypedef struct fl_softmax_args:
-        fl_index n, c, s
-        int log
-        const void *x
-        fl_index x_sn, x_sc, x_ss
-        const void *y
-        fl_index y_sn, y_sc, y_ss
-        void *out
-        fl_index o_sn, o_sc, o_ss
-        int simd
-        int nthreads
-        int threads_used
-    int fl_softmax_f32(fl_softmax_args *a)
-    int fl_softmax_f64(fl_softmax_args *a)
-    int fl_softmax_backward_f32(fl_softmax_args *a)
-    int fl_softmax_backward_f64(fl_softmax_args *a)
-
-
-cdef bint _view(cnp.ndarray a, int axis, fl_index *sn, fl_index *sc, fl_index *ss):
-    """(n, C, s) element strides of a kernel array, False when its axes do not merge."""
-    if not strides_in_elements(a):
-        return False
-    if not merged_range(a, 0, axis, sn) or not merged_range(a, axis + 1, cnp.PyArray_NDIM(a), ss):
-        return False
-    sc[0] = elem_stride(a, axis)
-    return True
-
-
-cdef cnp.ndarray _viewable(cnp.ndarray a, int axis, fl_index *sn, fl_index *sc, fl_index *ss):
-    """a itself when its axes merge, else a C-ordered copy."""
-    if _view(a, axis, sn, sc, ss):
-        return a
-    a = np.ascontiguousarray(a)
-    _view(a, axis, sn, sc, ss)
-    return a
 
 
 cdef int _normalize_axis(object axis, int nd) except -1:
@@ -74,110 +34,62 @@ cdef int _normalize_axis(object axis, int nd) except -1:
     return ax + n if ax < 0 else ax
 
 
-cdef object _softmax(object input, object output, object axis, object out, bint log, bint backward,
-                     dict stats):
+cdef object _softmax(object input, object output, object axis, object out, bint log, bint backward):
     cdef str xname = "grad_output" if backward else "input"
-    cdef cnp.ndarray x0 = as_array(input)
-    cdef int typenum = float_compute_type(x0, xname)
-    cdef cnp.ndarray y0 = None
+    cdef Call p = start(input, xname, True)
+    cdef cnp.ndarray x0 = p.x0, y0 = None, x, y = None
     if backward:
         y0 = as_array(output)
         float_compute_type(y0, "output")
         if not same_shape(y0, x0):
             raise ValueError(f"output has shape {np.shape(y0)}, expected the shape of grad_output "
                              f"{np.shape(x0)}")
-    cdef int ax = _normalize_axis(axis, cnp.PyArray_NDIM(x0))
-
-    # ---- out= --------------------------------------------------------------------------
-    cdef cnp.ndarray o_user = None
-    cdef bint in_x = False, in_y = False
-    if out is not None:
-        o_user = check_out(out, x0, "out")
-        if same_view(o_user, x0):
-            in_x = True
-        elif shares_memory(o_user, x0):
+    cdef int ax = _normalize_axis(axis, cnp.PyArray_NDIM(x0)), d, status
+    cdef bint in_y = False
+    if out is not None:  # out= may be exactly grad_output / input or exactly output
+        p.out = check_out(out, x0, "out")
+        p.in_place = same_view(p.out, x0)
+        if not p.in_place and shares_memory(p.out, x0):
             raise ValueError(f"out partially overlaps {xname} (out={xname}, exactly, computes in place)")
         if y0 is not None:
-            if same_view(o_user, y0):
-                in_y = True
-            elif shares_memory(o_user, y0):
+            in_y = same_view(p.out, y0)
+            if not in_y and shares_memory(p.out, y0):
                 raise ValueError("out partially overlaps output (out=output, exactly, computes in place)")
 
-    # ---- the kernel's views ---------------------------------------------------------------
-    cdef bint scalar = cnp.PyArray_NDIM(x0) == 0
-    cdef cnp.ndarray x = as_kernel_array(x0, typenum), y = None, o
-    if scalar:
-        x = x.reshape(1)
-    cdef fl_index x_sn, x_sc, x_ss, y_sn = 0, y_sc = 0, y_ss = 0, o_sn, o_sc, o_ss
-    x = _viewable(x, ax, &x_sn, &x_sc, &x_ss)
+    # the (n, C, s) views of x, y and the result; 0-d input is taken as shape (1,)
+    cdef view3 v[3]
+    x = p.kernel_input()
     if backward:
-        y = as_kernel_array(in_input_dtype(y0, x0), typenum)
-        if scalar:
-            y = y.reshape(1)
-        y = _viewable(y, ax, &y_sn, &y_sc, &y_ss)
-    if in_x:
-        o = x  # x0 itself, or its working copy (written back below)
-    elif in_y:
-        o = y
-    elif (o_user is not None and cnp.PyArray_TYPE(o_user) == typenum and is_native_aligned(o_user)
-          and not scalar and _view(o_user, ax, &o_sn, &o_sc, &o_ss)):
-        o = o_user
+        y = p.operand(y0)
+    if cnp.PyArray_NDIM(x0) == 0:
+        x = x.reshape(1)
+        y = y.reshape(1) if backward else None
+    x = class_view(x, ax, ax + 1, &v[0])
+    y = class_view(y, ax, ax + 1, &v[1])
+    if in_y:
+        p.g, v[2] = y, v[1]
     else:
-        o = np.empty_like(x)
-    if not _view(o, ax, &o_sn, &o_sc, &o_ss):
-        o = np.empty_like(x, order="C")
-        _view(o, ax, &o_sn, &o_sc, &o_ss)
-
+        p.class_grad(x, ax, &v[2])
     cdef fl_softmax_args a
-    cdef int d, nd = cnp.PyArray_NDIM(x)
-    a.n = 1
-    a.s = 1
+    a.n, a.c, a.s = 1, cnp.PyArray_DIM(x, ax), 1
     for d in range(ax):
         a.n *= cnp.PyArray_DIM(x, d)
-    for d in range(ax + 1, nd):
+    for d in range(ax + 1, cnp.PyArray_NDIM(x)):
         a.s *= cnp.PyArray_DIM(x, d)
-    a.c = cnp.PyArray_DIM(x, ax)
-    a.log = log
-    a.x = cnp.PyArray_DATA(x)
-    a.y = cnp.PyArray_DATA(y) if y is not None else NULL
-    a.out = cnp.PyArray_DATA(o)
-    if a.s == 1:  # (n, C, 1) -> (1, C, n): positions along s
-        a.s, a.n = a.n, 1
-        x_ss, x_sn, y_ss, y_sn, o_ss, o_sn = x_sn, 0, y_sn, 0, o_sn, 0
-    a.x_sn, a.x_sc, a.x_ss = x_sn, x_sc, x_ss
-    a.y_sn, a.y_sc, a.y_ss = y_sn, y_sc, y_ss
-    a.o_sn, a.o_sc, a.o_ss = o_sn, o_sc, o_ss
-    a.simd = simd_path()
-    a.nthreads = _threads._num_threads
-
+    rows_as_positions(&a.n, &a.s, v, 3)
+    a.log, a.backward = log, backward
+    a.x, a.y, a.out = data(x), data(y), data(p.g)
+    a.x_sn, a.x_sc, a.x_ss = v[0].sn, v[0].sc, v[0].ss
+    a.y_sn, a.y_sc, a.y_ss = v[1].sn, v[1].sc, v[1].ss
+    a.o_sn, a.o_sc, a.o_ss = v[2].sn, v[2].sc, v[2].ss
+    p.prepare(&a.call)
     if a.n * a.s * a.c >= FL_BLOCK_ELEMENTS:
         with nogil:
-            _run(&a, typenum, backward)
+            status = fl_softmax(&a)
     else:
-        _run(&a, typenum, backward)
-    if stats is not None:
-        stats["threads_used"] = a.threads_used
-        stats["simd"] = fl_simd_name(a.simd).decode()
-
-    if o_user is not None:
-        if o is not o_user:
-            np.copyto(o_user, o.reshape(np.shape(o_user)), casting="unsafe")
-        return o_user
-    if scalar:
-        o = o.reshape(())
-    if cnp.PyArray_TYPE(x0) != typenum:
-        o = o.astype(np.float16)  # native byte order
-    return o
-
-
-cdef int _run(fl_softmax_args *a, int typenum, bint backward) noexcept nogil:
-    if backward:
-        if typenum == cnp.NPY_FLOAT:
-            return fl_softmax_backward_f32(a)
-        return fl_softmax_backward_f64(a)
-    if typenum == cnp.NPY_FLOAT:
-        return fl_softmax_f32(a)
-    return fl_softmax_f64(a)
+        status = fl_softmax(&a)
+    p.finish(status, &a.call, "softmax")
+    return p.gradient()
 
 
 def log_softmax(input, axis=-1, out=None):
@@ -208,7 +120,7 @@ def log_softmax(input, axis=-1, out=None):
     the sum accumulated and its log taken in double. A NaN or +inf anywhere along the axis,
     or all entries -inf, gives NaN along the whole axis (as torch).
     """
-    return _softmax(input, None, axis, out, True, False, None)
+    return _softmax(input, None, axis, out, True, False)
 
 
 def softmax(input, axis=-1, out=None):
@@ -225,7 +137,7 @@ def softmax(input, axis=-1, out=None):
     the sum accumulated in double. A NaN or +inf anywhere along the axis, or all entries
     -inf, gives NaN along the whole axis (as torch).
     """
-    return _softmax(input, None, axis, out, False, False, None)
+    return _softmax(input, None, axis, out, False, False)
 
 
 def log_softmax_backward(grad_output, output, axis=-1, out=None):
@@ -254,7 +166,7 @@ def log_softmax_backward(grad_output, output, axis=-1, out=None):
 
     the sum accumulated in double.
     """
-    return _softmax(grad_output, output, axis, out, True, True, None)
+    return _softmax(grad_output, output, axis, out, True, True)
 
 
 def softmax_backward(grad_output, output, axis=-1, out=None):
@@ -271,21 +183,10 @@ def softmax_backward(grad_output, output, axis=-1, out=None):
 
     the sum accumulated in double.
     """
-    return _softmax(grad_output, output, axis, out, False, True, None)
+    return _softmax(grad_output, output, axis, out, False, True)
 
 
-def _softmax_stats(name, *args, **kwargs):
-    """For tests: (result, stats) of the public function ``name``, stats telling the threads
-    and SIMD path that ran."""
-    stats = {}
-    log = name in ("log_softmax", "log_softmax_backward")
-    backward = name.endswith("_backward")
-    if backward:
-        grad_output, output = args[0], args[1]
-        axis = args[2] if len(args) > 2 else kwargs.get("axis", -1)
-        out = kwargs.get("out")
-        result = _softmax(grad_output, output, axis, out, log, True, stats)
-    else:
-        axis = args[1] if len(args) > 1 else kwargs.get("axis", -1)
-        result = _softmax(args[0], None, axis, kwargs.get("out"), log, False, stats)
-    return result, stats
+
+def _kernel_names():
+    """The kernels softmax's dispatch table holds for the SIMD path in use."""
+    return kernel_names(fl_softmax_kernels)

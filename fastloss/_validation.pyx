@@ -2,7 +2,7 @@
 """Argument checks shared by every loss (one place for each rule). They run with the GIL
 held, before any kernel: a kernel never sees an input it would have to reject."""
 cimport numpy as cnp
-from fastloss._csrc cimport fl_index
+from fastloss._csrc cimport fl_index, FL_REDUCE_MEAN, FL_REDUCE_NONE, FL_REDUCE_SUM
 
 import numpy as np
 
@@ -11,11 +11,11 @@ cnp.import_array()
 cdef int parse_reduction(object reduction) except -1:
     if isinstance(reduction, str):  # str and its subclasses (np.str_)
         if reduction == "mean":
-            return REDUCE_MEAN
+            return FL_REDUCE_MEAN
         if reduction == "sum":
-            return REDUCE_SUM
+            return FL_REDUCE_SUM
         if reduction == "none":
-            return REDUCE_NONE
+            return FL_REDUCE_NONE
     raise ValueError(f"{reduction!r} is not a valid value for reduction "
                      "(expected 'none', 'mean' or 'sum')")
 
@@ -75,15 +75,6 @@ cdef bint merged_range(cnp.ndarray a, int lo, int hi, fl_index *stride):
     return True
 
 
-cdef bint merged_stride(cnp.ndarray a, int first, fl_index *stride):
-    """merged_range over the trailing axes first..ndim-1."""
-    return merged_range(a, first, cnp.PyArray_NDIM(a), stride)
-
-
-cdef fl_index elem_stride(cnp.ndarray a, int axis):
-    return cnp.PyArray_STRIDE(a, axis) // cnp.PyArray_ITEMSIZE(a)
-
-
 cdef bint strides_in_elements(cnp.ndarray a):
     cdef int d
     cdef fl_index item = cnp.PyArray_ITEMSIZE(a)
@@ -140,13 +131,7 @@ cdef bint same_view(cnp.ndarray a, cnp.ndarray b):
 
 
 cdef bint same_shape(cnp.ndarray a, cnp.ndarray b):
-    cdef int d
-    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b):
-        return False
-    for d in range(cnp.PyArray_NDIM(a)):
-        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
-            return False
-    return True
+    return cnp.PyArray_SAMESHAPE(a, b)
 
 
 cdef cnp.ndarray check_out(object out, cnp.ndarray input, str what):
@@ -249,27 +234,27 @@ cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object
     return t0.astype(np.int64)
 
 
-cdef cnp.ndarray in_input_dtype(cnp.ndarray a, cnp.ndarray x0):
-    """An operand (target, weight, pos_weight, softmax's output) in the input's dtype where it
-    matters: a float16 input is computed in float32, so an operand of another dtype is first
-    rounded to float16, as the README promises (and the reference does); otherwise its extra
-    precision would leak into the result (a float64 target of 1.0001 failing BCE's [0, 1]
-    check, an l1 gradient of sign(1.91 - 1.9098) where the float16 difference is 0)."""
-    if cnp.PyArray_TYPE(x0) == cnp.NPY_FLOAT16 and cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT16:
+cdef cnp.ndarray rounded_to_half(cnp.ndarray a):
+    """An operand of a float16 loss (computed in float32) rounded to float16 first, as torch
+    holds it; otherwise its extra precision would leak into the result (a float64 target of
+    1.0001 failing BCE's [0, 1] check, an l1 gradient of sign(1.91 - 1.9098) where the float16
+    difference is 0)."""
+    if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT16:
         with np.errstate(over="ignore"):
             return a.astype(np.float16)
     return a
 
 
-cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int typenum):
-    """A per-class weight: a real 1-D array of length C, returned contiguous in dtype typenum."""
+cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, bint half, int typenum):
+    """A per-class weight: a real 1-D array of length C (rounded to float16 first for a float16
+    loss), returned contiguous in dtype typenum."""
     if not (cnp.PyArray_ISINTEGER(w0) or cnp.PyArray_ISFLOAT(w0)):
         raise TypeError(f"weight must be a real array, got dtype {w0.dtype}")
     if w0.ndim != 1 or cnp.PyArray_DIM(w0, 0) != C:
         raise ValueError(f"weight should be defined either for all {C} classes or no classes "
                          f"but got weight of shape: {list(np.shape(w0))}")
     # ascontiguousarray keeps an unaligned array as it is: the kernels need aligned elements
-    cdef cnp.ndarray w = np.ascontiguousarray(w0, dtype=cnp.PyArray_DescrFromType(typenum))
+    cdef cnp.ndarray w = np.ascontiguousarray(rounded_to_half(w0) if half else w0, dtype=cnp.PyArray_DescrFromType(typenum))
     return w if is_native_aligned(w) else np.array(w, copy=True)
 
 
@@ -320,32 +305,3 @@ cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, object target, object
         raise ValueError("out overlaps grad_output")
     return in_place
 
-
-cdef cnp.ndarray merged_or_copy(cnp.ndarray a, int first, fl_index *stride):
-    """a itself when its axes first..ndim-1 merge into one element stride (stored in *stride),
-    else a C-contiguous copy of it (whose axes always merge)."""
-    if strides_in_elements(a) and merged_stride(a, first, stride):
-        return a
-    a = np.ascontiguousarray(a)
-    merged_stride(a, first, stride)
-    return a
-
-
-cdef cnp.ndarray gradient_buffer(cnp.ndarray x, object out, bint in_place, int typenum, int first,
-                                 fl_index *stride):
-    """Where a kernel writes the gradient of x (kernel form, axes first.. merged into *stride):
-    x itself in place, the user's out when the kernel can write it directly, else a new array
-    (the caller then copies into out)."""
-    cdef cnp.ndarray g
-    if in_place:
-        g = x
-    elif (out is not None and cnp.PyArray_TYPE(<cnp.ndarray>out) == typenum
-          and is_native_aligned(<cnp.ndarray>out) and strides_in_elements(<cnp.ndarray>out)
-          and merged_stride(<cnp.ndarray>out, first, stride)):
-        return <cnp.ndarray>out
-    else:
-        g = np.empty_like(x)
-    if not merged_stride(g, first, stride):
-        g = np.empty_like(x, order="C")
-        merged_stride(g, first, stride)
-    return g

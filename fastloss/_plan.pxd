@@ -1,0 +1,53 @@
+# The operand planner and call finisher every loss module uses (fastloss/_plan.pyx).
+cimport numpy as cnp
+
+from fastloss._csrc cimport fl_index, fl_call, fl_kernels_fn
+
+cdef struct view3:  # an operand seen as (n, c, s): element strides of the three axes
+    fl_index sn, sc, ss
+
+cdef class Call:
+    cdef readonly cnp.ndarray x0    # the caller's input (grad_output for softmax backward)
+    cdef int typenum                # the kernels' dtype: NPY_FLOAT or NPY_DOUBLE
+    cdef int loss_type              # the dtype of the loss returned
+    cdef int red                    # FL_REDUCE_*
+    cdef double batch               # FL_REDUCE_BATCHMEAN's divisor
+    cdef bint want_grad
+    cdef double go_scalar           # the upstream gradient when it is one number
+    cdef cnp.ndarray go0            # the upstream gradient array as given, or None
+    cdef cnp.ndarray out            # the caller's out=, checked, or None
+    cdef bint in_place              # out is exactly x0
+    cdef cnp.ndarray x, t, w, go    # the kernel's input, target, weight, upstream gradient
+    cdef cnp.ndarray g              # where the kernel writes the gradient (or the output)
+    cdef cnp.ndarray losses         # where the kernel writes per-position losses, or None
+
+    cdef int promote(self, cnp.ndarray t0) except -1
+    cdef int upstream(self, object grad_output, tuple loss_shape) except -1
+    cdef int check_out(self, object out, object target, object weight, object pos_weight,
+                       bint target_may_alias=*) except -1
+    cdef cnp.ndarray kernel_input(self)
+    cdef cnp.ndarray operand(self, cnp.ndarray a)
+    cdef cnp.ndarray kernel_go(self, tuple loss_shape)
+    cdef cnp.ndarray class_grad(self, cnp.ndarray x, int axis, view3 *v)
+    cdef int class_operands(self, cnp.ndarray t0, cnp.ndarray t, bint prob, object weight,
+                            object grad_output, object out, view3 *v, fl_index *dims) except -1
+    cdef cnp.ndarray elementwise_grad(self, cnp.ndarray x, tuple shape, list order)
+    cdef cnp.ndarray loss_buffer(self, tuple shape, list order)
+    cdef void prepare(self, fl_call *c)
+    cdef int finish(self, int status, fl_call *c, str name) except -1
+    cdef object gradient(self)
+    cdef object result(self, fl_call *c)
+
+cdef Call start(object input, str what, bint want_grad)
+cdef dict recording()
+
+cdef bint is_float(cnp.ndarray a)
+cdef void *data(cnp.ndarray a)
+cdef object cast(cnp.ndarray a, int typenum)
+cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, view3 *v)
+cdef void rows_as_positions(fl_index *n, fl_index *s, view3 *v, int count)
+cdef list memory_order(cnp.ndarray lead)
+cdef cnp.ndarray empty_in_order(tuple shape, list order, int typenum)
+cdef int merge_axes(tuple shape, list order, list ops, int maxd, int pad, fl_index *sizes,
+                    fl_index **strides) except -2
+cdef list kernel_names(fl_kernels_fn fn)

@@ -1,0 +1,410 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The operand planner and call finisher: what every loss module does between its argument
+checks and its one C entry point, written once.
+
+Design
+------
+fastloss has three layers: C kernels (csrc/, one entry point per loss family, ``fl_<family>``,
+which checks targets, scales, runs the SIMD kernel chosen from its dispatch table and reduces,
+never raising), one Cython module per family (fastloss/_<family>.pyx: an argument spec and
+one call), and the NumPy API (fastloss/__init__.py). This module is the middle layer's shared
+part; a loss module reads top to bottom as:
+
+1. ``p = start(input, "input", want_grad)`` -- the input, its kernel dtype, the loss dtype;
+   the module parses its own options and targets (``_validation``); ``p.promote(target)``
+   applies torch's type promotion where torch promotes the target with the input;
+2. ``p.upstream(grad_output, loss_shape)`` and ``p.check_out(out, *others)`` -- the upstream
+   gradient and ``out=`` (shape, dtype, writeable, overlap, in place);
+3. the kernel's view of every operand, without copying when the memory allows:
+   ``class_view`` (an (n, c, s) view: outer axes, the class axis, inner axes, each merged
+   into one element stride; ``rows_as_positions`` turns (n, c, 1) into (1, c, n) so that one
+   rule picks the kernel layout from the strides) for cross_entropy, nll_loss and softmax;
+   ``memory_order`` + ``merge_axes`` (the loss's shape walked in the input's memory order,
+   size-1 axes dropped, neighbours merged when every operand allows) for the elementwise
+   losses. ``p.class_grad`` / ``p.elementwise_grad`` / ``p.loss_buffer`` choose where the
+   kernel writes: the input itself in place, the caller's ``out`` when the kernel can write
+   it directly, else a new array in the input's memory order;
+4. ``p.prepare(&a.call)``, the C call (GIL released when the work is worth it), then
+   ``p.finish(status, ...)`` (errors, stats) and ``p.result(...)``: the loss in its dtype,
+   the gradient copied into ``out`` / the input, summed back over broadcast axes, or cast
+   to the input's dtype.
+
+Non-native operands (big-endian, unaligned, float16, another dtype) are copied into the
+kernel's dtype first; float16 is computed in float32.
+"""
+cimport numpy as cnp
+
+import threading
+
+import numpy as np
+
+from fastloss._csrc cimport *
+from fastloss._validation cimport *
+from fastloss._runtime cimport simd_path
+
+from fastloss import _threads
+
+cnp.import_array()
+
+
+cdef bint is_float(cnp.ndarray a):
+    cdef int t = cnp.PyArray_TYPE(a)
+    return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
+
+
+cdef void *data(cnp.ndarray a):
+    return NULL if a is None else cnp.PyArray_DATA(a)
+
+
+cdef inline cnp.dtype descr(int typenum):
+    return cnp.PyArray_DescrFromType(typenum)
+
+
+cdef object cast(cnp.ndarray a, int typenum):
+    """a in dtype typenum (itself when it already is); float16 overflow gives inf, as in torch."""
+    if cnp.PyArray_TYPE(a) == typenum:
+        return a
+    with np.errstate(over="ignore"):
+        return a.astype(descr(typenum))
+
+
+# ---- the (n, c, s) view of cross_entropy, nll_loss and softmax ---------------------------------
+
+cdef bint _view(cnp.ndarray a, int lo, int hi, view3 *v):
+    """Axes [0, lo) as n, axis lo as c when hi == lo + 1 (none when hi == lo), axes [hi, ndim)
+    as s, each group merged into one element stride; False when the memory does not allow it."""
+    if not strides_in_elements(a):
+        return False
+    if not merged_range(a, 0, lo, &v.sn) or not merged_range(a, hi, cnp.PyArray_NDIM(a), &v.ss):
+        return False
+    v.sc = cnp.PyArray_STRIDE(a, lo) // cnp.PyArray_ITEMSIZE(a) if hi > lo else 0
+    return True
+
+
+cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, view3 *v):
+    """a itself when its axes merge into the (n, c, s) view (strides in *v), else a C-ordered
+    copy (whose axes always merge). None (an operand not given) has strides 0."""
+    if a is None:
+        v.sn = v.sc = v.ss = 0
+        return None
+    if _view(a, lo, hi, v):
+        return a
+    a = np.ascontiguousarray(a)
+    _view(a, lo, hi, v)
+    return a
+
+
+cdef void rows_as_positions(fl_index *n, fl_index *s, view3 *v, int count):
+    """(n, c, 1) becomes (1, c, n): rows are then positions along s, so that one rule picks the
+    kernel layout from the strides (classes contiguous -> rows, positions contiguous ->
+    columns, anything else -> a strided loop)."""
+    cdef int i
+    if s[0] != 1:
+        return
+    s[0], n[0] = n[0], 1
+    for i in range(count):
+        v[i].ss, v[i].sn = v[i].sn, 0
+
+
+# ---- the merged axes of the elementwise losses -------------------------------------------------
+
+cdef list memory_order(cnp.ndarray lead):
+    """The axes of lead from the slowest to the fastest in memory (ties keep C order)."""
+    cdef int d, nd = cnp.PyArray_NDIM(lead)
+    if nd <= 1 or cnp.PyArray_IS_C_CONTIGUOUS(lead):
+        return list(range(nd))
+    size = [abs(<fl_index>cnp.PyArray_STRIDE(lead, d)) for d in range(nd)]
+    return sorted(range(nd), key=size.__getitem__, reverse=True)
+
+
+cdef cnp.ndarray empty_in_order(tuple shape, list order, int typenum):
+    """An empty array of `shape` whose memory runs in the axis order `order` (C order: None)."""
+    cdef int i, nd = len(shape)
+    if order is None or order == list(range(nd)):
+        return np.empty(shape, dtype=descr(typenum))
+    inverse = [0] * nd
+    for i in range(nd):
+        inverse[<int>order[i]] = i
+    return np.empty([shape[d] for d in order], dtype=descr(typenum)).transpose(inverse)
+
+
+cdef int merge_axes(tuple shape, list order, list ops, int maxd, int pad, fl_index *sizes,
+                    fl_index **strides) except -2:
+    """The loss's shape walked in `order`, size-1 axes dropped, neighbours merged when every
+    operand (None: not there, stride 0) allows it. Writes the axes' sizes and each operand's
+    element strides (strides[k][axis], slowest axis first), padded in front with size-1 axes
+    to `pad` axes; returns their number, or -1 when more than `maxd` remain."""
+    cdef int k, m = 0, i, nops = len(ops), off
+    cdef fl_index n, sz[64], st[8][64], cur[8]
+    cdef bint merged
+    cdef cnp.ndarray o
+    if 0 in shape:
+        for i in range(pad):
+            sizes[i] = 0
+            for k in range(nops):
+                strides[k][i] = 0
+        return pad
+    for d in order:
+        n = shape[d]
+        if n == 1:
+            continue
+        merged = m > 0
+        for k in range(nops):
+            o = ops[k]
+            cur[k] = 0 if o is None else cnp.PyArray_STRIDE(o, d) // cnp.PyArray_ITEMSIZE(o)
+            if merged and st[k][m - 1] != cur[k] * n:
+                merged = False
+        if merged:
+            m -= 1
+            n *= sz[m]
+        sz[m] = n
+        for k in range(nops):
+            st[k][m] = cur[k]
+        m += 1
+    if m > maxd:
+        return -1
+    off = pad - m if m < pad else 0
+    for i in range(off + m):
+        sizes[i] = 1 if i < off else sz[i - off]
+        for k in range(nops):
+            strides[k][i] = 0 if i < off else st[k][i - off]
+    return off + m
+
+
+cdef object summed_to(cnp.ndarray g, tuple xshape):
+    """A gradient computed in the loss's shape, summed over the axes the input was broadcast
+    along."""
+    cdef int lead = cnp.PyArray_NDIM(g) - len(xshape)
+    if lead:
+        g = g.sum(axis=tuple(range(lead)))
+    axes = tuple(d for d in range(len(xshape)) if xshape[d] == 1 and g.shape[d] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return np.asarray(g).reshape(xshape)
+
+
+cdef list kernel_names(fl_kernels_fn fn):
+    """The kernels a family's dispatch table holds for the SIMD path in use."""
+    cdef const char *names[64]
+    cdef int i, n = fn(simd_path(), names, 64)
+    return [names[i].decode() for i in range(n)]
+
+
+# ---- what ran, for the tests ------------------------------------------------------------------
+
+cdef int _recorders = 0  # open record() contexts, any thread (changed with the GIL held)
+_recorded = threading.local()
+
+
+class record:
+    """For tests: ``with record() as stats: fastloss.cross_entropy(x, t)`` fills ``stats`` with
+    what the calling thread's last kernel call ran: ``threads_used`` (the OpenMP team),
+    ``threads_active`` (threads that ran at least one block), ``kernel`` (the dispatch-table
+    entry), ``simd`` (the path in use), and ``rows``/``cols`` for the binary losses."""
+
+    def __enter__(self):
+        global _recorders
+        self.stats, self.outer = {}, getattr(_recorded, "stats", None)
+        _recorded.stats = self.stats
+        _recorders += 1
+        return self.stats
+
+    def __exit__(self, *exc):
+        global _recorders
+        _recorders -= 1
+        _recorded.stats = self.outer
+        return False
+
+
+cdef dict recording():
+    """The calling thread's open record() dict, or None (one C test when nothing records)."""
+    return getattr(_recorded, "stats", None) if _recorders else None
+
+
+# ---- one call ------------------------------------------------------------------------------------
+
+cdef Call start(object input, str what, bint want_grad):
+    """A call on `input` (checked: a float16/32/64 array)."""
+    cdef Call p = Call.__new__(Call)
+    p.x0 = as_array(input)
+    p.typenum = float_compute_type(p.x0, what)
+    p.loss_type = cnp.PyArray_TYPE(p.x0)
+    p.red = FL_REDUCE_MEAN
+    p.batch = 1.0
+    p.want_grad = want_grad
+    p.go_scalar = 1.0
+    return p
+
+
+cdef class Call:
+    """The state of one kernel call, from its operands to its results (see the module's
+    docstring). Created by ``start``."""
+
+    cdef int promote(self, cnp.ndarray t0) except -1:
+        """torch's type promotion of a floating target with the input (mse, l1, smooth_l1,
+        kl_div, bce_with_logits, cross_entropy's probabilities): the loss is computed and
+        returned in the wider dtype (float16 with float32 gives float32); the target keeps its
+        precision. A longdouble target counts as float64 (torch has no wider type)."""
+        cdef int x = cnp.PyArray_TYPE(self.x0), t = cnp.PyArray_TYPE(t0)
+        if not is_float(t0) or t == x:
+            return 0
+        if x == cnp.NPY_DOUBLE or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE:
+            self.loss_type = cnp.NPY_DOUBLE
+        elif x == cnp.NPY_FLOAT or t == cnp.NPY_FLOAT:
+            self.loss_type = cnp.NPY_FLOAT
+        self.typenum = cnp.NPY_DOUBLE if self.loss_type == cnp.NPY_DOUBLE else cnp.NPY_FLOAT
+        return 0
+
+    cdef int upstream(self, object grad_output, tuple loss_shape) except -1:
+        if self.want_grad and grad_output is not None:
+            self.go_scalar, self.go0 = upstream_gradient(grad_output, self.red == FL_REDUCE_NONE,
+                                                         loss_shape)
+        return 0
+
+    cdef int check_out(self, object out, object target, object weight, object pos_weight,
+                       bint target_may_alias=False) except -1:
+        """out= for the gradient (target_may_alias: out may be exactly the target too)."""
+        if not self.want_grad or out is None:
+            return 0
+        self.out = check_out(out, self.x0, "out")
+        if target_may_alias and same_view(self.out, <cnp.ndarray>target):
+            target = None
+        self.in_place = out_in_place(self.out, self.x0, target, weight, pos_weight, self.go0)
+        return 0
+
+    cdef cnp.ndarray kernel_input(self):
+        return as_kernel_array(self.x0, self.typenum)
+
+    cdef cnp.ndarray operand(self, cnp.ndarray a):
+        """An operand in the kernel's dtype (strides in whole elements), first rounded to
+        float16 for a float16 loss (an operand that promoted the loss keeps its precision)."""
+        if self.loss_type == cnp.NPY_FLOAT16:
+            a = rounded_to_half(a)
+        a = as_kernel_array(a, self.typenum)
+        return a if strides_in_elements(a) else np.ascontiguousarray(a)
+
+    cdef cnp.ndarray kernel_go(self, tuple loss_shape):
+        """The upstream gradient array broadcast (stride 0, cast while still small) to the
+        loss's shape, or None when it is one number."""
+        if self.go0 is None:
+            return None
+        cdef cnp.ndarray go = as_kernel_array(self.go0, self.typenum)
+        if not strides_in_elements(go):
+            go = np.ascontiguousarray(go)
+        return np.broadcast_to(go, loss_shape)
+
+    cdef cnp.ndarray class_grad(self, cnp.ndarray x, int axis, view3 *v):
+        """Where the gradient of x (in its (n, c, s) view) goes: x itself in place, the
+        caller's out when the kernel can write it, else a new array laid out like x."""
+        cdef cnp.ndarray o = self.out, g
+        if self.in_place:
+            g = x
+        elif (o is not None and cnp.PyArray_TYPE(o) == self.typenum and is_native_aligned(o)
+              and cnp.PyArray_NDIM(o) == cnp.PyArray_NDIM(x) and _view(o, axis, axis + 1, v)):
+            self.g = o
+            return o
+        else:
+            g = np.empty_like(x)
+        self.g = class_view(g, axis, axis + 1, v)
+        return self.g
+
+    cdef int class_operands(self, cnp.ndarray t0, cnp.ndarray t, bint prob, object weight,
+                            object grad_output, object out, view3 *v, fl_index *dims) except -1:
+        """cross_entropy's and nll_loss's operands after their own checks: the class weight,
+        grad_output and out= checked, then the (n, c, s) views of the input, the target t
+        (probabilities when prob, else checked class indices; t0 as the caller gave it), the
+        upstream gradient and the gradient in v[0..3], the view's (n, c, s) in dims[0..2],
+        and the per-position losses of reduction="none"."""
+        cdef cnp.ndarray w0 = None, x0 = self.x0
+        cdef int d, nd = cnp.PyArray_NDIM(x0), ax = 1 if nd >= 2 else 0
+        dims[0], dims[1], dims[2] = cnp.PyArray_DIM(x0, 0) if nd >= 2 else 1, cnp.PyArray_DIM(x0, ax), 1
+        for d in range(2, nd):
+            dims[2] *= cnp.PyArray_DIM(x0, d)
+        if weight is not None:
+            w0 = as_array(weight)
+            self.w = class_weight(w0, dims[1], self.loss_type == cnp.NPY_FLOAT16, self.typenum)
+        loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
+        self.upstream(grad_output, loss_shape)
+        self.check_out(out, t0, w0, None)
+        self.x = class_view(self.kernel_input(), ax, ax + 1, &v[0])
+        self.t = class_view(self.operand(t) if prob else t, ax, ax + prob, &v[1])
+        self.go = class_view(self.kernel_go(loss_shape), ax, ax, &v[2])
+        if self.want_grad:
+            self.class_grad(self.x, ax, &v[3])
+        else:
+            class_view(None, 0, 0, &v[3])
+        rows_as_positions(&dims[0], &dims[2], v, 4)
+        self.loss_buffer(loss_shape, None)
+        return 0
+
+    cdef cnp.ndarray elementwise_grad(self, cnp.ndarray x, tuple shape, list order):
+        """As class_grad for the elementwise losses; a broadcast input's gradient is computed
+        in the loss's shape first (and summed back by result)."""
+        cdef cnp.ndarray o = self.out
+        if cnp.PyArray_NDIM(x) != len(shape) or np.shape(x) != shape:
+            self.g = empty_in_order(shape, order, self.typenum)
+        elif self.in_place:
+            self.g = x
+        elif (o is not None and cnp.PyArray_TYPE(o) == self.typenum and is_native_aligned(o)
+              and strides_in_elements(o)):
+            self.g = o
+        else:
+            self.g = empty_in_order(shape, order, self.typenum)
+        return self.g
+
+    cdef cnp.ndarray loss_buffer(self, tuple shape, list order):
+        """The per-position losses of reduction="none" (None otherwise)."""
+        if self.red == FL_REDUCE_NONE:
+            self.losses = empty_in_order(shape, order, self.typenum)
+        return self.losses
+
+    cdef void prepare(self, fl_call *c):
+        """The call's inputs: dtype, SIMD path, threads, reduction, upstream scalar."""
+        c.dtype = FL_DTYPE_F32 if self.typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
+        c.simd = simd_path()
+        c.nthreads = _threads._num_threads
+        c.reduction = self.red
+        c.grad_scale = self.go_scalar
+        c.batch = self.batch
+        c.value = 0.0
+        c.kernel = NULL
+        c.team = c.threads_active = 1
+        c.bad_value = 0
+        c.bad_operand = 0
+
+    cdef int finish(self, int status, fl_call *c, str name) except -1:
+        """The entry point's status as an exception; what ran, for record()."""
+        if status == FL_ERR_TARGET:
+            raise IndexError(f"Target {c.bad_value} is out of bounds.")
+        if status == FL_ERR_DOMAIN:
+            raise ValueError(f"all elements of {'target' if c.bad_operand else 'input'} should be "
+                             "between 0 and 1")
+        if status == FL_ERR_NOMEM:
+            raise MemoryError(f"{name}: out of memory")
+        cdef dict stats = recording()
+        if stats is not None:
+            stats["threads_used"] = c.team
+            stats["threads_active"] = c.threads_active
+            stats["kernel"] = c.kernel.decode() if c.kernel != NULL else None
+            stats["simd"] = fl_simd_name(c.simd).decode()
+        return 0
+
+    cdef object gradient(self):
+        """The gradient (or softmax's output) as the caller gets it: in out= / the input, summed
+        back to a broadcast input's shape, in the input's dtype."""
+        cdef cnp.ndarray g = self.g, x0 = self.x0
+        if not same_shape(g, x0):
+            g = g.reshape(np.shape(x0)) if g.size == x0.size else summed_to(g, np.shape(x0))
+        if self.out is None:
+            return cast(g, cnp.PyArray_TYPE(x0))
+        if not same_view(g, self.out):
+            with np.errstate(over="ignore"):
+                np.copyto(self.out, g, casting="unsafe")
+        return self.out
+
+    cdef object result(self, fl_call *c):
+        """The loss (a NumPy scalar of the loss's dtype, or the per-position array), with the
+        gradient when asked for."""
+        loss = cast(self.losses, self.loss_type) if self.losses is not None \
+            else loss_scalar(c.value, self.loss_type)
+        return (loss, self.gradient()) if self.want_grad else loss
