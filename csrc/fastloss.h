@@ -47,7 +47,7 @@
  * every result is bitwise identical for any number of threads.
  *
  * All index arithmetic is 64-bit (fl_index); strides are in elements, not bytes, and may be
- * negative or zero. No csrc/*.c file has global or static mutable state.
+ * negative or zero. No C file in csrc/ has global or static mutable state.
  */
 #ifndef FASTLOSS_H
 #define FASTLOSS_H
@@ -57,6 +57,23 @@
 #include <stdint.h>
 
 typedef int64_t fl_index;
+
+/* Token pasting after macro expansion (kernel names from FL_TS, FL_PATH, ...). */
+#define FL_XCAT_(a, b) a##b
+#define FL_XCAT(a, b) FL_XCAT_(a, b)
+
+/* FL_MUTATE=1 (setup.py: FASTLOSS_MUTATE=1) builds a deliberately wrong library for the
+ * mutation check (.ci/mutation): FL_MUTATE_GRAD(v) makes a gradient value 1% larger where a
+ * kernel applies it (one entry per cross-entropy row, the regression / binary kernels' last
+ * partial vector). Off by default: the identity. */
+#ifndef FL_MUTATE
+#define FL_MUTATE 0
+#endif
+#if FL_MUTATE
+#define FL_MUTATE_GRAD(v) ((v) * 1.01)
+#else
+#define FL_MUTATE_GRAD(v) (v)
+#endif
 
 /* Status codes of the entry points. */
 #define FL_OK 0

@@ -24,46 +24,13 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fastloss._csrc cimport fl_index, FL_OK, FL_ERR_NOMEM, FL_BLOCK_ELEMENTS, fl_simd_name
+from fastloss._csrc cimport *
 from fastloss._validation cimport *
 from fastloss._runtime cimport simd_path
 
 from fastloss import _threads
 
 cnp.import_array()
-
-
-cdef extern from "binary.h" nogil:
-    int FL_BIN_BCE
-    int FL_BIN_BCE_LOGITS
-    int FL_BIN_KL
-    int FL_BIN_KL_LOG
-    ctypedef struct fl_bin_args:
-        int kind
-        fl_index rows, cols
-        const void *x
-        fl_index x_sr, x_sk
-        const void *y
-        fl_index y_sr, y_sk
-        const void *w
-        fl_index w_sr, w_sk
-        const void *pw
-        fl_index pw_sr, pw_sk
-        const void *go
-        fl_index go_sr, go_sk
-        double scale
-        void *grad
-        fl_index g_sr, g_sk
-        void *loss
-        fl_index l_sr, l_sk
-        int simd
-        int nthreads
-        double sum
-        int threads_used
-    fl_index fl_bin_check_unit_f32(const fl_bin_args *a, int *which)
-    fl_index fl_bin_check_unit_f64(const fl_bin_args *a, int *which)
-    int fl_binary_f32(fl_bin_args *a)
-    int fl_binary_f64(fl_bin_args *a)
 
 
 # which loss (kl_div's two forms are told apart by log_target)
@@ -270,48 +237,31 @@ cdef object _binary(int which, object input, object target, object weight, objec
     a.g_sr, a.g_sk = st[6]
     a.loss = cnp.PyArray_DATA(loss_arr) if loss_arr is not None else NULL
     a.l_sr, a.l_sk = st[7]
-    a.simd = simd_path()
-    a.nthreads = _threads._num_threads
-    a.sum = 0.0
-    a.threads_used = 1
+    a.call.dtype = FL_DTYPE_F32 if typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
+    a.call.simd = simd_path()
+    a.call.nthreads = _threads._num_threads
+    a.call.reduction = FL_REDUCE_BATCHMEAN if batchmean else red
+    a.call.grad_scale = go_scalar
+    a.call.batch = <double>xshape[0] if len(xshape) != 0 else 1.0
 
     cdef fl_index n = 1
     for d in range(len(shape)):
         n *= <fl_index>shape[d]
-    cdef double denom = 1.0
-    if red == REDUCE_MEAN:
-        denom = <double>n
-    elif batchmean and len(xshape) != 0:
-        denom = <double>xshape[0]
-    a.scale = go_scalar / denom if red != REDUCE_NONE else go_scalar
 
-    # ---- the domain check (binary_cross_entropy), then the kernel ----------------------------
-    cdef fl_index bad = -1
-    cdef int bad_which = 0, status = FL_OK
-    cdef bint big = n >= FL_BLOCK_ELEMENTS
-    if kind == FL_BIN_BCE:
-        if big:
-            with nogil:
-                bad = fl_bin_check_unit_f32(&a, &bad_which) if typenum == cnp.NPY_FLOAT \
-                    else fl_bin_check_unit_f64(&a, &bad_which)
-        else:
-            bad = fl_bin_check_unit_f32(&a, &bad_which) if typenum == cnp.NPY_FLOAT \
-                else fl_bin_check_unit_f64(&a, &bad_which)
-        if bad == -2:
-            raise MemoryError("binary_cross_entropy: out of memory")
-        if bad >= 0:
-            raise ValueError(f"all elements of {'target' if bad_which else 'input'} should be "
-                             "between 0 and 1")
-    if big:
+    # ---- the one C call: the domain check (binary_cross_entropy), the kernel, the reduction --
+    cdef int status
+    if n >= FL_BLOCK_ELEMENTS:
         with nogil:
-            status = fl_binary_f32(&a) if typenum == cnp.NPY_FLOAT else fl_binary_f64(&a)
+            status = fl_binary(&a)
     else:
-        status = fl_binary_f32(&a) if typenum == cnp.NPY_FLOAT else fl_binary_f64(&a)
+        status = fl_binary(&a)
+    if status == FL_ERR_DOMAIN:
+        raise ValueError(f"all elements of {'target' if a.call.bad_operand else 'input'} should be "
+                         "between 0 and 1")
     if status == FL_ERR_NOMEM:
-        raise MemoryError("out of memory")
+        raise MemoryError("binary_cross_entropy: out of memory" if kind == FL_BIN_BCE else "out of memory")
     if stats is not None:
-        stats["threads_used"] = a.threads_used
-        stats["simd"] = fl_simd_name(a.simd).decode()
+        call_stats(stats, &a.call)
         stats["rows"] = rows
         stats["cols"] = cols
 
@@ -324,7 +274,7 @@ cdef object _binary(int which, object input, object target, object weight, objec
             with np.errstate(over="ignore"):  # float16: overflow gives inf, as in torch
                 loss = loss_arr.astype(x0.dtype)
     else:
-        loss = loss_scalar(a.sum / denom, out_type)
+        loss = loss_scalar(a.call.value, out_type)
     if not want_grad:
         return loss
     if not x_full:
@@ -556,3 +506,8 @@ def _binary_stats(name, *args, **kwargs):
                      kw.get("reduction", "mean"), kw.get("log_target", False), kw.get("grad_output"),
                      kw.get("out"), want_grad, stats)
     return result, stats
+
+
+def _kernel_names():
+    """The names of the binary-loss kernels the dispatch table holds for the active path."""
+    return kernel_names(fl_binary_kernels, simd_path())

@@ -23,7 +23,6 @@ whose axes do not merge, a big-endian or unaligned input, a float16 input (compu
 float32) and a probability target of another dtype are copied first.
 """
 cimport numpy as cnp
-from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
 import numpy as np
@@ -56,28 +55,6 @@ cdef cnp.ndarray lse_buffer(object arr, fl_index npos, bint writeable):
     if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError("lse must be writeable")
     return a
-
-
-cdef int _check_and_run(fl_ce_args *a, int typenum, bint prob, int red, double go_scalar,
-                        double *kept, fl_index *bad, int64_t *bad_value) noexcept nogil:
-    """Check every index target, then (only if all are valid) set the gradient scale and
-    run the kernel: nothing is written when a target is bad."""
-    if not prob:
-        if typenum == cnp.NPY_FLOAT:
-            bad[0] = fl_ce_check_targets_f32(a, kept, bad_value)
-        else:
-            bad[0] = fl_ce_check_targets_f64(a, kept, bad_value)
-        if bad[0] >= 0:
-            return FL_OK
-    if red == REDUCE_MEAN:
-        # kept == 0 with kept positions (their weights sum to 0): torch's gradient is nan
-        # there; when every position is ignored the gradient is 0 anyway
-        a.scale = go_scalar / kept[0] if kept[0] != 0.0 else NAN
-    else:
-        a.scale = go_scalar
-    if typenum == cnp.NPY_FLOAT:
-        return fl_cross_entropy_f32(a)
-    return fl_cross_entropy_f64(a)
 
 
 cdef object _cross_entropy(object input, object target, object weight, object ignore_index,
@@ -122,18 +99,9 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
 
     # ---- weight ------------------------------------------------------------------------
     cdef cnp.ndarray w0 = None, w = None
-    cdef double weight_total = <double>C
-    cdef fl_index k
     if weight is not None:
         w0 = as_array(weight)
         w = class_weight(w0, C, typenum)
-        weight_total = 0.0
-        if typenum == cnp.NPY_FLOAT:
-            for k in range(C):
-                weight_total += (<float *>cnp.PyArray_DATA(w))[k]
-        else:
-            for k in range(C):
-                weight_total += (<double *>cnp.PyArray_DATA(w))[k]
 
     # ---- upstream gradient -------------------------------------------------------------
     cdef double go_scalar = 1.0
@@ -175,7 +143,6 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     a.target = cnp.PyArray_DATA(t)
     a.target_kind = kind
     a.weight = cnp.PyArray_DATA(w) if w is not None else NULL
-    a.weight_total = weight_total
     a.ignore_index = <int64_t>ignore
     a.label_smoothing = eps
     a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
@@ -187,8 +154,12 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
         a.lse_out = <double *>cnp.PyArray_DATA(lse_buffer(lse_out, N * S, True))
     if lse_in is not None and want_grad:
         a.lse_in = <const double *>cnp.PyArray_DATA(lse_buffer(lse_in, N * S, False))
-    a.simd = simd_path()
-    a.nthreads = _threads._num_threads
+    a.call.dtype = FL_DTYPE_F32 if typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
+    a.call.simd = simd_path()
+    a.call.nthreads = _threads._num_threads
+    a.call.reduction = red
+    a.call.grad_scale = go_scalar
+    a.call.batch = 1.0
     cdef fl_index x_sn = 0, x_sc, g_sn = 0, g_sc = 0, t_sn = 0, t_sc = 0, go_sn = 0
     if nd == 1:
         x_sc = elem_stride(x, 0)
@@ -215,47 +186,26 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
         a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = x_sn, x_ss, g_sn, g_ss, t_sn, t_ss, go_sn, go_ss
     a.x_sc, a.g_sc, a.t_sc = x_sc, g_sc, t_sc
 
-    # ---- every target checked before anything is written, then the kernel ----------------
-    # (the GIL is released only for work worth the round trip)
-    cdef double kept = <double>(N * S)
-    cdef int64_t bad_value = 0
-    cdef fl_index bad = -1
-    cdef int status = FL_OK
+    # ---- the one C call: targets checked before anything is written, then the kernel and
+    # the reduction (the GIL is released only for work worth the round trip) ---------------
+    cdef int status
     if N * S * C >= FL_BLOCK_ELEMENTS:
         with nogil:
-            status = _check_and_run(&a, typenum, prob, red, go_scalar, &kept, &bad, &bad_value)
+            status = fl_cross_entropy(&a)
     else:
-        status = _check_and_run(&a, typenum, prob, red, go_scalar, &kept, &bad, &bad_value)
-    if bad >= 0:
-        raise IndexError(f"Target {bad_value} is out of bounds.")
+        status = fl_cross_entropy(&a)
+    if status == FL_ERR_TARGET:
+        raise IndexError(f"Target {a.call.bad_value} is out of bounds.")
     if status == FL_ERR_NOMEM:
         raise MemoryError("cross_entropy: out of memory")
     if stats is not None:
-        stats["threads_used"] = a.threads_used
-        stats["simd"] = fl_simd_name(a.simd).decode()
+        call_stats(stats, &a.call)
 
-    # ---- results: the two terms reduced as torch reduces them -----------------------------
     cdef int out_type = cnp.PyArray_TYPE(x0)
-    cdef double value, eps_c = eps / <double>C  # C == 0: inf, and inf * 0 gives torch's nan
     if red == REDUCE_NONE:
-        if not prob and C == 0 and eps != 0.0:
-            loss_arr.fill(np.nan)
-        loss = loss_arr if cnp.PyArray_TYPE(x0) == typenum else loss_arr.astype(x0.dtype)
-    elif prob:
-        if red == REDUCE_SUM:
-            value = a.nll_sum if N * S != 0 and C != 0 else -0.0  # torch: -(empty sum)
-        else:
-            value = a.nll_sum / <double>(N * S) if C != 0 else np.nan  # torch: / (numel / C)
-        loss = loss_scalar(value, out_type)
-    elif red == REDUCE_SUM:
-        value = a.nll_sum if eps == 0.0 else (1.0 - eps) * a.nll_sum + eps_c * a.smooth_sum
-        loss = loss_scalar(value, out_type)
+        loss = loss_arr if out_type == typenum else loss_arr.astype(x0.dtype)
     else:
-        if eps == 0.0:
-            value = a.nll_sum / kept
-        else:
-            value = (1.0 - eps) * (a.nll_sum / kept) + eps_c * (a.smooth_sum / kept)
-        loss = loss_scalar(value, out_type)
+        loss = loss_scalar(a.call.value, out_type)
     if not want_grad:
         return loss
     if in_place:
@@ -378,3 +328,8 @@ def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, 
     recompute the log-sum-exp."""
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
                           grad_output, out, True, None, None, lse)[1]
+
+
+def _kernel_names():
+    """The names of the cross-entropy kernels the dispatch table holds for the active path."""
+    return kernel_names(fl_cross_entropy_kernels, simd_path())

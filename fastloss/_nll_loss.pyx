@@ -9,62 +9,17 @@ input zero-fills its gradient along contiguous runs. ``fastloss/_reference_softm
 is the slow NumPy twin.
 """
 cimport numpy as cnp
-from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fastloss._csrc cimport fl_index, FL_OK, FL_ERR_NOMEM, FL_BLOCK_ELEMENTS
+from fastloss._csrc cimport *
 from fastloss._validation cimport *
+from fastloss._runtime cimport simd_path
 
 from fastloss import _threads
 
 cnp.import_array()
-
-
-cdef extern from "nll_loss.h" nogil:
-    int FL_NLL_TARGET_I32
-    int FL_NLL_TARGET_I64
-    ctypedef struct fl_nll_args:
-        fl_index n, c, s
-        const void *x
-        fl_index x_sn, x_sc, x_ss
-        int target_kind
-        const void *target
-        fl_index t_sn, t_ss
-        const void *weight
-        fl_index ignore_index
-        const void *grad_out
-        fl_index go_sn, go_ss
-        double scale
-        void *grad
-        fl_index g_sn, g_sc, g_ss
-        void *loss
-        int nthreads
-        double loss_sum
-        int threads_used
-    fl_index fl_nll_check_targets_f32(const fl_nll_args *a, double *kept_weight, int64_t *bad_value)
-    fl_index fl_nll_check_targets_f64(const fl_nll_args *a, double *kept_weight, int64_t *bad_value)
-    int fl_nll_loss_f32(fl_nll_args *a)
-    int fl_nll_loss_f64(fl_nll_args *a)
-
-
-cdef int _check_and_run(fl_nll_args *a, int typenum, int red, double go_scalar,
-                        double *kept, fl_index *bad, int64_t *bad_value) noexcept nogil:
-    """Check every target, then (only if all are valid) set the gradient scale and run."""
-    if typenum == cnp.NPY_FLOAT:
-        bad[0] = fl_nll_check_targets_f32(a, kept, bad_value)
-    else:
-        bad[0] = fl_nll_check_targets_f64(a, kept, bad_value)
-    if bad[0] >= 0:
-        return FL_OK
-    if red == REDUCE_MEAN:
-        a.scale = go_scalar / kept[0] if kept[0] != 0.0 else NAN
-    else:
-        a.scale = go_scalar
-    if typenum == cnp.NPY_FLOAT:
-        return fl_nll_loss_f32(a)
-    return fl_nll_loss_f64(a)
 
 
 cdef object _nll_loss(object input, object target, object weight, object ignore_index,
@@ -139,7 +94,12 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
     a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
     a.grad = cnp.PyArray_DATA(g) if g is not None else NULL
     a.loss = cnp.PyArray_DATA(loss_arr) if loss_arr is not None else NULL
-    a.nthreads = _threads._num_threads
+    a.call.dtype = FL_DTYPE_F32 if typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
+    a.call.simd = simd_path()
+    a.call.nthreads = _threads._num_threads
+    a.call.reduction = red
+    a.call.grad_scale = go_scalar
+    a.call.batch = 1.0
     cdef fl_index x_sn = 0, x_sc, g_sn = 0, g_sc = 0, t_sn = 0, go_sn = 0
     if nd == 1:
         x_sc = elem_stride(x, 0)
@@ -162,30 +122,24 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
         a.x_sn, a.x_ss, a.g_sn, a.g_ss, a.t_sn, a.t_ss, a.go_sn, a.go_ss = x_sn, x_ss, g_sn, g_ss, t_sn, t_ss, go_sn, go_ss
     a.x_sc, a.g_sc = x_sc, g_sc
 
-    cdef double kept = <double>(N * S)
-    cdef int64_t bad_value = 0
-    cdef fl_index bad = -1
-    cdef int status = FL_OK
+    cdef int status
     if N * S >= FL_BLOCK_ELEMENTS or (want_grad and N * S * C >= FL_BLOCK_ELEMENTS):
         with nogil:
-            status = _check_and_run(&a, typenum, red, go_scalar, &kept, &bad, &bad_value)
+            status = fl_nll_loss(&a)
     else:
-        status = _check_and_run(&a, typenum, red, go_scalar, &kept, &bad, &bad_value)
-    if bad >= 0:
-        raise IndexError(f"Target {bad_value} is out of bounds.")
+        status = fl_nll_loss(&a)
+    if status == FL_ERR_TARGET:
+        raise IndexError(f"Target {a.call.bad_value} is out of bounds.")
     if status == FL_ERR_NOMEM:
         raise MemoryError("nll_loss: out of memory")
     if stats is not None:
-        stats["threads_used"] = a.threads_used
+        call_stats(stats, &a.call)
 
     cdef int out_type = cnp.PyArray_TYPE(x0)
     if red == REDUCE_NONE:
         loss = loss_arr if out_type == typenum else loss_arr.astype(np.float16)
-    elif red == REDUCE_SUM:
-        loss = loss_scalar(a.loss_sum, out_type)
     else:
-        loss = loss_scalar(a.loss_sum / kept if kept != 0.0 else (np.nan if a.loss_sum == 0.0 else a.loss_sum / kept),
-                       out_type)
+        loss = loss_scalar(a.call.value, out_type)
     if not want_grad:
         return loss
     if in_place:
@@ -274,3 +228,8 @@ def _nll_loss_stats(input, target, weight=None, ignore_index=-100, reduction="me
     stats = {}
     result = _nll_loss(input, target, weight, ignore_index, reduction, grad_output, out, want_grad, stats)
     return result, stats
+
+
+def _kernel_names():
+    """The names of the nll_loss kernels the dispatch table holds for the active path."""
+    return kernel_names(fl_nll_loss_kernels, simd_path())

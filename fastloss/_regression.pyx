@@ -19,14 +19,13 @@ The same three layers as every loss in fastloss:
 ``fastloss/_reference_regression.py`` is the slow NumPy twin used as the test oracle.
 """
 cimport numpy as cnp
-from libc.math cimport NAN
 from libc.stdint cimport int64_t
 
 import warnings
 
 import numpy as np
 
-from fastloss._csrc cimport fl_index, FL_OK, FL_ERR_NOMEM, FL_BLOCK_ELEMENTS, fl_simd_name
+from fastloss._csrc cimport *
 from fastloss._validation cimport *
 from fastloss._runtime cimport simd_path
 
@@ -35,47 +34,11 @@ from fastloss import _threads
 cnp.import_array()
 
 
-cdef extern from "regression.h" nogil:
-    int FL_REG_MSE
-    int FL_REG_L1
-    int FL_REG_SMOOTH_L1
-    int FL_REG_HUBER
-    int FL_REG_MAXDIM
-    ctypedef struct fl_reg_args:
-        int kind
-        double param
-        int ndim
-        fl_index shape[64]
-        const void *x
-        fl_index xs[64]
-        const void *y
-        fl_index ys[64]
-        const void *grad_out
-        fl_index gos[64]
-        double scale
-        void *grad
-        fl_index gs[64]
-        void *loss
-        fl_index ls[64]
-        int simd
-        int nthreads
-        double loss_sum
-        int threads_used
-    int fl_regression_f32(fl_reg_args *a)
-    int fl_regression_f64(fl_reg_args *a)
-
-
 _NAMES = {0: "mse_loss", 1: "l1_loss", 2: "smooth_l1_loss", 3: "huber_loss"}
 
 
 cdef inline bint _is_real(cnp.ndarray a):
     return cnp.PyArray_ISINTEGER(a) or cnp.PyArray_ISFLOAT(a) or cnp.PyArray_ISBOOL(a)
-
-
-cdef int _run(fl_reg_args *a, int typenum) noexcept nogil:
-    if typenum == cnp.NPY_FLOAT:
-        return fl_regression_f32(a)
-    return fl_regression_f64(a)
 
 
 cdef tuple _memory_order(cnp.ndarray xb):
@@ -212,8 +175,12 @@ cdef object _regression(int kind, object input, object target, object reduction,
     cdef fl_reg_args a
     a.kind = kind
     a.param = p
-    a.simd = simd_path()
-    a.nthreads = _threads._num_threads
+    a.call.dtype = FL_DTYPE_F32 if typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
+    a.call.simd = simd_path()
+    a.call.nthreads = _threads._num_threads
+    a.call.reduction = red
+    a.call.grad_scale = go_scalar
+    a.call.batch = 1.0
     a.x = cnp.PyArray_DATA(xb)
     a.y = cnp.PyArray_DATA(tb)
     a.grad_out = cnp.PyArray_DATA(go) if go is not None else NULL
@@ -248,34 +215,25 @@ cdef object _regression(int kind, object input, object target, object reduction,
         else:
             for i in range(a.ndim):
                 a.ls[i] = 0
-    if red == REDUCE_MEAN:
-        a.scale = go_scalar / <double>numel if numel else NAN
-    else:
-        a.scale = go_scalar
 
-    # ---- the kernel (the GIL released only for work worth the round trip) -----------------
-    cdef int status = FL_OK
-    a.loss_sum = 0.0
-    a.threads_used = 1
+    # ---- the one C call: kernel and reduction (the GIL released only for work worth the
+    # round trip) ---------------------------------------------------------------------------
+    cdef int status
     if numel >= FL_BLOCK_ELEMENTS:
         with nogil:
-            status = _run(&a, typenum)
-    elif numel:
-        status = _run(&a, typenum)
+            status = fl_regression(&a)
+    else:
+        status = fl_regression(&a)
     if status == FL_ERR_NOMEM:
         raise MemoryError(f"{name}: out of memory")
     if stats is not None:
-        stats["threads_used"] = a.threads_used
-        stats["simd"] = fl_simd_name(a.simd).decode()
+        call_stats(stats, &a.call)
 
-    # ---- results -----------------------------------------------------------------------
     cdef int out_type = cnp.PyArray_TYPE(x0)
     if red == REDUCE_NONE:
         loss = loss_arr if out_type == typenum else loss_arr.astype(x0.dtype)
-    elif red == REDUCE_SUM:
-        loss = loss_scalar(a.loss_sum, out_type)
     else:
-        loss = loss_scalar(a.loss_sum / <double>numel if numel else NAN, out_type)
+        loss = loss_scalar(a.call.value, out_type)
     if not want_grad:
         return loss
 
@@ -479,3 +437,8 @@ def _regression_stats(str name, input, target, reduction="mean", param=None, gra
     stats = {}
     result = _regression(kind, input, target, reduction, param, grad_output, out, want_grad, stats)
     return result, stats
+
+
+def _kernel_names():
+    """The names of the regression kernels the dispatch table holds for the active path."""
+    return kernel_names(fl_regression_kernels, simd_path())

@@ -18,32 +18,13 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fastloss._csrc cimport fl_index, FL_OK, FL_BLOCK_ELEMENTS, fl_simd_name
+from fastloss._csrc cimport *
 from fastloss._validation cimport *
 from fastloss._runtime cimport simd_path
 
 from fastloss import _threads
 
 cnp.import_array()
-
-
-cdef extern from "softmax.h" nogil:
-    ctypedef struct fl_softmax_args:
-        fl_index n, c, s
-        int log
-        const void *x
-        fl_index x_sn, x_sc, x_ss
-        const void *y
-        fl_index y_sn, y_sc, y_ss
-        void *out
-        fl_index o_sn, o_sc, o_ss
-        int simd
-        int nthreads
-        int threads_used
-    int fl_softmax_f32(fl_softmax_args *a)
-    int fl_softmax_f64(fl_softmax_args *a)
-    int fl_softmax_backward_f32(fl_softmax_args *a)
-    int fl_softmax_backward_f64(fl_softmax_args *a)
 
 
 cdef bint _view(cnp.ndarray a, int axis, fl_index *sn, fl_index *sc, fl_index *ss):
@@ -138,6 +119,7 @@ cdef object _softmax(object input, object output, object axis, object out, bint 
         a.s *= cnp.PyArray_DIM(x, d)
     a.c = cnp.PyArray_DIM(x, ax)
     a.log = log
+    a.backward = backward
     a.x = cnp.PyArray_DATA(x)
     a.y = cnp.PyArray_DATA(y) if y is not None else NULL
     a.out = cnp.PyArray_DATA(o)
@@ -147,17 +129,20 @@ cdef object _softmax(object input, object output, object axis, object out, bint 
     a.x_sn, a.x_sc, a.x_ss = x_sn, x_sc, x_ss
     a.y_sn, a.y_sc, a.y_ss = y_sn, y_sc, y_ss
     a.o_sn, a.o_sc, a.o_ss = o_sn, o_sc, o_ss
-    a.simd = simd_path()
-    a.nthreads = _threads._num_threads
+    a.call.dtype = FL_DTYPE_F32 if typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
+    a.call.simd = simd_path()
+    a.call.nthreads = _threads._num_threads
+    a.call.reduction = FL_REDUCE_NONE
+    a.call.grad_scale = 1.0
+    a.call.batch = 1.0
 
     if a.n * a.s * a.c >= FL_BLOCK_ELEMENTS:
         with nogil:
-            _run(&a, typenum, backward)
+            fl_softmax(&a)
     else:
-        _run(&a, typenum, backward)
+        fl_softmax(&a)
     if stats is not None:
-        stats["threads_used"] = a.threads_used
-        stats["simd"] = fl_simd_name(a.simd).decode()
+        call_stats(stats, &a.call)
 
     if o_user is not None:
         if o is not o_user:
@@ -168,16 +153,6 @@ cdef object _softmax(object input, object output, object axis, object out, bint 
     if cnp.PyArray_TYPE(x0) != typenum:
         o = o.astype(np.float16)  # native byte order
     return o
-
-
-cdef int _run(fl_softmax_args *a, int typenum, bint backward) noexcept nogil:
-    if backward:
-        if typenum == cnp.NPY_FLOAT:
-            return fl_softmax_backward_f32(a)
-        return fl_softmax_backward_f64(a)
-    if typenum == cnp.NPY_FLOAT:
-        return fl_softmax_f32(a)
-    return fl_softmax_f64(a)
 
 
 def log_softmax(input, axis=-1, out=None):
@@ -289,3 +264,8 @@ def _softmax_stats(name, *args, **kwargs):
         axis = args[1] if len(args) > 1 else kwargs.get("axis", -1)
         result = _softmax(args[0], None, axis, kwargs.get("out"), log, False, stats)
     return result, stats
+
+
+def _kernel_names():
+    """The names of the softmax kernels the dispatch table holds for the active path."""
+    return kernel_names(fl_softmax_kernels, simd_path())
