@@ -1,8 +1,8 @@
 /*
  * Binary cross-entropy (probabilities and logits) and Kullback-Leibler kernels: the template
  * binary_simd.h instantiated for float32 / float64 on the generic, AVX2 and AVX-512 paths,
- * and the entry points that cut the work into fixed blocks and run them. Formulas and
- * argument conventions: binary.h.
+ * their dispatch table, and the entry point fl_binary (domain check, scale, kernel,
+ * reduction). Formulas and argument conventions: binary.h.
  */
 #include "binary.h"
 
@@ -13,9 +13,6 @@
 #include "simd_avx512.h"
 #include "simd_generic.h"
 
-#define FL_XCAT_(a, b) a##b
-#define FL_XCAT(a, b) FL_XCAT_(a, b)
-
 #if defined(__GNUC__) || defined(__clang__)
 #define FL_BIN_INLINE inline __attribute__((always_inline))
 #else
@@ -24,131 +21,91 @@
 
 typedef struct {
     const fl_bin_args *a;
-    fl_index total; /* rows * cols */
-    double *partial; /* the check pass: a flag per block */
+    fl_index total;       /* rows * cols */
+    double scale;         /* call.grad_scale over the reduction's denominator */
+    unsigned char *flags; /* the domain check: a flag per block */
 } bin_ctx;
 
+#define FL_TEMPLATE "binary_dtype.h"
+#include "fl_instantiate_dtype.h"
 
 #define FL_TEMPLATE "binary_simd.h"
 #include "fl_instantiate.h"
 
-/* ---- entry points ---------------------------------------------------------------- */
+/* ---- the dispatch table: [path][dtype][kind, then the check] ------------------------ */
 
-/* Runs the check pass fn over the fixed blocks; partial[b] receives block b's flag. */
-static int bin_run_blocks(fl_bin_args *a, fl_block_fn fn, bin_ctx *ctx, fl_index *nblocks_out)
+enum { BIN_CHECK = 4, BIN_NVARIANTS };
+
+#define BIN_DTYPE_ROW(ts, path)                                                                \
+    {FL_KERNEL_PATH(binary, bce, ts, path, bin_blk), FL_KERNEL_PATH(binary, bce_logits, ts, path, bin_blk), \
+     FL_KERNEL_PATH(binary, kl, ts, path, bin_blk), FL_KERNEL_PATH(binary, kl_log, ts, path, bin_blk),      \
+     FL_KERNEL_PATH(binary, check, ts, path, bin_blk)}
+#define BIN_PATH_ROW(path) {BIN_DTYPE_ROW(f32, path), BIN_DTYPE_ROW(f64, path)}
+
+/* indexed by FL_BIN_BCE, FL_BIN_BCE_LOGITS, FL_BIN_KL, FL_BIN_KL_LOG, BIN_CHECK */
+static const fl_kernel BIN_KERNELS[FL_NSIMD][FL_NDTYPES][BIN_NVARIANTS] = {
+    BIN_PATH_ROW(generic), BIN_PATH_ROW(FL_PATH_AVX2), BIN_PATH_ROW(FL_PATH_AVX512)};
+
+int fl_binary_kernels(int simd, const char **names, int max)
 {
-    ctx->a = a;
-    ctx->total = a->rows * a->cols;
-    ctx->partial = NULL;
-    a->threads_used = 1;
-    *nblocks_out = 0;
-    if (ctx->total == 0)
-        return FL_OK;
-    const fl_index nblocks = (ctx->total + FL_BLOCK_ELEMENTS - 1) / FL_BLOCK_ELEMENTS;
-    ctx->partial = (double *)malloc((size_t)nblocks * sizeof(double));
-    if (ctx->partial == NULL)
-        return FL_ERR_NOMEM;
-    *nblocks_out = nblocks;
-    a->threads_used = fl_parallel_blocks(fn, ctx, nblocks, a->nthreads);
-    return FL_OK;
+    return fl_kernel_names(&BIN_KERNELS[fl_simd_row(simd)][0][0], FL_NDTYPES * BIN_NVARIANTS, names, max);
 }
 
-static int bin_run(fl_bin_args *a, fl_sum_block_fn fn)
+/* ---- the entry point ---------------------------------------------------------------- */
+
+/* FL_BIN_BCE's domain check: the vector pass flags blocks, then the first flagged block is
+ * scanned for the first bad element. FL_OK, FL_ERR_DOMAIN or FL_ERR_NOMEM. */
+static int bin_check_domain(bin_ctx *ctx, const fl_kernel *row, int f32, fl_call *call)
 {
+    const fl_bin_args *a = ctx->a;
+    const fl_index nblocks = (ctx->total + FL_BLOCK_ELEMENTS - 1) / FL_BLOCK_ELEMENTS;
+    ctx->flags = (unsigned char *)malloc((size_t)nblocks);
+    if (ctx->flags == NULL)
+        return FL_ERR_NOMEM;
+    int st = fl_parallel_run(&row[BIN_CHECK], ctx, nblocks, 0, NULL, call);
+    int which = 0;
+    if (st == FL_OK) {
+        const fl_index bad = f32 ? bin_find_bad_f32(a, ctx->flags, nblocks, ctx->total, &which)
+                                 : bin_find_bad_f64(a, ctx->flags, nblocks, ctx->total, &which);
+        if (bad >= 0) {
+            call->bad_operand = which;
+            st = FL_ERR_DOMAIN;
+        }
+    }
+    free(ctx->flags);
+    ctx->flags = NULL;
+    return st;
+}
+
+int fl_binary(fl_bin_args *a)
+{
+    fl_call *call = &a->call;
+    fl_call_reset(call);
     bin_ctx ctx;
     ctx.a = a;
     ctx.total = a->rows * a->cols;
-    ctx.partial = NULL;
-    const fl_index nblocks = (ctx.total + FL_BLOCK_ELEMENTS - 1) / FL_BLOCK_ELEMENTS;
-    const int used = fl_parallel_sum(fn, &ctx, nblocks, a->nthreads, 1, &a->sum);
-    if (used == FL_ERR_NOMEM)
-        return FL_ERR_NOMEM;
-    a->threads_used = used;
-    return FL_OK;
-}
-
-/* The first bad element of the first bad block, scanned in scalar code. */
-#define FL_BIN_FIND_BAD(T)                                                                    \
-    for (fl_index b = 0; b < nblocks; b++) {                                                  \
-        if (ctx.partial[b] == 0.0)                                                            \
-            continue;                                                                         \
-        const fl_index hi = (b + 1) * FL_BLOCK_ELEMENTS < ctx.total ? (b + 1) * FL_BLOCK_ELEMENTS : ctx.total; \
-        for (fl_index i = b * FL_BLOCK_ELEMENTS; i < hi; i++) {                               \
-            const fl_index r = i / a->cols, k = i - r * a->cols;                              \
-            const T xv = ((const T *)a->x)[r * a->x_sr + k * a->x_sk];                        \
-            const T yv = ((const T *)a->y)[r * a->y_sr + k * a->y_sk];                        \
-            if (!(xv >= 0 && xv <= 1)) {                                                      \
-                *which = 0;                                                                   \
-                found = i;                                                                    \
-                break;                                                                        \
-            }                                                                                 \
-            if (!(yv >= 0 && yv <= 1)) {                                                      \
-                *which = 1;                                                                   \
-                found = i;                                                                    \
-                break;                                                                        \
-            }                                                                                 \
-        }                                                                                     \
-        break;                                                                                \
+    ctx.flags = NULL;
+    const int f32 = call->dtype == FL_DTYPE_F32;
+    const int kind = a->kind >= 0 && a->kind < BIN_CHECK ? a->kind : FL_BIN_KL_LOG;
+    const fl_kernel *row = BIN_KERNELS[fl_simd_row(call->simd)][f32 ? 0 : 1];
+    if (kind == FL_BIN_BCE && ctx.total > 0) {
+        const int st = bin_check_domain(&ctx, row, f32, call);
+        if (st != FL_OK)
+            return st;
     }
-
-fl_index fl_bin_check_unit_f32(const fl_bin_args *ca, int *which)
-{
-    fl_bin_args copy = *ca, *a = &copy;
-    fl_block_fn fn = bin_check_block_f32_generic;
-#if FL_HAVE_AVX2_BUILD
-    if (a->simd == FL_SIMD_AVX512)
-        fn = bin_check_block_f32_avx512;
-    else if (a->simd == FL_SIMD_AVX2)
-        fn = bin_check_block_f32_avx2;
-#endif
-    bin_ctx ctx;
-    fl_index nblocks, found = -1;
-    *which = 0;
-    if (bin_run_blocks(a, fn, &ctx, &nblocks) != FL_OK)
-        return -2;
-    FL_BIN_FIND_BAD(float)
-    free(ctx.partial);
-    return found;
-}
-
-fl_index fl_bin_check_unit_f64(const fl_bin_args *ca, int *which)
-{
-    fl_bin_args copy = *ca, *a = &copy;
-    fl_block_fn fn = bin_check_block_f64_generic;
-#if FL_HAVE_AVX2_BUILD
-    if (a->simd == FL_SIMD_AVX512)
-        fn = bin_check_block_f64_avx512;
-    else if (a->simd == FL_SIMD_AVX2)
-        fn = bin_check_block_f64_avx2;
-#endif
-    bin_ctx ctx;
-    fl_index nblocks, found = -1;
-    *which = 0;
-    if (bin_run_blocks(a, fn, &ctx, &nblocks) != FL_OK)
-        return -2;
-    FL_BIN_FIND_BAD(double)
-    free(ctx.partial);
-    return found;
-}
-
-int fl_binary_f32(fl_bin_args *a)
-{
-#if FL_HAVE_AVX2_BUILD
-    if (a->simd == FL_SIMD_AVX512)
-        return bin_run(a, bin_block_f32_avx512);
-    if (a->simd == FL_SIMD_AVX2)
-        return bin_run(a, bin_block_f32_avx2);
-#endif
-    return bin_run(a, bin_block_f32_generic);
-}
-
-int fl_binary_f64(fl_bin_args *a)
-{
-#if FL_HAVE_AVX2_BUILD
-    if (a->simd == FL_SIMD_AVX512)
-        return bin_run(a, bin_block_f64_avx512);
-    if (a->simd == FL_SIMD_AVX2)
-        return bin_run(a, bin_block_f64_avx2);
-#endif
-    return bin_run(a, bin_block_f64_generic);
+    double denom = 1.0;
+    if (call->reduction == FL_REDUCE_MEAN)
+        denom = (double)ctx.total;
+    else if (call->reduction == FL_REDUCE_BATCHMEAN)
+        denom = call->batch;
+    ctx.scale = call->reduction != FL_REDUCE_NONE ? call->grad_scale / denom : call->grad_scale;
+    double sum = 0.0;
+    if (ctx.total > 0) {
+        if (fl_parallel_run(&row[kind], &ctx, (ctx.total + FL_BLOCK_ELEMENTS - 1) / FL_BLOCK_ELEMENTS, 1, &sum,
+                            call) != FL_OK)
+            return FL_ERR_NOMEM;
+    }
+    if (call->reduction != FL_REDUCE_NONE)
+        call->value = sum / denom;
+    return FL_OK;
 }

@@ -14,7 +14,8 @@
  *   FL_BIN_KL_LOG       Kullback-Leibler, log-probabilities x and y:
  *                         loss = exp(y) (y - x),  grad = -s exp(y)
  *
- * where s is the upstream factor: go[i] * scale (go absent: scale alone).
+ * where s is the upstream factor: go[i] * scale (go absent: scale alone), scale the upstream
+ * scalar call.grad_scale over the reduction's denominator.
  *
  * Every operand is seen as a 2-D array of rows x cols (the Cython layer merges the
  * broadcast shape down to at most two axes), element (r, k) at p[r * sr + k * sk]
@@ -36,6 +37,7 @@
 #define FL_BIN_KL_LOG 3
 
 typedef struct fl_bin_args {
+    fl_call call; /* reduction may be FL_REDUCE_BATCHMEAN (kl_div) */
     int kind;
     fl_index rows, cols;
     const void *x;
@@ -46,28 +48,19 @@ typedef struct fl_bin_args {
     fl_index w_sr, w_sk;
     const void *pw; /* NULL: 1 (FL_BIN_BCE_LOGITS only) */
     fl_index pw_sr, pw_sk;
-    const void *go; /* NULL: s = scale */
+    const void *go; /* NULL: s = the gradient scale alone */
     fl_index go_sr, go_sk;
-    double scale;
     void *grad; /* NULL: no gradient; may be x itself (same strides) */
     fl_index g_sr, g_sk;
     void *loss; /* NULL: no per-element loss */
     fl_index l_sr, l_sk;
-    int simd;
-    int nthreads;
-    /* results */
-    double sum; /* sum of the (weighted) losses */
-    int threads_used;
 } fl_bin_args;
 
-/* FL_BIN_BCE's domain check, before any kernel: returns -1 when every x and y (same 2-D
- * view as the kernel) is in [0, 1], else the row-major position of the first bad element,
- * with *which = 0 for x, 1 for y. */
-fl_index fl_bin_check_unit_f32(const fl_bin_args *a, int *which);
-fl_index fl_bin_check_unit_f64(const fl_bin_args *a, int *which);
-
-/* The kernels: FL_OK or FL_ERR_NOMEM. */
-int fl_binary_f32(fl_bin_args *a);
-int fl_binary_f64(fl_bin_args *a);
+/* The entry point: for FL_BIN_BCE the [0, 1] domain check of x and y first (FL_ERR_DOMAIN,
+ * nothing written, call.bad_operand 0 = input, 1 = target), then the kernel and the
+ * reduction ("mean": over the element count; "batchmean": over call.batch). FL_OK,
+ * FL_ERR_DOMAIN or FL_ERR_NOMEM. */
+int fl_binary(fl_bin_args *a);
+int fl_binary_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_BINARY_H */

@@ -9,8 +9,9 @@
  *              plus one padded tail vector; returns the run's loss sum (double lanes);
  *   bin_rowseg elements [k0, k0 + n) of one row: bin_seg directly when the strides allow,
  *              else through stack buffers (gather, bin_seg, scatter: the same arithmetic);
- *   bin_block  one fixed block of the row-major order (the OpenMP work item);
- *   bin_check_block  FL_BIN_BCE's domain check on one block.
+ *   bin_block  one fixed block of the row-major order (the OpenMP work item), per loss:
+ *              bin_blk_<kind>, the dispatch table's entries;
+ *   bin_blk_check  FL_BIN_BCE's domain check on one block.
  */
 /* the smallest subnormal of the dtype (log's argument floor for y log y at y = 0) */
 #if FL_F32
@@ -18,11 +19,6 @@
 #else
 #define FL_BIN_DENORM_MIN 4.9406564584124654e-324
 #endif
-#define FL_OP(name) FL_XCAT(FL_P, name)
-#define FL_V FL_XCAT(FL_P, v)
-#define FL_ACC FL_XCAT(FL_P, acc)
-#define FL_L FL_XCAT(FL_P, LANES)
-#define FL_KN(name) FL_XCAT(FL_XCAT(FL_XCAT(name, _), FL_TS), FL_XCAT(_, FL_PATH))
 
 /* One contiguous run: NULL w / pw / go pointers mean "the value wv / pwv / 1 for every
  * element"; the upstream factor is go[i] * sv (or sv). */
@@ -119,6 +115,9 @@ static FL_BIN_INLINE FL_ATTR double FL_KN(bin_seg)(const int kind, const FL_KN(b
         const FL_V pi = pw ? FL_OP(loadn)(pw + i, r, 0) : pwv;
         const FL_V si = go ? FL_OP(mul)(FL_OP(loadn)(go + i, r, 0), sv) : sv;
         FL_KN(bin_vec)(kind, has_w, has_pw, want_g, xi, yi, wi, pi, si, &l, &gr);
+#if FL_MUTATE
+        gr = FL_OP(mul)(gr, FL_OP(set1)((FL_T)1.01));
+#endif
         if (lp)
             FL_OP(storen)(lp + i, l, r);
         if (want_g)
@@ -169,8 +168,10 @@ static inline const FL_T *FL_KN(bin_gather)(const FL_T *p, fl_index sk, fl_index
 }
 
 /* Elements [k0, k0 + n) of row r. */
-static FL_ATTR double FL_KN(bin_rowseg)(const fl_bin_args *a, fl_index r, fl_index k0, fl_index n)
+static FL_BIN_INLINE FL_ATTR double FL_KN(bin_rowseg)(const int kind, const bin_ctx *cx, fl_index r, fl_index k0,
+                                                     fl_index n)
 {
+    const fl_bin_args *a = cx->a;
     const FL_T *x = (const FL_T *)a->x + r * a->x_sr + k0 * a->x_sk;
     const FL_T *y = (const FL_T *)a->y + r * a->y_sr + k0 * a->y_sk;
     const FL_T *w = a->w ? (const FL_T *)a->w + r * a->w_sr + k0 * a->w_sk : NULL;
@@ -184,10 +185,10 @@ static FL_ATTR double FL_KN(bin_rowseg)(const fl_bin_args *a, fl_index r, fl_ind
     /* operands constant along the row become values */
     R.wv = w && a->w_sk == 0 ? *w : (FL_T)1;
     R.pwv = pw && a->pw_sk == 0 ? *pw : (FL_T)1;
-    R.sv = (FL_T)a->scale;
+    R.sv = (FL_T)cx->scale;
     const FL_T *go_run = go;
     if (go && a->go_sk == 0) {
-        R.sv = (FL_T)((double)*go * a->scale);
+        R.sv = (FL_T)((double)*go * cx->scale);
         go_run = NULL;
     }
     const FL_T *w_run = w && a->w_sk != 0 ? w : NULL;
@@ -197,7 +198,7 @@ static FL_ATTR double FL_KN(bin_rowseg)(const fl_bin_args *a, fl_index r, fl_ind
                        (!w_run || a->w_sk == 1) && (!pw_run || a->pw_sk == 1) && (!go_run || a->go_sk == 1);
     if (direct) {
         R.x = x, R.y = y, R.w = w_run, R.pw = pw_run, R.go = go_run, R.g = g, R.l = l;
-        return FL_KN(bin_seg_any)(a->kind, &R, n);
+        return FL_KN(bin_seg_any)(kind, &R, n);
     }
     /* chunks through stack buffers; a result's own buffer is scattered after the chunk */
     enum { CH = 256 };
@@ -212,7 +213,7 @@ static FL_ATTR double FL_KN(bin_rowseg)(const fl_bin_args *a, fl_index r, fl_ind
         R.go = go_run ? FL_KN(bin_gather)(go_run + i * a->go_sk, a->go_sk, m, bgo) : NULL;
         R.g = g ? (a->g_sk == 1 ? g + i : bg) : NULL;
         R.l = l ? (a->l_sk == 1 ? l + i : bl) : NULL;
-        sum += FL_KN(bin_seg_any)(a->kind, &R, m);
+        sum += FL_KN(bin_seg_any)(kind, &R, m);
         if (g && a->g_sk != 1)
             for (fl_index k = 0; k < m; k++)
                 g[(i + k) * a->g_sk] = bg[k];
@@ -223,9 +224,9 @@ static FL_ATTR double FL_KN(bin_rowseg)(const fl_bin_args *a, fl_index r, fl_ind
     return sum;
 }
 
-static FL_ATTR void FL_KN(bin_block)(void *vctx, fl_index b, double *sums)
+static FL_BIN_INLINE FL_ATTR void FL_KN(bin_block)(const int kind, void *vctx, fl_index b, double *sums)
 {
-    bin_ctx *c = (bin_ctx *)vctx;
+    const bin_ctx *c = (const bin_ctx *)vctx;
     const fl_bin_args *a = c->a;
     fl_index lo = b * FL_BLOCK_ELEMENTS;
     const fl_index hi = lo + FL_BLOCK_ELEMENTS < c->total ? lo + FL_BLOCK_ELEMENTS : c->total;
@@ -233,7 +234,7 @@ static FL_ATTR void FL_KN(bin_block)(void *vctx, fl_index b, double *sums)
     while (lo < hi) {
         const fl_index r = lo / a->cols, k0 = lo - r * a->cols;
         const fl_index n = a->cols - k0 < hi - lo ? a->cols - k0 : hi - lo;
-        sum += FL_KN(bin_rowseg)(a, r, k0, n);
+        sum += FL_KN(bin_rowseg)(kind, c, r, k0, n);
         lo += n;
     }
     sums[0] = sum;
@@ -264,9 +265,23 @@ static FL_ATTR int FL_KN(bin_unit_bad)(const FL_T *p, fl_index n)
     return s != s;
 }
 
-static FL_ATTR void FL_KN(bin_check_block)(void *vctx, fl_index b)
+/* The table's block functions: one per loss (sums[0] = the block's loss sum, stored once),
+ * and the domain check (sums unused; the block's flag in ctx->flags[b]). */
+static FL_ATTR void FL_KN(bin_blk_bce)(void *vctx, fl_index b, double *sums) { FL_KN(bin_block)(FL_BIN_BCE, vctx, b, sums); }
+static FL_ATTR void FL_KN(bin_blk_bce_logits)(void *vctx, fl_index b, double *sums)
 {
-    bin_ctx *c = (bin_ctx *)vctx;
+    FL_KN(bin_block)(FL_BIN_BCE_LOGITS, vctx, b, sums);
+}
+static FL_ATTR void FL_KN(bin_blk_kl)(void *vctx, fl_index b, double *sums) { FL_KN(bin_block)(FL_BIN_KL, vctx, b, sums); }
+static FL_ATTR void FL_KN(bin_blk_kl_log)(void *vctx, fl_index b, double *sums)
+{
+    FL_KN(bin_block)(FL_BIN_KL_LOG, vctx, b, sums);
+}
+
+static FL_ATTR void FL_KN(bin_blk_check)(void *vctx, fl_index b, double *sums)
+{
+    const bin_ctx *c = (const bin_ctx *)vctx;
+    (void)sums;
     const fl_bin_args *a = c->a;
     fl_index lo = b * FL_BLOCK_ELEMENTS;
     const fl_index hi = lo + FL_BLOCK_ELEMENTS < c->total ? lo + FL_BLOCK_ELEMENTS : c->total;
@@ -290,12 +305,7 @@ static FL_ATTR void FL_KN(bin_check_block)(void *vctx, fl_index b)
         }
         lo += n;
     }
-    c->partial[b] = bad;
+    c->flags[b] = (unsigned char)bad;
 }
 
-#undef FL_OP
-#undef FL_V
-#undef FL_ACC
-#undef FL_L
-#undef FL_KN
 #undef FL_BIN_DENORM_MIN

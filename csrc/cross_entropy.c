@@ -1,7 +1,8 @@
 /*
- * Cross-entropy kernels: the templates instantiated for float32 / float64 and for the
- * generic / AVX2 paths, and the two entry points that cut the work into blocks and run them.
- * Formulas and argument conventions: cross_entropy.h.
+ * Cross-entropy: the templates instantiated for float32 / float64 and the generic / AVX2 /
+ * AVX-512 paths, their dispatch table, and the entry point fl_cross_entropy (the call
+ * protocol of fastloss.h: check targets, scale, kernel, reduction). Formulas and argument
+ * conventions: cross_entropy.h.
  */
 #include "cross_entropy.h"
 
@@ -12,9 +13,6 @@
 #include "simd_avx2.h"
 #include "simd_avx512.h"
 #include "simd_generic.h"
-
-#define FL_XCAT_(a, b) a##b
-#define FL_XCAT(a, b) FL_XCAT_(a, b)
 
 static inline fl_index ce_target(const fl_ce_args *a, fl_index i, fl_index j)
 {
@@ -33,31 +31,38 @@ static inline double ce_combine(const fl_ce_args *a, double nll, double smooth)
     return (1.0 - eps) * nll + eps / (double)a->c * smooth;
 }
 
-enum { CE_ROWS, CE_COLS, CE_STRIDED };
-
+/* The per-call context the kernels read (the args stay const). */
 typedef struct {
     const fl_ce_args *a;
-    int layout;
     fl_index npos, block;
+    double scale;        /* call.grad_scale over the mean's denominator (1 for none / sum) */
+    double weight_total; /* sum of the class weights, c without weights */
 } ce_ctx;
 
-/* ---- dtype-only parts ------------------------------------------------------------ */
-#define FL_T float
-#define FL_TS f32
-#include "cross_entropy_dtype.h"
-#undef FL_T
-#undef FL_TS
-
-#define FL_T double
-#define FL_TS f64
-#include "cross_entropy_dtype.h"
-#undef FL_T
-#undef FL_TS
+#define FL_TEMPLATE "cross_entropy_dtype.h"
+#include "fl_instantiate_dtype.h"
 
 #define FL_TEMPLATE "cross_entropy_simd.h"
 #include "fl_instantiate.h"
 
-/* ---- entry points ---------------------------------------------------------------- */
+/* ---- the dispatch table: [path][dtype][layout] ------------------------------------- */
+
+enum { CE_ROWS, CE_COLS, CE_STRIDED, CE_NLAYOUTS };
+
+#define CE_DTYPE_ROW(ts, path)                                                                 \
+    {FL_KERNEL_PATH(cross_entropy, rows, ts, path, ce_blk), FL_KERNEL_PATH(cross_entropy, cols, ts, path, ce_blk), \
+     FL_KERNEL_DTYPE(cross_entropy, strided, ts, ce_blk)}
+#define CE_PATH_ROW(path) {CE_DTYPE_ROW(f32, path), CE_DTYPE_ROW(f64, path)}
+
+static const fl_kernel CE_KERNELS[FL_NSIMD][FL_NDTYPES][CE_NLAYOUTS] = {
+    CE_PATH_ROW(generic), CE_PATH_ROW(FL_PATH_AVX2), CE_PATH_ROW(FL_PATH_AVX512)};
+
+int fl_cross_entropy_kernels(int simd, const char **names, int max)
+{
+    return fl_kernel_names(&CE_KERNELS[fl_simd_row(simd)][0][0], FL_NDTYPES * CE_NLAYOUTS, names, max);
+}
+
+/* ---- the entry point ---------------------------------------------------------------- */
 
 static int ce_layout(const fl_ce_args *a)
 {
@@ -69,53 +74,74 @@ static int ce_layout(const fl_ce_args *a)
     return CE_STRIDED;
 }
 
-static int ce_run(fl_ce_args *a, fl_sum_block_fn block_fn)
+static double ce_weight_total(const fl_ce_args *a)
 {
-    ce_ctx ctx;
-    ctx.a = a;
-    ctx.layout = ce_layout(a);
-    ctx.npos = a->n * a->s;
-    a->nll_sum = a->smooth_sum = 0.0;
-    a->threads_used = 1;
-    if (ctx.npos == 0)
-        return FL_OK;
-    /* Fixed blocks of about FL_BLOCK_ELEMENTS elements, a multiple of 8 positions in the
-     * column layout so that its vectors stay whole. */
+    if (a->weight == NULL)
+        return (double)a->c;
+    double total = 0.0;
+    for (fl_index k = 0; k < a->c; k++)
+        total += a->call.dtype == FL_DTYPE_F32 ? (double)((const float *)a->weight)[k]
+                                               : ((const double *)a->weight)[k];
+    return total;
+}
+
+int fl_cross_entropy(fl_ce_args *a)
+{
+    fl_call *call = &a->call;
+    fl_call_reset(call);
+    const int prob = a->target_kind == FL_TARGET_PROB;
+    const fl_index npos = a->n * a->s;
+    /* 1. targets, before anything is written */
+    double kept = (double)npos; /* the mean's denominator */
+    if (!prob) {
+        const int st = fl_check_class_targets(a->target_kind, a->target, a->n, a->s, a->t_sn, a->t_ss, a->c,
+                                              a->ignore_index, a->weight, call->dtype, &kept, call);
+        if (st != FL_OK)
+            return st;
+    }
+    /* 2. the gradient scale: kept == 0 with kept positions (their weights sum to 0) gives
+     * torch's NaN gradient; when every position is ignored the gradient is 0 anyway */
+    ce_ctx cx;
+    cx.a = a;
+    cx.npos = npos;
+    cx.scale = call->reduction == FL_REDUCE_MEAN ? fl_mean_scale(call->grad_scale, kept) : call->grad_scale;
+    cx.weight_total = ce_weight_total(a);
+    /* 3. the kernel, in fixed blocks of about FL_BLOCK_ELEMENTS elements (a multiple of 8
+     * positions in the column layout, so that its vectors stay whole) */
+    const int layout = ce_layout(a);
     fl_index block = FL_BLOCK_ELEMENTS / (a->c > 1 ? a->c : 1);
     if (block < 1)
         block = 1;
-    if (ctx.layout == CE_COLS)
+    if (layout == CE_COLS)
         block = (block + 7) / 8 * 8;
-    ctx.block = block;
-    const fl_index nblocks = (ctx.npos + block - 1) / block;
-    double totals[2];
-    const int used = fl_parallel_sum(block_fn, &ctx, nblocks, a->nthreads, 2, totals);
-    if (used == FL_ERR_NOMEM)
-        return FL_ERR_NOMEM;
-    a->threads_used = used;
-    a->nll_sum = totals[0];
-    a->smooth_sum = totals[1];
+    cx.block = block;
+    double sums[2] = {0.0, 0.0}; /* nll terms, smoothing terms */
+    if (npos > 0) {
+        const fl_kernel *k = &CE_KERNELS[fl_simd_row(call->simd)][call->dtype == FL_DTYPE_F32 ? 0 : 1][layout];
+        if (fl_parallel_run(k, &cx, (npos + block - 1) / block, 2, sums, call) != FL_OK)
+            return FL_ERR_NOMEM;
+    }
+    /* 4. the two terms reduced as torch reduces them */
+    const double eps = a->label_smoothing, eps_c = eps / (double)a->c; /* c == 0: inf, and inf * 0 gives torch's NaN */
+    const double nll = sums[0], smooth = sums[1];
+    if (call->reduction == FL_REDUCE_NONE) {
+        if (!prob && a->c == 0 && eps != 0.0 && a->loss) {
+            for (fl_index p = 0; p < npos; p++) {
+                if (call->dtype == FL_DTYPE_F32)
+                    ((float *)a->loss)[p] = NAN;
+                else
+                    ((double *)a->loss)[p] = NAN;
+            }
+        }
+    } else if (prob) {
+        if (call->reduction == FL_REDUCE_SUM)
+            call->value = npos != 0 && a->c != 0 ? nll : -0.0; /* torch: -(empty sum) */
+        else
+            call->value = a->c != 0 ? nll / (double)npos : NAN; /* torch: / (numel / C) */
+    } else if (call->reduction == FL_REDUCE_SUM) {
+        call->value = eps == 0.0 ? nll : (1.0 - eps) * nll + eps_c * smooth;
+    } else {
+        call->value = eps == 0.0 ? nll / kept : (1.0 - eps) * (nll / kept) + eps_c * (smooth / kept);
+    }
     return FL_OK;
-}
-
-int fl_cross_entropy_f32(fl_ce_args *a)
-{
-#if FL_HAVE_AVX2_BUILD
-    if (a->simd == FL_SIMD_AVX512)
-        return ce_run(a, ce_block_f32_avx512);
-    if (a->simd == FL_SIMD_AVX2)
-        return ce_run(a, ce_block_f32_avx2);
-#endif
-    return ce_run(a, ce_block_f32_generic);
-}
-
-int fl_cross_entropy_f64(fl_ce_args *a)
-{
-#if FL_HAVE_AVX2_BUILD
-    if (a->simd == FL_SIMD_AVX512)
-        return ce_run(a, ce_block_f64_avx512);
-    if (a->simd == FL_SIMD_AVX2)
-        return ce_run(a, ce_block_f64_avx2);
-#endif
-    return ce_run(a, ce_block_f64_generic);
 }

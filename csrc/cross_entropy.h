@@ -20,11 +20,11 @@
 
 #include "fastloss.h"
 
-#define FL_TARGET_I32 0  /* class indices, int32 */
-#define FL_TARGET_I64 1  /* class indices, int64 */
+/* target kinds: FL_TARGET_I32 / FL_TARGET_I64 (fastloss.h), or */
 #define FL_TARGET_PROB 2 /* class probabilities, same dtype and shape as x */
 
 typedef struct fl_ce_args {
+    fl_call call; /* dtype, simd, nthreads, reduction, grad_scale in; value, kernel, ... out */
     fl_index n, c, s;
     /* logits; strides in elements */
     const void *x;
@@ -33,15 +33,14 @@ typedef struct fl_ce_args {
     int target_kind;
     const void *target;
     fl_index t_sn, t_sc, t_ss;
-    /* class weights: NULL or c contiguous elements of x's dtype; weight_total = their sum */
+    /* class weights: NULL or c contiguous elements of x's dtype */
     const void *weight;
-    double weight_total;
     fl_index ignore_index;
     double label_smoothing;
-    /* upstream gradient per position: grad_out[i, j] * scale, or just scale when NULL */
+    /* upstream gradient per position (reduction none): grad_out[i, j] * call.grad_scale, or
+     * call.grad_scale alone when NULL */
     const void *grad_out;
     fl_index go_sn, go_ss;
-    double scale;
     /* outputs: the gradient (NULL: forward only; may be x itself) and per-position losses
      * (NULL, or n * s contiguous elements) */
     void *grad;
@@ -51,29 +50,18 @@ typedef struct fl_ce_args {
      * lse_out (NULL, or written: lse of each kept position, 0 for ignored ones) and lse_in
      * (NULL, or the lse_out of an earlier call on the same x). With lse_in and grad, the row
      * layout computes the gradient in one pass per row, skipping the max and exp-sum passes;
-     * the loss results (loss, nll_sum, smooth_sum) are then not computed. Other layouts
-     * ignore lse_in. */
+     * the loss results (loss, call.value) are then not computed. Other layouts ignore
+     * lse_in. */
     double *lse_out;
     const double *lse_in;
-    /* execution */
-    int simd;
-    int nthreads;
-    /* results, summed over positions in a fixed order: the loss is
-     * (1 - eps) * nll_sum + eps / c * smooth_sum, reduced as torch reduces the two terms */
-    double nll_sum;    /* w_t (lse - x_t) (index targets) or the whole loss (probabilities) */
-    double smooth_sum; /* sum_k w_k (lse - x_k), kept positions, 0 when eps == 0 */
-    int threads_used;
 } fl_ce_args;
 
-/* Checks every index target before anything is written: returns -1 when each is
- * ignore_index or in [0, c), else the first bad position (C order) with its value in
- * *bad_value. Also sums the weights of the kept targets (in position order) into
- * *kept_weight (their count when there are no weights). */
-fl_index fl_ce_check_targets_f32(const fl_ce_args *a, double *kept_weight, int64_t *bad_value);
-fl_index fl_ce_check_targets_f64(const fl_ce_args *a, double *kept_weight, int64_t *bad_value);
+/* The entry point: checks the index targets (FL_ERR_TARGET, nothing written), then runs the
+ * kernel and reduces. "mean" divides by the kept targets' weight sum (index targets) or the
+ * number of positions (probabilities). FL_OK, FL_ERR_TARGET or FL_ERR_NOMEM. */
+int fl_cross_entropy(fl_ce_args *a);
 
-/* The kernels: FL_OK or FL_ERR_NOMEM. Targets must have been checked. */
-int fl_cross_entropy_f32(fl_ce_args *a);
-int fl_cross_entropy_f64(fl_ce_args *a);
+/* The kernel names of path simd's table row (see fl_kernel_names). */
+int fl_cross_entropy_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_CROSS_ENTROPY_H */

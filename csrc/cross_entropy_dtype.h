@@ -1,33 +1,12 @@
 /*
  * Template: the parts of cross-entropy that depend on the dtype but not on the SIMD path.
- * Included by cross_entropy.c with FL_T (float / double) and FL_TS (f32 / f64).
+ * Instantiated by cross_entropy.c through fl_instantiate_dtype.h (FL_T, FL_TS, FL_DT).
  *
- *   fl_ce_check_targets_<TS>  the target check that runs before any kernel;
- *   ce_position_<TS>          one position with any strides, in scalar double arithmetic:
- *                             the fallback for layouts the vector kernels do not take, and
- *                             the tail of the column kernel.
+ *   ce_position_<TS>     one position with any strides, in scalar double arithmetic: the
+ *                        fallback for layouts the vector kernels do not take, and the tail
+ *                        of the column kernel;
+ *   ce_blk_strided_<TS>  the table's block function of the strided layout (no SIMD path).
  */
-#define FL_DT(name) FL_XCAT(FL_XCAT(name, _), FL_TS)
-
-fl_index FL_DT(fl_ce_check_targets)(const fl_ce_args *a, double *kept_weight, int64_t *bad_value)
-{
-    const FL_T *w = (const FL_T *)a->weight;
-    double kept = 0.0;
-    for (fl_index i = 0; i < a->n; i++) {
-        for (fl_index j = 0; j < a->s; j++) {
-            const fl_index t = ce_target(a, i, j);
-            if (t == a->ignore_index)
-                continue;
-            if (t < 0 || t >= a->c) {
-                *bad_value = t;
-                return i * a->s + j;
-            }
-            kept += w ? (double)w[t] : 1.0;
-        }
-    }
-    *kept_weight = kept;
-    return -1;
-}
 
 /* The gradient at an ignored position, as torch's autograd gives it: 0 * softmax(x), that
  * is NaN along the whole row when its softmax is NaN (the row holds a NaN or +inf, or only
@@ -46,15 +25,16 @@ static void FL_DT(ce_ignored_grad)(const FL_T *x, fl_index xs, FL_T *g, fl_index
 }
 
 /* Returns the nll term (the whole loss for probabilities) and stores the smoothing term. */
-static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, double *smooth)
+static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, double *smooth)
 {
+    const fl_ce_args *a = cx->a;
     *smooth = 0.0;
     const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
     FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
     const FL_T *w = (const FL_T *)a->weight;
     const fl_index C = a->c, xs = a->x_sc, gs = a->g_sc;
     const double eps = a->label_smoothing;
-    double sc = a->scale;
+    double sc = cx->scale;
     if (a->grad_out)
         sc *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
 
@@ -126,8 +106,8 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
         a->lse_out[i * a->s + j] = m + logsum;
     double A = wt;
     if (eps != 0.0) {
-        *smooth = logsum * a->weight_total + sdx;
-        A = (1.0 - eps) * wt + eps / (double)C * a->weight_total;
+        *smooth = logsum * cx->weight_total + sdx;
+        A = (1.0 - eps) * wt + eps / (double)C * cx->weight_total;
     }
     if (g) {
         const double f = sc * A / sum, c = sc * eps / (double)C;
@@ -143,4 +123,23 @@ static double FL_DT(ce_position)(const fl_ce_args *a, fl_index i, fl_index j, do
     return nll;
 }
 
-#undef FL_DT
+/* Block b of the strided layout: sums[0] = its nll terms, sums[1] = its smoothing terms. */
+static void FL_DT(ce_blk_strided)(void *vctx, fl_index b, double *sums)
+{
+    const ce_ctx *cx = (const ce_ctx *)vctx;
+    const fl_ce_args *a = cx->a;
+    const fl_index p0 = b * cx->block, p1 = p0 + cx->block < cx->npos ? p0 + cx->block : cx->npos;
+    FL_T *loss_out = (FL_T *)a->loss;
+    double s_nll = 0.0, s_smooth = 0.0;
+    for (fl_index p = p0; p < p1; p++) {
+        const fl_index i = p / a->s;
+        double smooth;
+        const double nll = FL_DT(ce_position)(cx, i, p - i * a->s, &smooth);
+        if (loss_out)
+            loss_out[p] = (FL_T)ce_combine(a, nll, smooth);
+        s_nll += nll;
+        s_smooth += smooth;
+    }
+    sums[0] = s_nll;
+    sums[1] = s_smooth;
+}

@@ -13,57 +13,6 @@
  *            same three passes lane by lane. Leftover positions go to ce_position.
  * Formulas: cross_entropy.h. Only the kernels' own outputs are written.
  */
-#define FL_OP(name) FL_XCAT(FL_P, name)
-#define FL_V FL_XCAT(FL_P, v)
-#define FL_ACC FL_XCAT(FL_P, acc)
-#define FL_L FL_XCAT(FL_P, LANES)
-#define FL_KN(name) FL_XCAT(FL_XCAT(FL_XCAT(name, _), FL_TS), FL_XCAT(_, FL_PATH))
-#define FL_DTN(name) FL_XCAT(FL_XCAT(name, _), FL_TS)
-
-/* exp(x - m) over a contiguous row: returns the sum in double; with store, also writes the
- * terms to e (which may be x itself). */
-static inline FL_ATTR double FL_KN(ce_expsum)(const FL_T *x, FL_T *e, fl_index C, FL_T m, int store)
-{
-    const FL_V vm = FL_OP(set1)(m);
-    const fl_index L = FL_L;
-    FL_ACC s0 = FL_OP(acc_zero)(), s1 = FL_OP(acc_zero)();
-    fl_index k = 0;
-    for (; k + 2 * L <= C; k += 2 * L) {
-        FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k), vm));
-        FL_V e1 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k + L), vm));
-        if (store) {
-            FL_OP(store)(e + k, e0);
-            FL_OP(store)(e + k + L, e1);
-        }
-        /* one float add before the (costlier) widening to double: adds <= 1 ulp */
-        s0 = FL_OP(acc_add)(s0, FL_OP(add)(e0, e1));
-    }
-    for (; k < C; k += L) {
-        const fl_index r = C - k < L ? C - k : L;
-        /* padding lanes hold -inf: exp gives 0 and they add nothing */
-        FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(loadn)(x + k, r, -INFINITY), vm));
-        if (store)
-            FL_OP(storen)(e + k, e0, r);
-        s0 = FL_OP(acc_add)(s0, e0);
-    }
-    return FL_OP(acc_hsum)(s0) + FL_OP(acc_hsum)(s1);
-}
-
-static inline FL_ATTR FL_T FL_KN(ce_rowmax)(const FL_T *x, fl_index C)
-{
-    const fl_index L = FL_L;
-    FL_V m0 = FL_OP(set1)(-INFINITY), m1 = m0;
-    fl_index k = 0;
-    for (; k + 2 * L <= C; k += 2 * L) {
-        m0 = FL_OP(max)(m0, FL_OP(load)(x + k));
-        m1 = FL_OP(max)(m1, FL_OP(load)(x + k + L));
-    }
-    for (; k < C; k += L) {
-        const fl_index r = C - k < L ? C - k : L;
-        m0 = FL_OP(max)(m0, FL_OP(loadn)(x + k, r, -INFINITY));
-    }
-    return FL_OP(hmax)(FL_OP(max)(m0, m1));
-}
 
 /* sum_k w_k (m - x_k) (w may be NULL: weights 1), for label smoothing: differences to the
  * max keep the rounding at the scale of the loss, whatever the logits' magnitude. */
@@ -101,9 +50,10 @@ static inline FL_ATTR FL_V FL_KN(ce_exp_term)(const FL_T *x, const FL_T *g, fl_i
 /* One position, index target t (not ignored), classes contiguous: returns the nll term,
  * stores the smoothing term; *lse: the row's log-sum-exp, read with a->lse_in, written
  * otherwise. With a->lse_in the smoothing term is not computed. */
-static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL_T *g, fl_index t, double sc,
+static FL_ATTR double FL_KN(ce_row_index)(const ce_ctx *cx, const FL_T *x, FL_T *g, fl_index t, double sc,
                                           double *smooth, double *lse)
 {
+    const fl_ce_args *a = cx->a;
     const FL_T *w = (const FL_T *)a->weight;
     const fl_index C = a->c, L = FL_L;
     const double eps = a->label_smoothing;
@@ -116,14 +66,14 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
         /* a pure read pass first brings the row into cache: measured faster than one pass
          * that interleaves the row's reads from memory with the gradient's writes (software
          * prefetch was not) */
-        volatile FL_T touch = FL_KN(ce_rowmax)(x, C);
+        volatile FL_T touch = FL_KN(fl_rowmax)(x, C);
         (void)touch;
         from_lse = 1;
     } else {
-        m = FL_KN(ce_rowmax)(x, C);
+        m = FL_KN(fl_rowmax)(x, C);
         sdx = eps != 0.0 ? FL_KN(ce_dot)(x, w, C, m) : 0.0; /* before g overwrites x */
         from_lse = 0;
-        sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
+        sum = g ? FL_KN(fl_expsum)(x, g, C, m, 1) : FL_KN(fl_expsum)(x, NULL, C, m, 0);
     }
     const double logsum = log(sum);
     const double nll = wt * (((double)m - xt) + logsum);
@@ -131,8 +81,8 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
     double A = wt;
     *smooth = 0.0;
     if (eps != 0.0) {
-        *smooth = from_lse ? 0.0 : logsum * a->weight_total + sdx;
-        A = (1.0 - eps) * wt + eps / (double)C * a->weight_total;
+        *smooth = from_lse ? 0.0 : logsum * cx->weight_total + sdx;
+        A = (1.0 - eps) * wt + eps / (double)C * cx->weight_total;
     }
     if (g) {
         const double et = from_lse ? exp(xt - (double)m) : (double)g[t];
@@ -149,7 +99,7 @@ static FL_ATTR double FL_KN(ce_row_index)(const fl_ce_args *a, const FL_T *x, FL
                 FL_OP(storen)(g + k, gv, r);
         }
         /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
-        g[t] = (FL_T)(et * f - sc * (1.0 - eps) * wt - (eps != 0.0 ? c * wt : 0.0));
+        g[t] = (FL_T)FL_MUTATE_GRAD(et * f - sc * (1.0 - eps) * wt - (eps != 0.0 ? c * wt : 0.0));
     }
     return nll;
 }
@@ -195,7 +145,7 @@ static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, con
     if (from_lse)
         FL_KN(ce_from_lse)(*lse, &m, &sum);
     else
-        m = FL_KN(ce_rowmax)(x, C);
+        m = FL_KN(fl_rowmax)(x, C);
     /* loss = log(sum) sum_k w y'_k + sum_k w y'_k (m - x_k): differences to the max keep the
      * rounding at the scale of the loss. Read before g (maybe x itself) is written. */
     const FL_V vm = FL_OP(set1)(m);
@@ -218,7 +168,7 @@ static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, con
         s_dy += wy * ((double)m - (double)x[k]);
     }
     if (!from_lse)
-        sum = g ? FL_KN(ce_expsum)(x, g, C, m, 1) : FL_KN(ce_expsum)(x, NULL, C, m, 0);
+        sum = g ? FL_KN(fl_expsum)(x, g, C, m, 1) : FL_KN(fl_expsum)(x, NULL, C, m, 0);
     const double loss = log(sum) * s_y + s_dy;
     *lse = (double)m + log(sum);
     if (g) {
@@ -241,8 +191,10 @@ static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, con
  * is one vector, its exp terms stay in e[], and the logs of 16 rows' sums are taken at once
  * with the vector log in double (a scalar log per row costs more than the rest of the row).
  * The arithmetic per row is that of ce_row_index. */
-static FL_ATTR void FL_KN(ce_rows_small)(const fl_ce_args *a, fl_index p0, fl_index p1, double *sums)
+static FL_ATTR void FL_KN(ce_rows_small)(const ce_ctx *cx, fl_index p0, fl_index p1, double *sums)
 {
+    const fl_ce_args *a = cx->a;
+    double s_nll = sums[0], s_smooth = sums[1]; /* stored back once, at the end */
     enum { L = FL_L, B = 16, LD = FL_XCAT(FL_PD, LANES) };
     const fl_index S = a->s, C = a->c;
     const FL_T *w = (const FL_T *)a->weight;
@@ -265,7 +217,7 @@ static FL_ATTR void FL_KN(ce_rows_small)(const fl_ce_args *a, fl_index p0, fl_in
             }
             const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
             gp[r] = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
-            sc[r] = a->scale;
+            sc[r] = cx->scale;
             if (a->grad_out)
                 sc[r] *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
             t[r] = ce_target(a, i, j);
@@ -294,8 +246,8 @@ static FL_ATTR void FL_KN(ce_rows_small)(const fl_ce_args *a, fl_index p0, fl_in
                 nll = wt[r] * ((mx[r] - xt[r]) + logsum[r]);
                 double A = wt[r];
                 if (eps != 0.0) {
-                    smooth = logsum[r] * a->weight_total + sdx[r];
-                    A = (1.0 - eps) * wt[r] + eps / (double)C * a->weight_total;
+                    smooth = logsum[r] * cx->weight_total + sdx[r];
+                    A = (1.0 - eps) * wt[r] + eps / (double)C * cx->weight_total;
                 }
                 if (g) {
                     const double f = sc[r] * A / sum[r], c = sc[r] * eps / (double)C;
@@ -304,28 +256,33 @@ static FL_ATTR void FL_KN(ce_rows_small)(const fl_ce_args *a, fl_index p0, fl_in
                         gv = FL_OP(fnmadd)(FL_OP(set1)((FL_T)c), w ? FL_OP(loadn)(w, C, 0) : FL_OP(set1)(1), gv);
                     FL_OP(storen)(g, gv, C);
                     /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
-                    g[t[r]] = (FL_T)((double)e[r][t[r]] * f - sc[r] * (1.0 - eps) * wt[r] -
-                                     (eps != 0.0 ? c * wt[r] : 0.0));
+                    g[t[r]] = (FL_T)FL_MUTATE_GRAD((double)e[r][t[r]] * f - sc[r] * (1.0 - eps) * wt[r] -
+                                                   (eps != 0.0 ? c * wt[r] : 0.0));
                 }
             }
             if (loss_out)
                 loss_out[pb + r] = (FL_T)ce_combine(a, nll, smooth);
             if (a->lse_out)
                 a->lse_out[pb + r] = ign[r] ? 0.0 : mx[r] + logsum[r];
-            sums[0] += nll;
-            sums[1] += smooth;
+            s_nll += nll;
+            s_smooth += smooth;
         }
     }
+    sums[0] = s_nll;
+    sums[1] = s_smooth;
 }
 
-/* Positions [p0, p1) of the row layout; adds to sums[0] (nll) and sums[1] (smoothing). */
-static FL_ATTR void FL_KN(ce_rows)(const fl_ce_args *a, fl_index p0, fl_index p1, double *sums)
+/* Positions [p0, p1) of the row layout; adds to sums[0] (nll) and sums[1] (smoothing),
+ * through locals stored back once. */
+static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, double *sums)
 {
+    const fl_ce_args *a = cx->a;
     const fl_index S = a->s, C = a->c;
     if (a->target_kind != FL_TARGET_PROB && C > 0 && C <= FL_L) {
-        FL_KN(ce_rows_small)(a, p0, p1, sums);
+        FL_KN(ce_rows_small)(cx, p0, p1, sums);
         return;
     }
+    double s_nll = sums[0], s_smooth = sums[1];
     FL_T *loss_out = (FL_T *)a->loss;
     fl_index i = p0 / S, j = p0 - i * S;
     for (fl_index p = p0; p < p1; p++, j++) {
@@ -335,7 +292,7 @@ static FL_ATTR void FL_KN(ce_rows)(const fl_ce_args *a, fl_index p0, fl_index p1
         }
         const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
         FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
-        double sc = a->scale;
+        double sc = cx->scale;
         if (a->grad_out)
             sc *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
         double nll, smooth = 0.0, lse = a->lse_in ? a->lse_in[p] : 0.0;
@@ -350,23 +307,27 @@ static FL_ATTR void FL_KN(ce_rows)(const fl_ce_args *a, fl_index p0, fl_index p1
                 nll = 0.0;
                 lse = 0.0;
             } else {
-                nll = FL_KN(ce_row_index)(a, x, g, t, sc, &smooth, &lse);
+                nll = FL_KN(ce_row_index)(cx, x, g, t, sc, &smooth, &lse);
             }
         }
         if (a->lse_out)
             a->lse_out[p] = lse;
         if (loss_out)
             loss_out[p] = (FL_T)ce_combine(a, nll, smooth);
-        sums[0] += nll;
-        sums[1] += smooth;
+        s_nll += nll;
+        s_smooth += smooth;
     }
+    sums[0] = s_nll;
+    sums[1] = s_smooth;
 }
 
 /* Positions [j0, j1) of item i in the column layout (x_ss == 1, and g_ss == 1, t_ss == 1 for
  * probabilities). A vector holds L neighbouring positions; the class axis is walked by its
  * stride. Per lane the arithmetic is that of the row kernel. */
-static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0, fl_index j1, double *sums)
+static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl_index j1, double *sums)
 {
+    const fl_ce_args *a = cx->a;
+    double s_nll = sums[0], s_smooth = sums[1]; /* stored back once, at the end */
     enum { L = FL_L };
     const fl_index C = a->c, xs = a->x_sc, gs = a->g_sc, ys = a->t_sc;
     const FL_T *w = (const FL_T *)a->weight;
@@ -385,7 +346,7 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
             ignored[l] = 0;
             t[l] = 0;
             xt[l] = wt[l] = 0.0;
-            sc[l] = a->scale;
+            sc[l] = cx->scale;
             if (a->grad_out)
                 sc[l] *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + (j + l) * a->go_ss];
             if (!prob) {
@@ -452,8 +413,8 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
                 nll[l] = wt[l] * ((mx[l] - xt[l]) + logsum);
                 A[l] = wt[l];
                 if (eps != 0.0) {
-                    smooth[l] = logsum * a->weight_total + s2[l];
-                    A[l] = (1.0 - eps) * wt[l] + eps / (double)C * a->weight_total;
+                    smooth[l] = logsum * cx->weight_total + s2[l];
+                    A[l] = (1.0 - eps) * wt[l] + eps / (double)C * cx->weight_total;
                 }
                 f[l] = (FL_T)(sc[l] * A[l] / sum[l]);
                 c[l] = (FL_T)(sc[l] * eps / (double)C);
@@ -464,8 +425,8 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
                 loss_out[i * a->s + j + l] = (FL_T)ce_combine(a, nll[l], smooth[l]);
             if (a->lse_out)
                 a->lse_out[i * a->s + j + l] = !prob && ignored[l] ? 0.0 : mx[l] + logsum;
-            sums[0] += nll[l];
-            sums[1] += smooth[l];
+            s_nll += nll[l];
+            s_smooth += smooth[l];
         }
         if (!g)
             continue;
@@ -493,46 +454,40 @@ static FL_ATTR void FL_KN(ce_cols)(const fl_ce_args *a, fl_index i, fl_index j0,
     }
     for (; j < j1; j++) {
         double smooth;
-        const double nll = FL_DTN(ce_position)(a, i, j, &smooth);
+        const double nll = FL_DTN(ce_position)(cx, i, j, &smooth);
         if (loss_out)
             loss_out[i * a->s + j] = (FL_T)ce_combine(a, nll, smooth);
-        sums[0] += nll;
-        sums[1] += smooth;
+        s_nll += nll;
+        s_smooth += smooth;
     }
+    sums[0] = s_nll;
+    sums[1] = s_smooth;
 }
 
-/* One block of positions in the layout the call chose: sums[0] += nll terms, sums[1] += smoothing terms. */
-static FL_ATTR void FL_KN(ce_block)(void *vctx, fl_index b, double *sums)
+/* The table's block functions: block b of the row / column layout; sums[0] = the block's nll
+ * terms, sums[1] = its smoothing terms, each stored once. */
+static FL_ATTR void FL_KN(ce_blk_rows)(void *vctx, fl_index b, double *sums)
 {
-    ce_ctx *ctx = (ce_ctx *)vctx;
-    const fl_ce_args *a = ctx->a;
-    const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
-    if (ctx->layout == CE_ROWS) {
-        FL_KN(ce_rows)(a, p0, p1, sums);
-    } else if (ctx->layout == CE_COLS) {
-        for (fl_index p = p0; p < p1;) { /* split at item boundaries */
-            const fl_index i = p / a->s, j = p - i * a->s;
-            const fl_index stop = (i + 1) * a->s < p1 ? (i + 1) * a->s : p1;
-            FL_KN(ce_cols)(a, i, j, j + (stop - p), sums);
-            p = stop;
-        }
-    } else {
-        FL_T *loss_out = (FL_T *)a->loss;
-        for (fl_index p = p0; p < p1; p++) {
-            const fl_index i = p / a->s;
-            double smooth;
-            const double nll = FL_DTN(ce_position)(a, i, p - i * a->s, &smooth);
-            if (loss_out)
-                loss_out[p] = (FL_T)ce_combine(a, nll, smooth);
-            sums[0] += nll;
-            sums[1] += smooth;
-        }
-    }
+    const ce_ctx *cx = (const ce_ctx *)vctx;
+    const fl_index p0 = b * cx->block, p1 = p0 + cx->block < cx->npos ? p0 + cx->block : cx->npos;
+    double acc[2] = {0.0, 0.0};
+    FL_KN(ce_rows)(cx, p0, p1, acc);
+    sums[0] = acc[0];
+    sums[1] = acc[1];
 }
 
-#undef FL_OP
-#undef FL_V
-#undef FL_ACC
-#undef FL_L
-#undef FL_KN
-#undef FL_DTN
+static FL_ATTR void FL_KN(ce_blk_cols)(void *vctx, fl_index b, double *sums)
+{
+    const ce_ctx *cx = (const ce_ctx *)vctx;
+    const fl_index S = cx->a->s;
+    const fl_index p0 = b * cx->block, p1 = p0 + cx->block < cx->npos ? p0 + cx->block : cx->npos;
+    double acc[2] = {0.0, 0.0};
+    for (fl_index p = p0; p < p1;) { /* split at item boundaries */
+        const fl_index i = p / S, j = p - i * S;
+        const fl_index stop = (i + 1) * S < p1 ? (i + 1) * S : p1;
+        FL_KN(ce_cols)(cx, i, j, j + (stop - p), acc);
+        p = stop;
+    }
+    sums[0] = acc[0];
+    sums[1] = acc[1];
+}

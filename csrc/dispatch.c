@@ -5,6 +5,7 @@
  */
 #include "fastloss.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,70 +103,114 @@ int fl_openmp_enabled(void)
 #endif
 }
 
-int fl_parallel_blocks(fl_block_fn fn, void *ctx, fl_index nblocks, int nthreads)
+/* At most this many partial sums per block live on the stack when there is one block. */
+#define FL_MAX_SUMS 4
+
+int fl_parallel_run(const fl_kernel *k, void *ctx, fl_index nblocks, int nsums, double *totals, fl_call *call)
 {
-    int used = 1;
+    double local[FL_MAX_SUMS];
+    for (int q = 0; q < nsums; q++)
+        totals[q] = 0.0;
+    if (nblocks <= 0)
+        return FL_OK;
+    double *partial = NULL; /* nblocks x nsums, each block's slot written once by its block */
+    if (nsums > 0) {
+        partial = nblocks == 1 && nsums <= FL_MAX_SUMS ? local
+                                                       : (double *)malloc((size_t)(nblocks * nsums) * sizeof(double));
+        if (partial == NULL)
+            return FL_ERR_NOMEM;
+    }
+    const fl_block_fn fn = k->fn;
+    int nthreads = call->nthreads;
     if (nthreads > nblocks)
         nthreads = (int)nblocks;
+    int team = 1, active = 1;
 #ifdef _OPENMP
     if (nthreads > 1) {
+        active = 0;
         /* num_threads on the region itself: the setting is per call, so it holds for calls
          * from any Python thread (omp_set_num_threads would only set the caller's ICV). */
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(nthreads) reduction(+ : active)
         {
-#pragma omp master
-            used = omp_get_num_threads();
+            if (omp_get_thread_num() == 0)
+                team = omp_get_num_threads();
+            int ran = 0;
             fl_index b;
             /* dynamic: a thread slowed by another process takes fewer blocks. The result
              * does not depend on who runs a block: each block writes its own partial sums. */
 #pragma omp for schedule(dynamic, 1)
-            for (b = 0; b < nblocks; b++)
-                fn(ctx, b);
+            for (b = 0; b < nblocks; b++) {
+                fn(ctx, b, partial ? partial + b * nsums : NULL);
+                ran = 1;
+            }
+            active += ran;
         }
-        return used;
-    }
+    } else
 #endif
-    for (fl_index b = 0; b < nblocks; b++)
-        fn(ctx, b);
-    (void)nthreads;
-    return used;
-}
-
-#define FL_MAX_SUMS 4
-
-typedef struct {
-    fl_sum_block_fn fn;
-    void *ctx;
-    int nsums;
-    double *partial; /* nblocks x nsums */
-} sum_job;
-
-static void sum_block(void *vjob, fl_index b)
-{
-    sum_job *job = (sum_job *)vjob;
-    double *sums = job->partial + b * job->nsums;
-    for (int k = 0; k < job->nsums; k++)
-        sums[k] = 0.0;
-    job->fn(job->ctx, b, sums);
-}
-
-int fl_parallel_sum(fl_sum_block_fn fn, void *ctx, fl_index nblocks, int nthreads, int nsums, double *totals)
-{
-    double local[FL_MAX_SUMS];
-    for (int k = 0; k < nsums; k++)
-        totals[k] = 0.0;
-    if (nblocks <= 0)
-        return 1;
-    sum_job job = {fn, ctx, nsums, NULL};
-    job.partial = nblocks == 1 && nsums <= FL_MAX_SUMS ? local
-                                                      : (double *)malloc((size_t)(nblocks * nsums) * sizeof(double));
-    if (job.partial == NULL)
-        return FL_ERR_NOMEM;
-    const int used = fl_parallel_blocks(sum_block, &job, nblocks, nthreads);
+    {
+        for (fl_index b = 0; b < nblocks; b++)
+            fn(ctx, b, partial ? partial + b * nsums : NULL);
+    }
     for (fl_index b = 0; b < nblocks; b++) /* block order: independent of the thread count */
-        for (int k = 0; k < nsums; k++)
-            totals[k] += job.partial[b * nsums + k];
-    if (job.partial != local)
-        free(job.partial);
-    return used;
+        for (int q = 0; q < nsums; q++)
+            totals[q] += partial[b * nsums + q];
+    if (partial != NULL && partial != local)
+        free(partial);
+    call->kernel = k->name;
+    call->team = team > call->team ? team : call->team;
+    call->threads_active = active > call->threads_active ? active : call->threads_active;
+    return FL_OK;
+}
+
+int fl_kernel_names(const fl_kernel *row, int count, const char **names, int max)
+{
+    int n = 0;
+    for (int q = 0; q < count; q++) {
+        if (row[q].name == NULL)
+            continue;
+        if (n < max)
+            names[n] = row[q].name;
+        n++;
+    }
+    return n;
+}
+
+void fl_call_reset(fl_call *call)
+{
+    call->value = NAN;
+    call->kernel = NULL;
+    call->team = 1;
+    call->threads_active = 0;
+    call->bad_value = 0;
+    call->bad_operand = 0;
+}
+
+static inline double weight_at(const void *w, int dtype, fl_index t)
+{
+    if (w == NULL)
+        return 1.0;
+    return dtype == FL_DTYPE_F32 ? (double)((const float *)w)[t] : ((const double *)w)[t];
+}
+
+int fl_check_class_targets(int kind, const void *target, fl_index n, fl_index s, fl_index t_sn, fl_index t_ss,
+                           fl_index c, fl_index ignore_index, const void *weight, int dtype, double *kept,
+                           fl_call *call)
+{
+    double sum = 0.0;
+    for (fl_index i = 0; i < n; i++) {
+        for (fl_index j = 0; j < s; j++) {
+            const fl_index off = i * t_sn + j * t_ss;
+            const fl_index t = kind == FL_TARGET_I32 ? (fl_index)((const int32_t *)target)[off]
+                                                     : (fl_index)((const int64_t *)target)[off];
+            if (t == ignore_index)
+                continue;
+            if (t < 0 || t >= c) {
+                call->bad_value = t;
+                return FL_ERR_TARGET;
+            }
+            sum += weight_at(weight, dtype, t);
+        }
+    }
+    *kept = sum;
+    return FL_OK;
 }

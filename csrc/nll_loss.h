@@ -14,10 +14,11 @@
 
 #include "fastloss.h"
 
-#define FL_NLL_TARGET_I32 0
-#define FL_NLL_TARGET_I64 1
+#define FL_NLL_TARGET_I32 FL_TARGET_I32
+#define FL_NLL_TARGET_I64 FL_TARGET_I64
 
 typedef struct fl_nll_args {
+    fl_call call;
     fl_index n, c, s;
     /* log-probabilities; strides in elements */
     const void *x;
@@ -29,30 +30,21 @@ typedef struct fl_nll_args {
     /* class weights: NULL or c contiguous elements of x's dtype */
     const void *weight;
     fl_index ignore_index;
-    /* upstream gradient per position: grad_out[i, j] * scale, or just scale when NULL */
+    /* upstream gradient per position (reduction none): grad_out[i, j] * call.grad_scale, or
+     * call.grad_scale alone when NULL */
     const void *grad_out;
     fl_index go_sn, go_ss;
-    double scale;
     /* outputs: the gradient (NULL: forward only; may be x itself) and per-position losses
      * (NULL, or n * s contiguous elements) */
     void *grad;
     fl_index g_sn, g_sc, g_ss;
     void *loss;
-    /* execution */
-    int nthreads;
-    /* results */
-    double loss_sum;
-    int threads_used;
 } fl_nll_args;
 
-/* Checks every target before anything is written: -1 when each is ignore_index or in
- * [0, c), else the first bad position (C order) with its value in *bad_value. Also sums
- * the weights of the kept targets (in position order) into *kept_weight. */
-fl_index fl_nll_check_targets_f32(const fl_nll_args *a, double *kept_weight, int64_t *bad_value);
-fl_index fl_nll_check_targets_f64(const fl_nll_args *a, double *kept_weight, int64_t *bad_value);
-
-/* FL_OK or FL_ERR_NOMEM. Targets must have been checked. */
-int fl_nll_loss_f32(fl_nll_args *a);
-int fl_nll_loss_f64(fl_nll_args *a);
+/* The entry point: checks the targets (FL_ERR_TARGET, nothing written), then the losses,
+ * the gradient and the reduction ("mean": over the kept targets' weight sum). FL_OK,
+ * FL_ERR_TARGET or FL_ERR_NOMEM. */
+int fl_nll_loss(fl_nll_args *a);
+int fl_nll_loss_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_NLL_LOSS_H */

@@ -12,12 +12,10 @@
 #include "simd_avx512.h"
 #include "simd_generic.h"
 
-#define FL_XCAT_(a, b) a##b
-#define FL_XCAT(a, b) FL_XCAT_(a, b)
-
 typedef struct {
     const fl_reg_args *a;
     fl_index total, block;
+    double scale; /* call.grad_scale over the mean's denominator */
 } reg_ctx;
 
 /* the largest float / double below v (v > 0 here: beta and delta of the kernels that use it) */
@@ -27,44 +25,48 @@ typedef struct {
 #define FL_TEMPLATE "regression_simd.h"
 #include "fl_instantiate.h"
 
-static int reg_run(fl_reg_args *a, fl_sum_block_fn block_fn)
+/* ---- the dispatch table: [path][dtype][kind] --------------------------------------- */
+
+#define REG_DTYPE_ROW(ts, path)                                                                \
+    {FL_KERNEL_PATH(regression, mse, ts, path, reg_blk), FL_KERNEL_PATH(regression, l1, ts, path, reg_blk), \
+     FL_KERNEL_PATH(regression, smooth_l1, ts, path, reg_blk), FL_KERNEL_PATH(regression, huber, ts, path, reg_blk)}
+#define REG_PATH_ROW(path) {REG_DTYPE_ROW(f32, path), REG_DTYPE_ROW(f64, path)}
+
+/* indexed by FL_REG_MSE, FL_REG_L1, FL_REG_SMOOTH_L1, FL_REG_HUBER */
+static const fl_kernel REG_KERNELS[FL_NSIMD][FL_NDTYPES][4] = {
+    REG_PATH_ROW(generic), REG_PATH_ROW(FL_PATH_AVX2), REG_PATH_ROW(FL_PATH_AVX512)};
+
+int fl_regression_kernels(int simd, const char **names, int max)
 {
+    return fl_kernel_names(&REG_KERNELS[fl_simd_row(simd)][0][0], FL_NDTYPES * 4, names, max);
+}
+
+/* ---- the entry point ---------------------------------------------------------------- */
+
+int fl_regression(fl_reg_args *a)
+{
+    fl_call *call = &a->call;
+    fl_call_reset(call);
     reg_ctx ctx;
     ctx.a = a;
     ctx.total = 1;
     for (int d = 0; d < a->ndim; d++)
         ctx.total *= a->shape[d];
-    a->loss_sum = 0.0;
-    a->threads_used = 1;
-    if (ctx.total == 0 || a->ndim < 1)
-        return FL_OK;
+    if (a->ndim < 1)
+        ctx.total = 0;
+    const fl_index numel = ctx.total;
+    ctx.scale = call->reduction == FL_REDUCE_MEAN ? fl_mean_scale(call->grad_scale, (double)numel) : call->grad_scale;
     ctx.block = FL_BLOCK_ELEMENTS;
-    const fl_index nblocks = (ctx.total + ctx.block - 1) / ctx.block;
-    const int used = fl_parallel_sum(block_fn, &ctx, nblocks, a->nthreads, 1, &a->loss_sum);
-    if (used == FL_ERR_NOMEM)
-        return FL_ERR_NOMEM;
-    a->threads_used = used;
+    double sum = 0.0;
+    if (numel > 0) {
+        const int kind = a->kind >= 0 && a->kind < 4 ? a->kind : FL_REG_HUBER;
+        const fl_kernel *k = &REG_KERNELS[fl_simd_row(call->simd)][call->dtype == FL_DTYPE_F32 ? 0 : 1][kind];
+        if (fl_parallel_run(k, &ctx, (numel + ctx.block - 1) / ctx.block, 1, &sum, call) != FL_OK)
+            return FL_ERR_NOMEM;
+    }
+    if (call->reduction == FL_REDUCE_SUM)
+        call->value = sum;
+    else if (call->reduction == FL_REDUCE_MEAN)
+        call->value = numel ? sum / (double)numel : NAN;
     return FL_OK;
-}
-
-int fl_regression_f32(fl_reg_args *a)
-{
-#if FL_HAVE_AVX2_BUILD
-    if (a->simd == FL_SIMD_AVX512)
-        return reg_run(a, reg_block_f32_avx512);
-    if (a->simd == FL_SIMD_AVX2)
-        return reg_run(a, reg_block_f32_avx2);
-#endif
-    return reg_run(a, reg_block_f32_generic);
-}
-
-int fl_regression_f64(fl_reg_args *a)
-{
-#if FL_HAVE_AVX2_BUILD
-    if (a->simd == FL_SIMD_AVX512)
-        return reg_run(a, reg_block_f64_avx512);
-    if (a->simd == FL_SIMD_AVX2)
-        return reg_run(a, reg_block_f64_avx2);
-#endif
-    return reg_run(a, reg_block_f64_generic);
 }

@@ -27,6 +27,7 @@
 #define FL_REG_MAXDIM 64
 
 typedef struct fl_reg_args {
+    fl_call call;
     int kind;
     double param; /* beta (smooth_l1) or delta (huber) */
     /* the iteration shape (C order) and each operand's strides in elements (0: broadcast) */
@@ -36,26 +37,21 @@ typedef struct fl_reg_args {
     fl_index xs[FL_REG_MAXDIM];
     const void *y;
     fl_index ys[FL_REG_MAXDIM];
-    /* upstream gradient per element (times scale), or scale alone when NULL */
+    /* upstream gradient per element (reduction none; times call.grad_scale), or
+     * call.grad_scale alone when NULL */
     const void *grad_out;
     fl_index gos[FL_REG_MAXDIM];
-    double scale;
     /* outputs, each NULL when not wanted: the gradient (may be x or y exactly) and the
      * per-element losses */
     void *grad;
     fl_index gs[FL_REG_MAXDIM];
     void *loss;
     fl_index ls[FL_REG_MAXDIM];
-    /* execution */
-    int simd;
-    int nthreads;
-    /* results */
-    double loss_sum;
-    int threads_used;
 } fl_reg_args;
 
-/* FL_OK or FL_ERR_NOMEM. */
-int fl_regression_f32(fl_reg_args *a);
-int fl_regression_f64(fl_reg_args *a);
+/* The entry point: kernel and reduction ("mean": over the element count, NaN for none).
+ * FL_OK or FL_ERR_NOMEM. */
+int fl_regression(fl_reg_args *a);
+int fl_regression_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_REGRESSION_H */

@@ -9,11 +9,6 @@
  *               straight to reg_contig when every operand is contiguous along it, else
  *               through small stack buffers (gather, reg_contig, scatter).
  */
-#define FL_OP(name) FL_XCAT(FL_P, name)
-#define FL_V FL_XCAT(FL_P, v)
-#define FL_ACC FL_XCAT(FL_P, acc)
-#define FL_L FL_XCAT(FL_P, LANES)
-#define FL_KN(name) FL_XCAT(FL_XCAT(FL_XCAT(name, _), FL_TS), FL_XCAT(_, FL_PATH))
 
 typedef struct {
     FL_V zero, p, p_lo, neg_p_lo, half_p, half_inv_p, inv_p, half;
@@ -104,6 +99,9 @@ static inline FL_ATTR __attribute__((always_inline)) double FL_KN(reg_loop)(
         if (go)
             s = FL_OP(mul)(FL_OP(loadn)(go + i, r, 0), vscale);
         FL_KN(reg_elem)(kind, c, d, s, &lv, &gv);
+#if FL_MUTATE
+        gv = FL_OP(mul)(gv, FL_OP(set1)((FL_T)1.01));
+#endif
         acc = FL_OP(acc_add)(acc, lv);
         if (l)
             FL_OP(storen)(l + i, lv, r);
@@ -113,9 +111,10 @@ static inline FL_ATTR __attribute__((always_inline)) double FL_KN(reg_loop)(
     return FL_OP(acc_hsum)(acc);
 }
 
-static FL_ATTR double FL_KN(reg_contig)(const fl_reg_args *a, const FL_T *x, const FL_T *y,
-                                        const FL_T *go, FL_T *g, FL_T *l, fl_index n)
+static inline FL_ATTR __attribute__((always_inline)) double FL_KN(reg_contig)(
+    const int kind, const reg_ctx *cx, const FL_T *x, const FL_T *y, const FL_T *go, FL_T *g, FL_T *l, fl_index n)
 {
+    const fl_reg_args *a = cx->a;
     FL_KN(reg_consts) c;
     const double p = a->param;
     c.zero = FL_OP(set1)(0);
@@ -136,8 +135,8 @@ static FL_ATTR double FL_KN(reg_contig)(const fl_reg_args *a, const FL_T *x, con
         const FL_T inv = (FL_T)(1.0 / p);
         c.tiny_p = pt > 0 && (inv - inv != 0); /* 1/p is inf in FL_T */
     }
-    const FL_T scale = (FL_T)a->scale;
-    switch (a->kind) {
+    const FL_T scale = (FL_T)cx->scale;
+    switch (kind) {
     case FL_REG_MSE:
         return FL_KN(reg_loop)(FL_REG_MSE, &c, x, y, go, scale, g, l, n);
     case FL_REG_L1:
@@ -152,9 +151,10 @@ static FL_ATTR double FL_KN(reg_contig)(const fl_reg_args *a, const FL_T *x, con
 #define FL_REG_CHUNK 256
 
 
-static FL_ATTR void FL_KN(reg_block)(void *vctx, fl_index b, double *sums)
+static inline FL_ATTR __attribute__((always_inline)) void FL_KN(reg_block)(const int kind, void *vctx, fl_index b,
+                                                                           double *sums)
 {
-    reg_ctx *ctx = (reg_ctx *)vctx;
+    const reg_ctx *ctx = (const reg_ctx *)vctx;
     const fl_reg_args *a = ctx->a;
     const int nd = a->ndim, last = nd - 1;
     const FL_T *x = (const FL_T *)a->x, *y = (const FL_T *)a->y, *go = (const FL_T *)a->grad_out;
@@ -184,7 +184,7 @@ static FL_ATTR void FL_KN(reg_block)(void *vctx, fl_index b, double *sums)
             ol += idx[d] * a->ls[d];
         }
         if (direct) {
-            sum += FL_KN(reg_contig)(a, x + ox, y + oy, go ? go + ogo : NULL, g ? g + og : NULL,
+            sum += FL_KN(reg_contig)(kind, ctx, x + ox, y + oy, go ? go + ogo : NULL, g ? g + og : NULL,
                                      l ? l + ol : NULL, run);
         } else {
             FL_T xb[FL_REG_CHUNK], yb[FL_REG_CHUNK], gob[FL_REG_CHUNK], gb[FL_REG_CHUNK], lb[FL_REG_CHUNK];
@@ -199,7 +199,7 @@ static FL_ATTR void FL_KN(reg_block)(void *vctx, fl_index b, double *sums)
                 if (go)
                     for (fl_index k = 0; k < m; k++)
                         gob[k] = go[ogo + (k0 + k) * sgo];
-                sum += FL_KN(reg_contig)(a, xb, yb, go ? gob : NULL, g ? gb : NULL, l ? lb : NULL, m);
+                sum += FL_KN(reg_contig)(kind, ctx, xb, yb, go ? gob : NULL, g ? gb : NULL, l ? lb : NULL, m);
                 if (g)
                     for (fl_index k = 0; k < m; k++)
                         g[og + (k0 + k) * sg] = gb[k];
@@ -218,8 +218,15 @@ static FL_ATTR void FL_KN(reg_block)(void *vctx, fl_index b, double *sums)
     sums[0] = sum;
 }
 
-#undef FL_OP
-#undef FL_V
-#undef FL_ACC
-#undef FL_L
-#undef FL_KN
+/* The table's block functions, one per loss (the kind a constant: the others fold away);
+ * sums[0] = the block's loss sum, stored once. */
+static FL_ATTR void FL_KN(reg_blk_mse)(void *vctx, fl_index b, double *sums) { FL_KN(reg_block)(FL_REG_MSE, vctx, b, sums); }
+static FL_ATTR void FL_KN(reg_blk_l1)(void *vctx, fl_index b, double *sums) { FL_KN(reg_block)(FL_REG_L1, vctx, b, sums); }
+static FL_ATTR void FL_KN(reg_blk_smooth_l1)(void *vctx, fl_index b, double *sums)
+{
+    FL_KN(reg_block)(FL_REG_SMOOTH_L1, vctx, b, sums);
+}
+static FL_ATTR void FL_KN(reg_blk_huber)(void *vctx, fl_index b, double *sums)
+{
+    FL_KN(reg_block)(FL_REG_HUBER, vctx, b, sums);
+}

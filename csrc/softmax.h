@@ -23,8 +23,10 @@
 #include "fastloss.h"
 
 typedef struct fl_softmax_args {
+    fl_call call; /* reduction, grad_scale and value unused */
     fl_index n, c, s;
-    int log; /* 1: log-softmax, 0: softmax */
+    int log;      /* 1: log-softmax, 0: softmax */
+    int backward; /* 1: the backward pass (x = upstream gradient, y = forward output) */
     /* forward: x = the input; backward: x = the upstream gradient, y = the forward output.
      * Strides in elements. */
     const void *x;
@@ -34,16 +36,10 @@ typedef struct fl_softmax_args {
     /* result (may be x or y itself, exactly) */
     void *out;
     fl_index o_sn, o_sc, o_ss;
-    /* execution */
-    int simd;
-    int nthreads;
-    int threads_used; /* result */
 } fl_softmax_args;
 
-/* Forward and backward kernels: FL_OK (they cannot fail). */
-int fl_softmax_f32(fl_softmax_args *a);
-int fl_softmax_f64(fl_softmax_args *a);
-int fl_softmax_backward_f32(fl_softmax_args *a);
-int fl_softmax_backward_f64(fl_softmax_args *a);
+/* The entry point, forward or backward, log or not: FL_OK (it cannot fail). */
+int fl_softmax(fl_softmax_args *a);
+int fl_softmax_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_SOFTMAX_H */

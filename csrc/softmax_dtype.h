@@ -1,12 +1,12 @@
 /*
- * Template: the scalar parts of softmax.c that depend on the dtype only. Included with FL_T
- * (float / double) and FL_TS (f32 / f64).
+ * Template: the scalar parts of softmax.c that depend on the dtype only, instantiated through
+ * fl_instantiate_dtype.h (FL_T, FL_TS, FL_DT).
  *
  *   sm_position_fwd_<TS> / sm_position_bwd_<TS>: one position with any strides, in double
  *   arithmetic: the fallback for layouts the vector kernels do not take. Formulas: softmax.h.
  *   Every entry is read before the same entry is written, so out may be x or y itself.
+ *   sm_blk_strided_<TS>: the table's block function of that layout.
  */
-#define FL_DT(name) FL_XCAT(FL_XCAT(name, _), FL_TS)
 
 static void FL_DT(sm_position_fwd)(const fl_softmax_args *a, fl_index i, fl_index j)
 {
@@ -52,4 +52,22 @@ static void FL_DT(sm_position_bwd)(const fl_softmax_args *a, fl_index i, fl_inde
     }
 }
 
-#undef FL_DT
+static void FL_DT(sm_blk_strided)(void *vctx, fl_index b, double *sums)
+{
+    const sm_ctx *ctx = (const sm_ctx *)vctx;
+    const fl_softmax_args *a = ctx->a;
+    const fl_index S = a->s;
+    const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
+    (void)sums;
+    fl_index i = p0 / S, j = p0 - i * S;
+    for (fl_index p = p0; p < p1; p++, j++) {
+        if (j == S) {
+            i++;
+            j = 0;
+        }
+        if (a->backward)
+            FL_DT(sm_position_bwd)(a, i, j);
+        else
+            FL_DT(sm_position_fwd)(a, i, j);
+    }
+}

@@ -1,7 +1,7 @@
 /*
  * Template: the vector softmax kernels for one (dtype, SIMD path). Included by softmax.c
- * with FL_P (op prefix), FL_T, FL_TS (f32/f64), FL_PATH, FL_ATTR and FL_F32; simd_exp.h
- * must be included first.
+ * through fl_instantiate.h (FL_P, FL_T, FL_TS, FL_PATH, FL_ATTR, FL_F32; the op shorthands
+ * and the row toolkit of fl_instance.h).
  *
  * Two layouts run vectorized (softmax.c picks one per call from the strides):
  *   rows     the softmax axis contiguous in every array: one position at a time, vectors
@@ -13,62 +13,6 @@
  * Every entry is read before the same entry is written: out may be x or y itself.
  * Formulas: softmax.h.
  */
-#define FL_OP(name) FL_XCAT(FL_P, name)
-#define FL_V FL_XCAT(FL_P, v)
-#define FL_ACC FL_XCAT(FL_P, acc)
-#define FL_L FL_XCAT(FL_P, LANES)
-#define FL_KN(name) FL_XCAT(FL_XCAT(FL_XCAT(name, _), FL_TS), FL_XCAT(_, FL_PATH))
-
-static inline FL_ATTR FL_T FL_KN(sm_rowmax)(const FL_T *x, fl_index C)
-{
-    const fl_index L = FL_L;
-    FL_V m0 = FL_OP(set1)(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-    fl_index k = 0;
-    for (; k + 4 * L <= C; k += 4 * L) {
-        m0 = FL_OP(max)(m0, FL_OP(load)(x + k));
-        m1 = FL_OP(max)(m1, FL_OP(load)(x + k + L));
-        m2 = FL_OP(max)(m2, FL_OP(load)(x + k + 2 * L));
-        m3 = FL_OP(max)(m3, FL_OP(load)(x + k + 3 * L));
-    }
-    for (; k < C; k += L) {
-        const fl_index r = C - k < L ? C - k : L;
-        m0 = FL_OP(max)(m0, FL_OP(loadn)(x + k, r, -INFINITY));
-    }
-    return FL_OP(hmax)(FL_OP(max)(FL_OP(max)(m0, m1), FL_OP(max)(m2, m3)));
-}
-
-/* sum_k exp(x_k - m) in double; with store, the terms are also written to e */
-static inline FL_ATTR double FL_KN(sm_expsum)(const FL_T *x, FL_T *e, fl_index C, FL_T m, int store)
-{
-    const FL_V vm = FL_OP(set1)(m);
-    const fl_index L = FL_L;
-    FL_ACC s0 = FL_OP(acc_zero)(), s1 = FL_OP(acc_zero)();
-    fl_index k = 0;
-    for (; k + 4 * L <= C; k += 4 * L) {
-        const FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k), vm));
-        const FL_V e1 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k + L), vm));
-        const FL_V e2 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k + 2 * L), vm));
-        const FL_V e3 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k + 3 * L), vm));
-        if (store) {
-            FL_OP(store)(e + k, e0);
-            FL_OP(store)(e + k + L, e1);
-            FL_OP(store)(e + k + 2 * L, e2);
-            FL_OP(store)(e + k + 3 * L, e3);
-        }
-        /* one float add before the widening to double: adds <= 1 ulp per term */
-        s0 = FL_OP(acc_add)(s0, FL_OP(add)(e0, e1));
-        s1 = FL_OP(acc_add)(s1, FL_OP(add)(e2, e3));
-    }
-    for (; k < C; k += L) {
-        const fl_index r = C - k < L ? C - k : L;
-        /* padding lanes hold -inf: exp gives 0 */
-        const FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(loadn)(x + k, r, -INFINITY), vm));
-        if (store)
-            FL_OP(storen)(e + k, e0, r);
-        s0 = FL_OP(acc_add)(s0, e0);
-    }
-    return FL_OP(acc_hsum)(s0) + FL_OP(acc_hsum)(s1);
-}
 
 /* o = v * f over a contiguous row (o may be v) */
 static inline FL_ATTR void FL_KN(sm_scale)(const FL_T *v, FL_T *o, fl_index C, FL_T f)
@@ -105,12 +49,12 @@ static inline FL_ATTR void FL_KN(sm_logwrite)(const FL_T *x, FL_T *o, fl_index C
 static FL_ATTR void FL_KN(sm_row_fwd)(const fl_softmax_args *a, const FL_T *x, FL_T *o)
 {
     const fl_index C = a->c;
-    const FL_T m = FL_KN(sm_rowmax)(x, C);
+    const FL_T m = FL_KN(fl_rowmax)(x, C);
     if (a->log) {
-        const double sum = FL_KN(sm_expsum)(x, NULL, C, m, 0);
+        const double sum = FL_KN(fl_expsum)(x, NULL, C, m, 0);
         FL_KN(sm_logwrite)(x, o, C, m, (FL_T)log(sum));
     } else {
-        const double sum = FL_KN(sm_expsum)(x, o, C, m, 1);
+        const double sum = FL_KN(fl_expsum)(x, o, C, m, 1);
         FL_KN(sm_scale)(o, o, C, (FL_T)(1.0 / sum));
     }
 }
@@ -222,45 +166,40 @@ static FL_ATTR void FL_KN(sm_cols)(const fl_softmax_args *a, int backward, fl_in
     }
 }
 
-/* One block of positions in the layout the call chose. */
-static FL_ATTR void FL_KN(sm_block)(void *vctx, fl_index b)
+/* The table's block functions: block b of the row / column layout (sums unused). */
+static FL_ATTR void FL_KN(sm_blk_rows)(void *vctx, fl_index b, double *sums)
 {
-    sm_ctx *ctx = (sm_ctx *)vctx;
+    const sm_ctx *ctx = (const sm_ctx *)vctx;
     const fl_softmax_args *a = ctx->a;
     const fl_index S = a->s;
     const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
-    if (ctx->layout == SM_COLS) {
-        for (fl_index p = p0; p < p1;) { /* split at outer-position boundaries */
-            const fl_index i = p / S, j = p - i * S;
-            const fl_index stop = (i + 1) * S < p1 ? (i + 1) * S : p1;
-            FL_KN(sm_cols)(a, ctx->backward, i, j, j + (stop - p));
-            p = stop;
-        }
-        return;
-    }
+    (void)sums;
     fl_index i = p0 / S, j = p0 - i * S;
     for (fl_index p = p0; p < p1; p++, j++) {
         if (j == S) {
             i++;
             j = 0;
         }
-        if (ctx->layout == SM_ROWS) {
-            const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
-            FL_T *o = (FL_T *)a->out + i * a->o_sn + j * a->o_ss;
-            if (ctx->backward)
-                FL_KN(sm_row_bwd)(a, x, (const FL_T *)a->y + i * a->y_sn + j * a->y_ss, o);
-            else
-                FL_KN(sm_row_fwd)(a, x, o);
-        } else if (ctx->backward) {
-            FL_XCAT(sm_position_bwd_, FL_TS)(a, i, j);
-        } else {
-            FL_XCAT(sm_position_fwd_, FL_TS)(a, i, j);
-        }
+        const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
+        FL_T *o = (FL_T *)a->out + i * a->o_sn + j * a->o_ss;
+        if (a->backward)
+            FL_KN(sm_row_bwd)(a, x, (const FL_T *)a->y + i * a->y_sn + j * a->y_ss, o);
+        else
+            FL_KN(sm_row_fwd)(a, x, o);
     }
 }
 
-#undef FL_OP
-#undef FL_V
-#undef FL_ACC
-#undef FL_L
-#undef FL_KN
+static FL_ATTR void FL_KN(sm_blk_cols)(void *vctx, fl_index b, double *sums)
+{
+    const sm_ctx *ctx = (const sm_ctx *)vctx;
+    const fl_softmax_args *a = ctx->a;
+    const fl_index S = a->s;
+    const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
+    (void)sums;
+    for (fl_index p = p0; p < p1;) { /* split at outer-position boundaries */
+        const fl_index i = p / S, j = p - i * S;
+        const fl_index stop = (i + 1) * S < p1 ? (i + 1) * S : p1;
+        FL_KN(sm_cols)(a, a->backward, i, j, j + (stop - p));
+        p = stop;
+    }
+}
