@@ -27,6 +27,8 @@ from fastloss._csrc cimport *
 from fastloss._validation cimport *
 from fastloss._plan cimport *
 
+from fastloss._plan import called
+
 cnp.import_array()
 
 # which loss (kl_div's two forms are told apart by log_target)
@@ -109,9 +111,10 @@ cdef object _binary(int which, object input, object target, object weight, objec
         p.elementwise_grad(x, shape, order)
     p.loss_buffer(shape, order)
     cdef fl_bin_args a
-    cdef fl_index sizes[2], st[7][2]
+    cdef fl_index sizes[2]
+    cdef fl_index st[7][2]
     cdef fl_index *strides[7]
-    cdef int k, status
+    cdef int k
     for k in range(7):
         strides[k] = st[k]
     if merge_axes(shape, order, [xb, tb, w, pw, go, p.g, p.losses], 2, 2, sizes, strides) < 0:
@@ -131,17 +134,10 @@ cdef object _binary(int which, object input, object target, object weight, objec
     a.w_sr, a.w_sk, a.pw_sr, a.pw_sk = st[2][0], st[2][1], st[3][0], st[3][1]
     a.go_sr, a.go_sk, a.g_sr, a.g_sk = st[4][0], st[4][1], st[5][0], st[5][1]
     a.l_sr, a.l_sk = st[6][0], st[6][1]
-    p.prepare(&a.call)
-    if a.rows * a.cols >= FL_BLOCK_ELEMENTS:  # the GIL is released only for work worth the round trip
-        with nogil:
-            status = fl_binary(&a)
-    else:
-        status = fl_binary(&a)
-    p.finish(status, &a.call, _NAMES[which])
     stats = recording()
-    if stats is not None:
+    if stats is not None:  # the (rows, cols) view, for the tests
         stats["rows"], stats["cols"] = a.rows, a.cols
-    return p.result(&a.call)
+    return p.run(fl_binary, &a.call, a.rows * a.cols, _NAMES[which])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,6 +324,12 @@ def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_out
 
 
 
-def _kernel_names():
-    """The kernels the binary losses' dispatch table holds for the SIMD path in use."""
+def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_binary_kernels)
+
+
+def _binary_stats(name, *args, want_grad=True, **kwargs):
+    """For tests: (result, what ran; see fastloss._plan.record); name is "bce", "bce_logits"
+    or "kl_div", the arguments those of the public function."""
+    base = {"bce": "binary_cross_entropy", "bce_logits": "binary_cross_entropy_with_logits"}.get(name, name)
+    return called(globals()[base + ("_with_grad" if want_grad else "")], args, kwargs)

@@ -15,6 +15,8 @@ from fastloss._csrc cimport *
 from fastloss._validation cimport *
 from fastloss._plan cimport *
 
+from fastloss._plan import called
+
 cnp.import_array()
 
 
@@ -37,7 +39,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
                            object lse_in=None):
     cdef Call p = start(input, "input", want_grad)
     cdef cnp.ndarray x0 = p.x0, t0 = as_array(target), t = None
-    cdef int nd = cnp.PyArray_NDIM(x0), status
+    cdef int nd = cnp.PyArray_NDIM(x0)
     if nd == 0:
         raise ValueError("input must have at least one dimension (the class axis)")
     p.red = parse_reduction(reduction)
@@ -72,14 +74,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     a.label_smoothing = eps
     a.lse_out = lse_buffer(lse_out, a.n * a.s, True) if lse_out is not None else NULL
     a.lse_in = lse_buffer(lse_in, a.n * a.s, False) if lse_in is not None and want_grad else NULL
-    p.prepare(&a.call)
-    if a.n * a.s * a.c >= FL_BLOCK_ELEMENTS:  # the GIL is released only for work worth the round trip
-        with nogil:
-            status = fl_cross_entropy(&a)
-    else:
-        status = fl_cross_entropy(&a)
-    p.finish(status, &a.call, "cross_entropy")
-    return p.result(&a.call)
+    return p.run(fl_cross_entropy, &a.call, a.n * a.s * a.c, "cross_entropy")
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -183,6 +178,10 @@ def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, 
                           grad_output, out, True, None, lse)[1]
 
 
-def _kernel_names():
-    """The kernels cross_entropy's dispatch table holds for the SIMD path in use."""
+def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_cross_entropy_kernels)
+
+
+def _cross_entropy_stats(*args, want_grad=True, **kwargs):
+    """For tests: (result, what ran; see fastloss._plan.record)."""
+    return called(cross_entropy_with_grad if want_grad else cross_entropy, args, kwargs)

@@ -19,7 +19,11 @@ cdef extern from "fastloss.h" nogil:
     int fl_simd_resolve(const char *request)
     const char *fl_simd_name(int path)
     int fl_openmp_enabled()
-    ctypedef int (*fl_kernels_fn)(int simd, const char **names, int max)
+
+# every family's entry point, fl_<family>(&args.call), and fl_<family>_kernels(simd, names,
+# max), the names its dispatch table holds for a path
+ctypedef int (*fl_entry)(fl_call *call) noexcept nogil
+ctypedef int (*fl_kernels_fn)(int simd, const char **names, int max) noexcept nogil
 
 cdef extern from "cross_entropy.h" nogil:
     int FL_TARGET_PROB
@@ -37,7 +41,7 @@ cdef extern from "cross_entropy.h" nogil:
         double label_smoothing
         double *lse_out
         const double *lse_in
-    int fl_cross_entropy(fl_ce_args *a)
+    int fl_cross_entropy(fl_call *call)
     int fl_cross_entropy_kernels(int simd, const char **names, int max)
 
 cdef extern from "nll_loss.h" nogil:
@@ -52,7 +56,7 @@ cdef extern from "nll_loss.h" nogil:
         void *loss
         int target_kind
         fl_index ignore_index
-    int fl_nll_loss(fl_nll_args *a)
+    int fl_nll_loss(fl_call *call)
     int fl_nll_loss_kernels(int simd, const char **names, int max)
 
 cdef extern from "softmax.h" nogil:
@@ -63,7 +67,7 @@ cdef extern from "softmax.h" nogil:
         const void *x
         const void *y
         void *out
-    int fl_softmax(fl_softmax_args *a)
+    int fl_softmax(fl_call *call)
     int fl_softmax_kernels(int simd, const char **names, int max)
 
 cdef extern from "regression.h" nogil:
@@ -72,13 +76,18 @@ cdef extern from "regression.h" nogil:
         fl_call call
         int kind, ndim
         double param
-        fl_index shape[64], xs[64], ys[64], gos[64], gs[64], ls[64]
+        fl_index shape[64]
+        fl_index xs[64]
+        fl_index ys[64]
+        fl_index gos[64]
+        fl_index gs[64]
+        fl_index ls[64]
         const void *x
         const void *y
         const void *grad_out
         void *grad
         void *loss
-    int fl_regression(fl_reg_args *a)
+    int fl_regression(fl_call *call)
     int fl_regression_kernels(int simd, const char **names, int max)
 
 cdef extern from "binary.h" nogil:
@@ -95,5 +104,5 @@ cdef extern from "binary.h" nogil:
         const void *go
         void *grad
         void *loss
-    int fl_binary(fl_bin_args *a)
+    int fl_binary(fl_call *call)
     int fl_binary_kernels(int simd, const char **names, int max)

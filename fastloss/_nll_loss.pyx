@@ -15,6 +15,8 @@ from fastloss._csrc cimport *
 from fastloss._validation cimport *
 from fastloss._plan cimport *
 
+from fastloss._plan import called
+
 cnp.import_array()
 
 
@@ -22,7 +24,7 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
                       object reduction, object grad_output, object out, bint want_grad):
     cdef Call p = start(input, "input", want_grad)
     cdef cnp.ndarray x0 = p.x0, t0 = as_array(target)
-    cdef int nd = cnp.PyArray_NDIM(x0), status
+    cdef int nd = cnp.PyArray_NDIM(x0)
     if nd == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
     p.red = parse_reduction(reduction)
@@ -41,14 +43,7 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
     a.g_sn, a.g_sc, a.g_ss = v[3].sn, v[3].sc, v[3].ss
     a.target_kind = FL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_TARGET_I64
     a.ignore_index = <int64_t>ignore
-    p.prepare(&a.call)
-    if a.n * a.s >= FL_BLOCK_ELEMENTS or (want_grad and a.n * a.s * a.c >= FL_BLOCK_ELEMENTS):
-        with nogil:
-            status = fl_nll_loss(&a)
-    else:
-        status = fl_nll_loss(&a)
-    p.finish(status, &a.call, "nll_loss")
-    return p.result(&a.call)
+    return p.run(fl_nll_loss, &a.call, a.n * a.s * (a.c if want_grad and a.c > 1 else 1), "nll_loss")
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -119,6 +114,10 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
 
 
 
-def _kernel_names():
-    """The kernels nll_loss's dispatch table holds for the SIMD path in use."""
+def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_nll_loss_kernels)
+
+
+def _nll_loss_stats(*args, want_grad=True, **kwargs):
+    """For tests: (result, what ran; see fastloss._plan.record)."""
+    return called(nll_loss_with_grad if want_grad else nll_loss, args, kwargs)

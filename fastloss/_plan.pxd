@@ -1,7 +1,7 @@
 # The operand planner and call finisher every loss module uses (fastloss/_plan.pyx).
 cimport numpy as cnp
 
-from fastloss._csrc cimport fl_index, fl_call, fl_kernels_fn
+from fastloss._csrc cimport fl_index, fl_call, fl_entry, fl_kernels_fn
 
 cdef struct view3:  # an operand seen as (n, c, s): element strides of the three axes
     fl_index sn, sc, ss
@@ -13,6 +13,7 @@ cdef class Call:
     cdef int red                    # FL_REDUCE_*
     cdef double batch               # FL_REDUCE_BATCHMEAN's divisor
     cdef bint want_grad
+    cdef bint output_only           # the call returns its output array alone (softmax)
     cdef double go_scalar           # the upstream gradient when it is one number
     cdef cnp.ndarray go0            # the upstream gradient array as given, or None
     cdef cnp.ndarray out            # the caller's out=, checked, or None
@@ -33,6 +34,7 @@ cdef class Call:
                             object grad_output, object out, view3 *v, fl_index *dims) except -1
     cdef cnp.ndarray elementwise_grad(self, cnp.ndarray x, tuple shape, list order)
     cdef cnp.ndarray loss_buffer(self, tuple shape, list order)
+    cdef object run(self, fl_entry entry, fl_call *c, fl_index work, str name)
     cdef void prepare(self, fl_call *c)
     cdef int finish(self, int status, fl_call *c, str name) except -1
     cdef object gradient(self)

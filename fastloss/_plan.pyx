@@ -135,7 +135,10 @@ cdef int merge_axes(tuple shape, list order, list ops, int maxd, int pad, fl_ind
     element strides (strides[k][axis], slowest axis first), padded in front with size-1 axes
     to `pad` axes; returns their number, or -1 when more than `maxd` remain."""
     cdef int k, m = 0, i, nops = len(ops), off
-    cdef fl_index n, sz[64], st[8][64], cur[8]
+    cdef fl_index n
+    cdef fl_index sz[64]
+    cdef fl_index st[8][64]
+    cdef fl_index cur[8]
     cdef bint merged
     cdef cnp.ndarray o
     if 0 in shape:
@@ -214,6 +217,13 @@ class record:
         _recorders -= 1
         _recorded.stats = self.outer
         return False
+
+
+def called(fn, args, kwargs):
+    """For the modules' private ``_*_stats`` test hooks: (fn(*args, **kwargs), what ran)."""
+    with record() as stats:
+        result = fn(*args, **kwargs)
+    return result, stats
 
 
 cdef dict recording():
@@ -357,6 +367,19 @@ cdef class Call:
         if self.red == FL_REDUCE_NONE:
             self.losses = empty_in_order(shape, order, self.typenum)
         return self.losses
+
+    cdef object run(self, fl_entry entry, fl_call *c, fl_index work, str name):
+        """The one C call of a loss: its inputs set, the GIL released for work worth the round
+        trip (one block and more), the status checked, the results returned."""
+        cdef int status
+        self.prepare(c)
+        if work >= FL_BLOCK_ELEMENTS:
+            with nogil:
+                status = entry(c)
+        else:
+            status = entry(c)
+        self.finish(status, c, name)
+        return self.gradient() if self.output_only else self.result(c)
 
     cdef void prepare(self, fl_call *c):
         """The call's inputs: dtype, SIMD path, threads, reduction, upstream scalar."""

@@ -29,6 +29,8 @@ from fastloss._csrc cimport *
 from fastloss._validation cimport *
 from fastloss._plan cimport *
 
+from fastloss._plan import called
+
 cnp.import_array()
 
 _NAMES = {0: "mse_loss", 1: "l1_loss", 2: "smooth_l1_loss", 3: "huber_loss"}
@@ -85,15 +87,7 @@ cdef object _regression(int kind, object input, object target, object reduction,
     a.ndim = merge_axes(shape, order, ops, FL_REG_MAXDIM, 1, a.shape, strides)
     a.kind, a.param = kind, beta
     a.x, a.y, a.grad_out, a.grad, a.loss = data(xb), data(tb), data(go), data(p.g), data(p.losses)
-    p.prepare(&a.call)
-    cdef int status
-    if xb.size >= FL_BLOCK_ELEMENTS:  # the GIL is released only for work worth the round trip
-        with nogil:
-            status = fl_regression(&a)
-    else:
-        status = fl_regression(&a)
-    p.finish(status, &a.call, _NAMES[kind])
-    return p.result(&a.call)
+    return p.run(fl_regression, &a.call, xb.size, _NAMES[kind])
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -212,6 +206,15 @@ _document(huber_loss, huber_loss_with_grad, "Huber loss", "rounded to the input'
                d * s          otherwise""")
 
 
-def _kernel_names():
-    """The kernels the regression losses' dispatch table holds for the SIMD path in use."""
+def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_regression_kernels)
+
+
+def _regression_stats(str name, input, target, reduction="mean", param=None, grad_output=None,
+                      out=None, want_grad=True):
+    """For tests: (result, what ran; see fastloss._plan.record); name is "mse_loss",
+    "l1_loss", "smooth_l1_loss" or "huber_loss", param its beta or delta."""
+    kw = {} if param is None else {"smooth_l1_loss": {"beta": param}, "huber_loss": {"delta": param}}.get(name, {})
+    if want_grad:
+        kw.update(grad_output=grad_output, out=out)
+    return called(globals()[name + ("_with_grad" if want_grad else "")], (input, target, reduction), kw)

@@ -22,6 +22,8 @@ from fastloss._csrc cimport *
 from fastloss._validation cimport *
 from fastloss._plan cimport *
 
+from fastloss._plan import called
+
 cnp.import_array()
 
 
@@ -37,6 +39,7 @@ cdef int _normalize_axis(object axis, int nd) except -1:
 cdef object _softmax(object input, object output, object axis, object out, bint log, bint backward):
     cdef str xname = "grad_output" if backward else "input"
     cdef Call p = start(input, xname, True)
+    p.output_only = True
     cdef cnp.ndarray x0 = p.x0, y0 = None, x, y = None
     if backward:
         y0 = as_array(output)
@@ -44,7 +47,7 @@ cdef object _softmax(object input, object output, object axis, object out, bint 
         if not same_shape(y0, x0):
             raise ValueError(f"output has shape {np.shape(y0)}, expected the shape of grad_output "
                              f"{np.shape(x0)}")
-    cdef int ax = _normalize_axis(axis, cnp.PyArray_NDIM(x0)), d, status
+    cdef int ax = _normalize_axis(axis, cnp.PyArray_NDIM(x0)), d
     cdef bint in_y = False
     if out is not None:  # out= may be exactly grad_output / input or exactly output
         p.out = check_out(out, x0, "out")
@@ -82,14 +85,7 @@ cdef object _softmax(object input, object output, object axis, object out, bint 
     a.x_sn, a.x_sc, a.x_ss = v[0].sn, v[0].sc, v[0].ss
     a.y_sn, a.y_sc, a.y_ss = v[1].sn, v[1].sc, v[1].ss
     a.o_sn, a.o_sc, a.o_ss = v[2].sn, v[2].sc, v[2].ss
-    p.prepare(&a.call)
-    if a.n * a.s * a.c >= FL_BLOCK_ELEMENTS:
-        with nogil:
-            status = fl_softmax(&a)
-    else:
-        status = fl_softmax(&a)
-    p.finish(status, &a.call, "softmax")
-    return p.gradient()
+    return p.run(fl_softmax, &a.call, a.n * a.s * a.c, "softmax")
 
 
 def log_softmax(input, axis=-1, out=None):
@@ -187,6 +183,10 @@ def softmax_backward(grad_output, output, axis=-1, out=None):
 
 
 
-def _kernel_names():
-    """The kernels softmax's dispatch table holds for the SIMD path in use."""
+def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_softmax_kernels)
+
+
+def _softmax_stats(name, *args, **kwargs):
+    """For tests: (result of the public function `name`, what ran; see fastloss._plan.record)."""
+    return called(globals()[name], args, kwargs)

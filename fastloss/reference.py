@@ -103,6 +103,22 @@ def _check_ignore_index(ignore_index):
     return int(ignore_index)
 
 
+def _loss_dtype(x, t):
+    """torch's type promotion of a floating target with the input (mse, l1, smooth_l1, kl_div,
+    bce_with_logits, cross_entropy's probabilities): the dtype the loss is computed and returned
+    in. An integer or bool target does not widen it; longdouble counts as float64."""
+    if t.dtype.kind != "f":
+        return x.dtype
+    return np.promote_types(x.dtype, np.float64 if t.dtype.itemsize > 8 else t.dtype)
+
+
+def _half_rounded(a, dtype):
+    """An operand as float64, rounded to float16 first when the loss is float16 (the kernels
+    compute float16 in float32 on operands held in float16)."""
+    a = np.asarray(a)
+    return (a.astype(np.float16) if dtype == np.float16 else a).astype(np.float64)
+
+
 def _check_weight(weight, n_classes):
     """Return (original array or None, float64 weights of length C)."""
     if weight is None:
@@ -255,6 +271,8 @@ class _Problem:
                 raise IndexError(str(exc)) from None
             self.target_orig, self.target_error = np.asarray(target), IndexError(str(exc))
             return
+        self.loss_dtype = _loss_dtype(self.x, self.target_orig) if self.kind == "prob" else self.x.dtype
+        self.w = _half_rounded(self.w, self.loss_dtype)
 
         # float64 copies, class axis last: shape loss_shape + (C,)
         z = np.moveaxis(self.x.astype(np.float64), self.class_axis, -1)
@@ -348,8 +366,8 @@ def _gradient(pb, go):
 
 def _as_result(loss64, pb):
     if pb.reduction == "none":
-        return np.asarray(loss64).astype(pb.x.dtype)
-    return pb.x.dtype.type(loss64)
+        return np.asarray(loss64).astype(pb.loss_dtype)
+    return pb.loss_dtype.type(loss64)
 
 
 # --------------------------------------------------------------------------
@@ -735,19 +753,20 @@ def _reg_prepare(input, target, reduction, kind, param):
         warnings.warn(f"Using a target size ({t.shape}) that is different to the input size "
                       f"({x.shape}). This will likely lead to incorrect results due to "
                       "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=3)
-    # the target is rounded to the input's dtype first (as the fast path casts it)
-    t = t.astype(x.dtype).astype(np.float64)
+    # huber's target is held in the input's dtype (torch), the others promote the loss
+    dtype = x.dtype if kind == "huber" else _loss_dtype(x, t)
+    t = t.astype(dtype).astype(np.float64)
     xd, td = np.broadcast_arrays(x.astype(np.float64), t)
-    return x, xd, td
+    return x, dtype, xd, td
 
 
-def _reg_reduce(x, losses, reduction):
+def _reg_reduce(dtype, losses, reduction):
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf; float16 overflow: inf
         if reduction == "none":
-            return losses.astype(x.dtype)
+            return losses.astype(dtype)
         if reduction == "sum":
-            return x.dtype.type(losses.sum())
-        return x.dtype.type(losses.sum() / losses.size if losses.size else np.nan)
+            return dtype.type(losses.sum())
+        return dtype.type(losses.sum() / losses.size if losses.size else np.nan)
 
 
 def _reg_upstream(grad_output, reduction, shape):
@@ -813,14 +832,14 @@ def _reg_check_param(kind, param):
 
 
 def _reg_loss(kind, input, target, reduction, param):
-    x, xd, td = _reg_prepare(input, target, reduction, kind, param)
+    x, dtype, xd, td = _reg_prepare(input, target, reduction, kind, param)
     with np.errstate(invalid="ignore"):  # inf - inf
         losses, _ = _reg_elementwise(kind, xd - td, param)
-    return _reg_reduce(x, losses, reduction)
+    return _reg_reduce(dtype, losses, reduction)
 
 
 def _reg_loss_with_grad(kind, input, target, reduction, param, grad_output, out):
-    x, xd, td = _reg_prepare(input, target, reduction, kind, param)
+    x, dtype, xd, td = _reg_prepare(input, target, reduction, kind, param)
     g = _reg_upstream(grad_output, reduction, xd.shape)
     # out=target, exactly (the input's shape and dtype), is allowed too: the gradient then
     # overwrites the target, as out=input overwrites the input
@@ -831,7 +850,7 @@ def _reg_loss_with_grad(kind, input, target, reduction, param, grad_output, out)
         losses, dl = _reg_elementwise(kind, xd - td, param)
     with np.errstate(invalid="ignore", over="ignore"):
         grad_full = dl * g
-    return _reg_reduce(x, losses, reduction), _reg_grad_result(x, grad_full, out)
+    return _reg_reduce(dtype, losses, reduction), _reg_grad_result(x, grad_full, out)
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -1021,11 +1040,12 @@ def _bin_bcel_prepare(input, target, weight, reduction, pos_weight):
     w = _bin_broadcast_to_input(weight, x0.shape, "weight")
     p = _bin_broadcast_to_input(pos_weight, x0.shape, "pos_weight")
     x = x0.astype(np.float64)
-    y = t0.astype(x0.dtype).astype(np.float64)
+    dtype = _loss_dtype(x0, t0)  # torch promotes the target, weights follow the loss
+    y = t0.astype(dtype).astype(np.float64)
     if w is not None:
-        w = w.astype(x0.dtype).astype(np.float64)
+        w = w.astype(dtype).astype(np.float64)
     if p is not None:
-        p = p.astype(x0.dtype).astype(np.float64)
+        p = p.astype(dtype).astype(np.float64)
     return x0, x, y, w, p, red
 
 
@@ -1046,7 +1066,7 @@ def _bin_sigmoid(x):
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     """Binary cross-entropy of logits (see the module docstring)."""
     x0, x, y, w, p, red = _bin_bcel_prepare(input, target, weight, reduction, pos_weight)
-    return _bin_reduce(_bin_bcel_loss(x, y, w, p), red, x0.dtype)
+    return _bin_reduce(_bin_bcel_loss(x, y, w, p), red, _loss_dtype(x0, np.asarray(target)))
 
 
 def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduction="mean",
@@ -1063,7 +1083,7 @@ def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduc
         grad = grad * s
         if w is not None:
             grad = grad * w
-    return _bin_reduce(loss, red, x0.dtype), _bin_finish_grad(grad, x0, out)
+    return _bin_reduce(loss, red, _loss_dtype(x0, np.asarray(target))), _bin_finish_grad(grad, x0, out)
 
 
 _BIN_KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
@@ -1080,7 +1100,7 @@ def _bin_kl_prepare(input, target, reduction, log_target):
     except ValueError:
         raise ValueError(f"The size of input {x0.shape} and target {t0.shape} do not broadcast") from None
     x = np.broadcast_to(x0.astype(np.float64), shape)
-    y = np.broadcast_to(t0.astype(x0.dtype).astype(np.float64), shape)
+    y = np.broadcast_to(t0.astype(_loss_dtype(x0, t0)).astype(np.float64), shape)
     batch = x0.shape[0] if (red == "batchmean" and x0.ndim) else None
     return x0, x, y, red, bool(log_target), batch
 
@@ -1096,7 +1116,7 @@ def _bin_kl_loss(x, y, log_target):
 def kl_div(input, target, reduction="mean", log_target=False):
     """Kullback-Leibler divergence loss (see the module docstring)."""
     x0, x, y, red, lt, batch = _bin_kl_prepare(input, target, reduction, log_target)
-    return _bin_reduce(_bin_kl_loss(x, y, lt), red, x0.dtype, batch)
+    return _bin_reduce(_bin_kl_loss(x, y, lt), red, _loss_dtype(x0, np.asarray(target)), batch)
 
 
 def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_output=None, out=None):
@@ -1114,5 +1134,5 @@ def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_out
     axes = tuple(d for d in range(x0.ndim) if x0.shape[d] == 1 and grad.shape[d] != 1)
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
-    return _bin_reduce(loss, red, x0.dtype, batch), _bin_finish_grad(grad, x0, out)
+    return _bin_reduce(loss, red, _loss_dtype(x0, np.asarray(target)), batch), _bin_finish_grad(grad, x0, out)
 

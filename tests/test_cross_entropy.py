@@ -170,9 +170,18 @@ def assert_close(actual, desired, dtype, tol=None):
                                equal_nan=True, **tol)
 
 
-def check_loss_type(loss, x, reduction):
-    """A NumPy scalar of the input's dtype for mean/sum; an ndarray of the batch shape."""
-    kind = x.dtype.type
+def loss_dtype(x, target):
+    """torch's loss dtype: the input's, promoted by a floating probability target of another
+    dtype (float16 logits with float32 probabilities give a float32 loss)."""
+    t = np.asarray(target)
+    if t.shape == x.shape and t.dtype.kind == "f":
+        return np.promote_types(x.dtype, t.dtype)
+    return x.dtype
+
+
+def check_loss_type(loss, x, reduction, target=None):
+    """A NumPy scalar of the loss's dtype for mean/sum; an ndarray of the batch shape."""
+    kind = (x.dtype if target is None else loss_dtype(x, target)).type
     if reduction == "none":
         assert isinstance(loss, np.ndarray), type(loss)
         assert loss.shape == batch_shape(x.shape)
@@ -192,15 +201,15 @@ def compare_with_reference(x, target, reduction, *, grad_output=None, **kw):
     dtype = x.dtype.type
     fast = fastloss.cross_entropy(x, target, reduction=reduction, **kw)
     slow = ref.cross_entropy(x, target, reduction=reduction, **kw)
-    check_loss_type(fast, x, reduction)
-    check_loss_type(slow, x, reduction)
+    check_loss_type(fast, x, reduction, target)
+    check_loss_type(slow, x, reduction, target)
     assert_close(fast, slow, dtype)
 
     f_loss, f_grad = fastloss.cross_entropy_with_grad(x, target, reduction=reduction,
                                                       grad_output=grad_output, **kw)
     r_loss, r_grad = ref.cross_entropy_with_grad(x, target, reduction=reduction,
                                                  grad_output=grad_output, **kw)
-    check_loss_type(f_loss, x, reduction)
+    check_loss_type(f_loss, x, reduction, target)
     check_grad_type(f_grad, x)
     assert_close(f_loss, r_loss, dtype)
     assert_close(f_grad, r_grad, dtype)
