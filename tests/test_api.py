@@ -1,6 +1,7 @@
 """The public surface: every loss of the NumPy layer has a reference twin with the same
 signature and a formula in its docstring, and `import fastloss` does not import torch."""
 import inspect
+import re
 import subprocess
 import sys
 
@@ -23,10 +24,82 @@ def test_reference_twin_has_the_same_signature(name):
     assert inspect.signature(fast) == inspect.signature(slow)
 
 
+# The tokens the formula in each function's Notes section must contain: the quantities of
+# that loss (for *_with_grad, the ``grad`` formula and its upstream factor).
+FORMULA_TOKENS = {
+    "cross_entropy": ["lse = log(sum_k exp(x_k))", "eps = label_smoothing", "w[t] * (lse - x[t])",
+                      "eps / C * sum_k w[k] * (lse - x[k])", "y' = (1 - eps) * y + eps / C"],
+    "cross_entropy_with_grad": ["p = softmax(x)", "grad[k] = s * (p[k] * A", "(1 - eps) * w[t] * [k == t]",
+                                "eps / C * w[k]", "A = (1 - eps) * w[t] + eps / C * sum_j w[j]",
+                                "grad[k] = s * (p[k] * sum_j w[j] * y'[j] - w[k] * y'[k])"],
+    "nll_loss": ["loss = -w[t] * input[t]", "ignore_index"],
+    "nll_loss_with_grad": ["grad[k] = -s * w[t] * [k == t]", "sum of the kept targets' weights"],
+    "binary_cross_entropy": ["loss = -w * (y * max(log(x), -100)",
+                             "(1 - y) * max(log1p(-x), -100))"],
+    "binary_cross_entropy_with_grad": ["grad = s * w * (x - y) / max((1 - x) * x, eps)", "eps = float32(1e-12)"],
+    "binary_cross_entropy_with_logits": ["lw   = (p - 1) * y + 1",
+                                         "loss = w * ((1 - y) * x + lw * (log1p(exp(-|x|)) + max(-x, 0)))"],
+    "binary_cross_entropy_with_logits_with_grad": ["grad = s * w * (lw * sigmoid(x) - p * y)",
+                                                   "lw = (p - 1) * y + 1", "s * w * (sigmoid(x) - y)"],
+    "kl_div": ["loss = xlogy(y, y) - y * x", "loss = exp(y) * (y - x)", "log_target"],
+    "kl_div_with_grad": ["grad = -s * y", "grad = -s * exp(y)", "batchmean"],
+    "mse_loss": ["loss = (x - y) ** 2"],
+    "mse_loss_with_grad": ["loss = (x - y) ** 2", "grad = 2 * (x - y) * s"],
+    "l1_loss": ["loss = |x - y|"],
+    "l1_loss_with_grad": ["loss = |x - y|", "grad = sign(x - y) * s"],
+    "smooth_l1_loss": ["z = |x - y|", "0.5 * z ** 2 / beta", "if z < beta", "z - 0.5 * beta"],
+    "smooth_l1_loss_with_grad": ["d = x - y", "0.5 * z ** 2 / beta", "z - 0.5 * beta", "grad = s",
+                                 "if d > beta", "-s", "if d < -beta", "d / beta * s"],
+    "huber_loss": ["z = |x - y|", "0.5 * z ** 2", "if z < delta", "delta * (z - 0.5 * delta)"],
+    "huber_loss_with_grad": ["d = x - y", "delta * (z - 0.5 * delta)", "grad = delta * s", "if d > delta",
+                             "-delta * s", "if d < -delta", "d * s"],
+    "log_softmax": ["m = max_k x[k]", "y[k] = (x[k] - m) - log(sum_j exp(x[j] - m))"],
+    "log_softmax_backward": ["grad[k] = g[k] - exp(y[k]) * sum_j g[j]"],
+    "softmax": ["m = max_k x[k]", "y[k] = exp(x[k] - m) / sum_j exp(x[j] - m)"],
+    "softmax_backward": ["grad[k] = y[k] * (g[k] - sum_j g[j] * y[j])"],
+}
+
+
+def notes_section(doc):
+    """The text of the numpydoc ``Notes`` section (up to the next section header), or None."""
+    m = re.search(r"^Notes\n-----\n(.*?)(?=^\S[^\n]*\n-{3,}\n|\Z)", doc, re.M | re.S)
+    return m.group(1) if m else None
+
+
+def test_formula_table_covers_every_loss():
+    assert set(FORMULA_TOKENS) == set(LOSSES)
+
+
+def formula_problems(name, doc):
+    """What the docstring ``doc`` of ``name`` lacks: a Notes section, or tokens of its
+    formula (whitespace-normalized), or for a gradient function a ``grad = `` formula."""
+    notes = notes_section(doc)
+    if notes is None:
+        return ["no Notes section"]
+    flat = " ".join(notes.split())
+    problems = [tok for tok in FORMULA_TOKENS[name] if " ".join(tok.split()) not in flat]
+    if name.endswith(("_with_grad", "_backward")) and not re.search(r"\bgrad(\[k\])? = ", notes):
+        problems.append("no grad formula")
+    return problems
+
+
 @pytest.mark.parametrize("name", LOSSES)
 def test_docstring_states_the_formula(name):
+    """The Notes section states the loss's formula: every token of FORMULA_TOKENS[name]."""
     doc = inspect.getdoc(getattr(fastloss, name)) or ""
-    assert len(doc) > 200 and "=" in doc, f"{name}: the docstring should give the formula"
+    assert formula_problems(name, doc) == [], f"{name}: the Notes formula is incomplete\n{doc}"
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_formula_check_rejects_a_removed_formula(name):
+    """The check above fails on the real docstring with its formula lines removed (every
+    line of Notes holding an ``=``), and with its Notes section renamed."""
+    doc = inspect.getdoc(getattr(fastloss, name))
+    notes = notes_section(doc)
+    without = doc.replace(notes, "\n".join(line for line in notes.splitlines() if "=" not in line))
+    assert without != doc
+    assert formula_problems(name, without) != []
+    assert formula_problems(name, doc.replace("Notes\n-----", "Remarks\n-------")) == ["no Notes section"]
 
 
 def test_import_does_not_import_torch():

@@ -3,11 +3,13 @@ training loop (the "Tudui" CIFAR-10 CNN, SGD with momentum, the example's synthe
 CIFAR-shaped data, one torch thread, torch's deterministic algorithms).
 
 * float32, the example's configuration, 50 steps driven by fastloss: at every step torch's
-  loss is evaluated on the same logits; the losses agree within 1e-5 and the gradients with
-  respect to the logits within 1e-7 (measured: 4.8e-7 and 8.1e-9); the loss falls from
+  loss is evaluated on the same logits; the losses agree within 1e-6 (1 ulp of ln 10 is
+  2.4e-7) and the gradients with respect to the logits within 1e-7 (entries about 1/32;
+  measured on the avx512, avx2 and generic paths: 2.4e-7 and 9.3e-9); the loss falls from
   ln 10 to under a tenth of it; fastloss never modifies the logits or the labels.
-* float64, 50 steps free-running, once with each loss: per-step losses and every final
-  parameter agree within 1e-5 (measured: 9e-16 and 3e-16).
+* float64, 50 steps free-running, once with each loss: per-step losses agree within 1e-14
+  of the first step's loss (ln 10; measured 4.4e-16, i.e. 1.9e-16 of it: one ulp) and
+  every final parameter tensor within 1e-14 of its largest entry (measured 6.1e-16).
 
 Why not free-running in float32: the two float32 runs agree to rounding until a max-pool
 window whose two largest values differ by less than that rounding picks the other winner,
@@ -49,7 +51,16 @@ BATCH_SIZE = 32
 LR = 0.01
 MOMENTUM = 0.9
 SEED = 0
-ATOL = 1e-5
+# float32 on shared logits: |torch - fastloss| of a per-step loss <= 2.4e-7 measured (1 ulp of
+# ln 10) on every SIMD path; of the logits' gradient <= 9.3e-9 (entries ~1/32, ulp ~ 3.7e-9)
+F32_LOSS_ATOL = 1e-6
+F32_GRAD_ATOL = 1e-7
+# float64 free-running, relative to the value's own size (the first loss, ln 10; a parameter
+# tensor's largest entry): measured 1.9e-16 (loss) and 6.1e-16 (parameters), avx512/avx2/generic
+F64_RTOL = 1e-14
+# the command line: float32 free-running for 3 steps, printed to 7 decimals; float32 runs
+# may drift apart by rounding (see the module docstring), so a looser bound here
+CLI_ATOL = 1e-5
 
 
 # --------------------------------------------------------------------------
@@ -172,14 +183,14 @@ def float64_runs(torch, example):
 # --------------------------------------------------------------------------
 
 def test_float32_every_step_matches_torch(float32_run):
-    """Every one of the 50 steps: on the same logits, fastloss's loss is torch's within 1e-5
+    """Every one of the 50 steps: on the same logits, fastloss's loss is torch's within 1e-6
     and its gradient torch's within 1e-7 (the gradient entries are about 1/32)."""
     losses, shadow = float32_run
     assert len(shadow.losses) == len(shadow.grad_diffs) == len(losses) == STEPS
     assert [fast for _, fast in shadow.losses] == losses
     for step, ((ref, fast), gdiff) in enumerate(zip(shadow.losses, shadow.grad_diffs), 1):
-        assert math.isfinite(ref) and abs(ref - fast) <= ATOL, (step, ref, fast)
-        assert gdiff <= 1e-7, (step, gdiff)
+        assert math.isfinite(ref) and abs(ref - fast) <= F32_LOSS_ATOL, (step, ref, fast)
+        assert gdiff <= F32_GRAD_ATOL, (step, gdiff)
 
 
 def test_float32_loss_decreases(float32_run):
@@ -190,18 +201,20 @@ def test_float32_loss_decreases(float32_run):
 
 
 def test_float64_per_step_losses_agree(float64_runs):
-    """Free-running, torch's and fastloss's trainings see the same loss at every step."""
+    """Free-running, torch's and fastloss's trainings see the same loss at every step, to
+    1e-14 of the first loss (the loss's own scale; measured 1.9e-16 of it)."""
     torch_losses, _ = float64_runs["torch"]
     fast_losses, _ = float64_runs["fastloss"]
     assert len(torch_losses) == len(fast_losses) == STEPS
     diffs = [abs(a - b) for a, b in zip(torch_losses, fast_losses)]
     worst = max(range(STEPS), key=diffs.__getitem__)
-    assert diffs[worst] <= ATOL, (
+    assert diffs[worst] <= F64_RTOL * torch_losses[0], (
         f"step {worst + 1}: torch {torch_losses[worst]!r} vs fastloss {fast_losses[worst]!r}")
     assert sum(torch_losses[-10:]) / 10 < 0.5 * torch_losses[0], torch_losses
 
 
 def test_float64_final_weights_agree(torch, example, float64_runs):
+    """Every parameter tensor within 1e-14 of its own largest entry (measured 6.1e-16)."""
     _, torch_model = float64_runs["torch"]
     _, fast_model = float64_runs["fastloss"]
     torch_params = dict(torch_model.named_parameters())
@@ -213,7 +226,8 @@ def test_float64_final_weights_agree(torch, example, float64_runs):
         q = fast_params[name]
         assert p.shape == q.shape and p.dtype == q.dtype == torch.float64
         diff = (p.detach() - q.detach()).abs().max().item()
-        assert diff <= ATOL, f"{name}: max |torch - fastloss| = {diff:.3g}"
+        scale = p.detach().abs().max().item()
+        assert diff <= F64_RTOL * scale, f"{name}: max |torch - fastloss| = {diff:.3g} (max |p| {scale:.3g})"
         # the comparison means something: training moved every parameter
         assert not torch.equal(p.detach().float(), initial[name].detach()), f"{name} unchanged"
 
@@ -283,7 +297,7 @@ def test_command_line_both_losses(tmp_path):
     assert re.match(r"^loss: fastloss \(fastloss\.torch(\.\w+)*\.CrossEntropyLoss\)$", fast_name)
     # same seed, same batches: printed to 7 decimals, equal within the tolerance + rounding
     for a, b in zip(torch_losses, fast_losses):
-        assert abs(a - b) <= ATOL + 1e-7, (torch_losses, fast_losses)
+        assert abs(a - b) <= CLI_ATOL + 1e-7, (torch_losses, fast_losses)
 
 
 # --------------------------------------------------------------------------

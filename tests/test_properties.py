@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastloss
+from conftest import assert_grad_close
 from fastloss import reference as ref
 
 _COMMON = dict(
@@ -53,9 +54,12 @@ INF = math.inf
 NAN = math.nan
 FLOAT_DTYPES = [np.float16, np.float32, np.float64]
 REDUCTIONS = ["none", "mean", "sum"]
-# relative tolerance per dtype; the absolute one is rtol * max(1, largest finite |value|)
-# (float16 is computed in float32 by the fast path and in float64 by the reference, both
-# rounded to float16 at the end)
+# relative tolerance per dtype (float16 is computed in float32 by the fast path and in float64
+# by the reference, both rounded to float16 at the end). Losses and softmax outputs: the
+# absolute tolerance is rtol * max(1, largest finite |value|) (their error is that of the
+# logits, O(1)). Gradients (*_with_grad, *_backward): rtol * (|entry| + its row's largest
+# |entry|), rows along the class / softmax axis, the whole array for the elementwise losses
+# (conftest.grad_tolerance): no floor of 1, so a 1% error in a mean-reduced gradient fails.
 RTOL = {np.float16: 4e-3, np.float32: 5e-5, np.float64: 1e-10}
 
 
@@ -214,6 +218,82 @@ def assert_close(f, r, dtype, what):
     np.testing.assert_allclose(f64, r64, rtol=rtol, atol=rtol * scale, equal_nan=True, err_msg=what)
 
 
+def assert_grad(f, r, dtype, axis, what, scale=None):
+    """A gradient: same shape and dtype, then conftest.assert_grad_close (scaled per row, or
+    by the size of its terms, see term_scale)."""
+    f = np.asarray(f)
+    r = np.asarray(r)
+    assert f.shape == r.shape, f"{what}: shape {f.shape} vs {r.shape}"
+    assert f.dtype.newbyteorder("=") == r.dtype.newbyteorder("="), f"{what}: {f.dtype} vs {r.dtype}"
+    if dtype is np.float16:  # as in assert_close: either side of float16's max
+        near_max = np.isinf(f) & (np.abs(r.astype(np.float64)) > 0.99 * np.finfo(np.float16).max)
+        r = np.where(near_max, f, r)
+    assert_grad_close(f, r, RTOL[dtype], axis=axis, dtype=r.dtype.newbyteorder("="), err_msg=what, scale=scale)
+
+
+def term_scale(name, kw):
+    """For the gradients whose formula cancels, the size of the terms each entry is computed
+    from (their absolute values summed, upstream factor included): float rounding of those
+    terms is the error a correct kernel makes, even where the entry itself is ~0. None (the
+    row's own size) for the other gradients, which do not cancel.
+
+    * cross_entropy, index target t: ``|s| * (p[k] * A + (1 - eps) * w[t] * [k == t] + eps / C * w[k])``;
+      probabilities: ``|s| * (p[k] * sum_j w[j] * y'[j] + w[k] * y'[k])`` (p = softmax(x))
+    * log_softmax_backward: ``|g[k]| + exp(y[k]) * sum_j |g[j]|``
+    * softmax_backward: ``y[k] * (|g[k]| + sum_j |g[j] * y[j]|)``
+    """
+    with np.errstate(all="ignore"):
+        if name.endswith("_backward"):
+            g = np.asarray(kw["grad_output"], np.float64)
+            y = np.asarray(kw["output"], np.float64)
+            shape = np.broadcast_shapes(g.shape, y.shape)
+            g, y = np.broadcast_to(g, shape).reshape(shape or (1,)), np.broadcast_to(y, shape).reshape(shape or (1,))
+            ax = kw["axis"] if shape else 0
+            if name.startswith("log"):
+                terms = np.abs(g) + np.exp(y) * np.sum(np.abs(g), axis=ax, keepdims=True)
+            else:
+                terms = y * (np.abs(g) + np.sum(np.abs(g * y), axis=ax, keepdims=True))
+            return terms.reshape(shape)
+        if name != "cross_entropy_with_grad":
+            return None
+        x = np.asarray(kw["input"], np.float64)
+        ax = 1 if x.ndim >= 2 else 0
+        C = x.shape[ax]
+        batch = x.shape[:ax] + x.shape[ax + 1:]
+        p = ref.softmax(x, axis=ax)
+        w = np.ones(C) if kw.get("weight") is None else np.asarray(kw["weight"], np.float64)
+        wb = w.reshape([C if i == ax else 1 for i in range(x.ndim)])
+        eps = float(kw.get("label_smoothing", 0.0))
+        g = np.broadcast_to(1.0 if kw.get("grad_output") is None else np.asarray(kw["grad_output"], np.float64),
+                            batch)
+        t = np.asarray(kw["target"])
+        mean = kw["reduction"] == "mean"
+        if t.dtype.kind == "f":  # probabilities
+            y = (1 - eps) * t.astype(np.float64) + (eps / C if C else 0.0)
+            s = np.expand_dims(g / (math.prod(batch) if mean else 1), ax)
+            return np.abs(s) * (p * np.sum(wb * y, axis=ax, keepdims=True) + wb * y)
+        t = t.reshape(batch).astype(np.int64)
+        kept = t != kw.get("ignore_index", -100)
+        tt = np.where(kept, t, 0)
+        w_t = np.where(kept, w[tt] if C else 0.0, 0.0)
+        s = np.where(kept, g / (np.sum(w_t) if mean else 1), 0.0)
+        smooth = eps / C if C else 0.0
+        A = (1 - eps) * w_t + smooth * np.sum(w)
+        onehot = np.arange(C).reshape(wb.shape) == np.expand_dims(tt, ax)
+        e = lambda a: np.expand_dims(a, ax)  # noqa: E731
+        return np.abs(e(s)) * (p * e(A) + (1 - eps) * e(w_t) * onehot + smooth * wb)
+
+
+def grad_axis(name, kw):
+    """The axis along which one row of the gradient is scaled: the class axis (cross_entropy,
+    nll_loss), the softmax axis (*_backward), None (the whole array) for elementwise losses."""
+    if name.startswith(("cross_entropy", "nll_loss")):
+        return 1 if np.ndim(kw["input"]) >= 2 else None
+    if name.endswith("_backward"):
+        return kw["axis"] if np.ndim(kw["output"]) else None
+    return None
+
+
 def check(name, recipe):
     fast = getattr(fastloss, name)
     slow = getattr(ref, name)
@@ -245,7 +325,9 @@ def check(name, recipe):
     dtype = _dtype(kw)
     if name.endswith("_with_grad"):
         assert_close(f_res[0], r_res[0], dtype, "loss")
-        assert_close(f_res[1], r_res[1], dtype, "grad")
+        assert_grad(f_res[1], r_res[1], dtype, grad_axis(name, kw), "grad", term_scale(name, kw))
+    elif name.endswith("_backward"):
+        assert_grad(f_res, r_res, dtype, grad_axis(name, kw), "grad", term_scale(name, kw))
     else:
         assert_close(f_res, r_res, dtype, "result")
     return "value"
@@ -417,3 +499,100 @@ def test_regression_family(name, data):
 @given(data=st.data())
 def test_softmax_family(name, data):
     check(name, data.draw(softmax_problems(name)))
+
+
+# --------------------------------------------------------------------------
+# the gradient comparison rejects a 1% error in small entries
+# --------------------------------------------------------------------------
+
+N_ROWS, N_COLS = 256, 10
+
+
+def _problem(name, dtype, reduction, rng):
+    """A fixed (N_ROWS, N_COLS) problem for name (a *_with_grad function) whose gradient
+    entries are all small: "mean" divides by ~N_ROWS (x N_COLS for elementwise losses),
+    "sum" gets grad_output 1e-3, "none" an upstream gradient of 1 / (number of losses), what
+    a network's mean-reduced loss would pass down: every entry is far below 1 (the old
+    tolerance's floor, which made it 5e-5 in float32, above a 1% error of such entries)."""
+    shape = (N_ROWS, N_COLS)
+    x = rng.standard_normal(shape) * 3
+    kw = dict(reduction=reduction)
+    if name.startswith("cross_entropy"):
+        kw.update(target=rng.integers(0, N_COLS, N_ROWS), weight=rng.uniform(0.5, 2.0, N_COLS),
+                  label_smoothing=0.1)
+    elif name.startswith("nll_loss"):
+        x = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+        kw.update(target=rng.integers(0, N_COLS, N_ROWS), weight=rng.uniform(0.5, 2.0, N_COLS))
+    elif name.startswith("binary_cross_entropy_with_logits"):
+        kw.update(target=rng.uniform(0, 1, shape), pos_weight=rng.uniform(0.5, 2.0, N_COLS))
+    elif name.startswith("binary_cross_entropy"):
+        x = rng.uniform(0.05, 0.95, shape)
+        kw.update(target=rng.uniform(0, 1, shape), weight=rng.uniform(0.5, 2.0, shape))
+    elif name.startswith("kl_div"):
+        x = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+        kw.update(target=rng.dirichlet(np.ones(N_COLS), N_ROWS))
+    else:  # the regression losses
+        kw.update(target=rng.standard_normal(shape) * 3)
+        if name.startswith("smooth_l1"):
+            kw["beta"] = 0.5
+        if name.startswith("huber"):
+            kw["delta"] = 2.0
+    loss_shape = (N_ROWS,) if name.startswith(("cross_entropy", "nll_loss")) else shape
+    kw["grad_output"] = {"mean": None, "sum": 1e-3, "none": np.full(loss_shape, 1.0 / math.prod(loss_shape))}[reduction]
+    kw["input"] = x.astype(dtype)
+    kw["target"] = kw["target"].astype(dtype) if kw["target"].dtype.kind == "f" else kw["target"]
+    return kw
+
+
+def _perturb(g, how):
+    """g with 1% added to every entry of its last row, or to each row's largest entry."""
+    g = np.array(g)
+    if how == "last-row":
+        g[-1] *= 1.01
+    else:
+        rows = np.arange(g.shape[0])
+        cols = np.argmax(np.abs(g), axis=1)
+        g[rows, cols] *= 1.01
+    return g
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", [n for n in _with_grads(CE + BINARY + REGRESSION) if n.endswith("_with_grad")])
+def test_grad_comparison_rejects_a_one_percent_error(name, dtype, reduction):
+    """fastloss's gradient passes assert_grad against the reference; the same gradient with
+    1% added to small entries (every entry of the last row, or each row's largest) fails it."""
+    kw = _problem(name, dtype, reduction, np.random.default_rng(zlib_seed(name, reduction)))
+    _, fast = getattr(fastloss, name)(**kw)
+    _, slow = getattr(ref, name)(**kw)
+    axis = grad_axis(name, kw)
+    assert np.max(np.abs(slow)) < 0.1  # small entries: mean ~1/N, sum and none scaled down
+    scale = term_scale(name, kw)
+    assert_grad(fast, slow, dtype, axis, "grad", scale)
+    for how in ("last-row", "largest-per-row"):
+        bad = _perturb(fast, how)
+        assert not np.array_equal(bad, fast)
+        with pytest.raises(AssertionError, match="gradient entries differ"):
+            assert_grad(bad, slow, dtype, axis, "grad", scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", ["log_softmax_backward", "softmax_backward"])
+def test_backward_comparison_rejects_a_one_percent_error(name, dtype):
+    """The same for the softmax backward functions, with an upstream gradient of ~1/N."""
+    rng = np.random.default_rng(zlib_seed(name))
+    x = rng.standard_normal((N_ROWS, N_COLS)) * 3
+    y = ref.log_softmax(x, axis=1) if name.startswith("log") else ref.softmax(x, axis=1)
+    kw = dict(grad_output=(rng.standard_normal(x.shape) / N_ROWS).astype(dtype), output=y.astype(dtype), axis=1)
+    fast = getattr(fastloss, name)(**kw)
+    slow = getattr(ref, name)(**kw)
+    assert np.max(np.abs(slow)) < 0.05
+    assert_grad(fast, slow, dtype, grad_axis(name, kw), "grad", term_scale(name, kw))
+    for how in ("last-row", "largest-per-row"):
+        with pytest.raises(AssertionError, match="gradient entries differ"):
+            assert_grad(_perturb(fast, how), slow, dtype, grad_axis(name, kw), "grad", term_scale(name, kw))
+
+
+def zlib_seed(*parts):
+    import zlib
+    return zlib.crc32(repr(parts).encode())

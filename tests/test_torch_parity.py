@@ -911,3 +911,111 @@ def test_torch_func_transforms_match_torch(torch, flt):
     got = torch.func.vmap(lambda a, b: flt.huber_loss(a, b, delta=0.5))(xs, ys)
     expected = torch.func.vmap(lambda a, b: torch.nn.functional.huber_loss(a, b, delta=0.5))(xs, ys)
     torch.testing.assert_close(got, expected, **TOL["float64"])
+
+
+# --------------------------------------------------------------------------
+# non-finite and all-ignored cross_entropy / nll_loss: which path forward and backward took
+# --------------------------------------------------------------------------
+
+class KernelSpy:
+    """Stands in for a module (or a Spec) of fastloss inside fastloss.torch._functions:
+    records each call of the named NumPy-layer functions as (phase, name)."""
+
+    def __init__(self, real, names, log):
+        self._real, self._names, self._log = real, names, log
+
+    def __getattr__(self, name):
+        real = getattr(self._real, name)
+        if name not in self._names:
+            return real
+
+        def spy(*args, **kwargs):
+            self._log.append(name)
+            return real(*args, **kwargs)
+        return spy
+
+
+NONFINITE_CLASS_CASES = [c for c in CASES if CASES[c].fn in ("cross_entropy", "nll_loss")
+                         and ("nonfinite" in c or "ignored" in c)]
+
+
+# the (case, dtype) pairs whose backward is torch's: every "mean" of them, whose loss is NaN
+# (0 / 0 when all is ignored), but nll-nonfinite-mean in float32, whose targets (seeded per
+# dtype) miss the non-finite entries: a finite mean, the kernels' backward
+TORCH_BACKWARD = {(c, d) for c in NONFINITE_CLASS_CASES if c.endswith("-mean") for d in ("float64", "float32")
+                  } - {("nll-nonfinite-mean", "float32")}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case_id", NONFINITE_CLASS_CASES)
+def test_nonfinite_class_losses_take_the_stated_path(torch, flt, spy, monkeypatch, case_id, dtype):
+    """cross_entropy / nll_loss with NaN/inf logits or every position ignored. The forward
+    always runs fastloss's kernels (torch.nn.functional refused in fastloss.torch.functional;
+    the NumPy functions that _functions.py calls are recorded). The backward of a "mean"
+    whose loss is not finite is torch's own (``_functions._torch_grads`` over torch's
+    function, no kernel call): its gradient must then be torch's exactly; every other
+    backward runs the kernels (torch only for a probability target's gradient), compared
+    with torch within TOL. The expected gradients come from a plain torch call on clones."""
+    case = CASES[case_id]
+    f_args, f_kw = build(torch, case_id, dtype)
+    fn = getattr(torch.nn.functional, case.fn)
+    # torch on clones, independently of fastloss.torch
+    t_args = [a.detach().clone().requires_grad_(a.requires_grad) for a in f_args]
+    t_kw = {k: v.detach().clone() if hasattr(v, "data_ptr") else v for k, v in f_kw.items()}
+    expected = fn(*t_args, **t_kw)
+    upstream = upstream_like(torch, expected, _seed(case_id, "upstream"))
+    g_expected = grads(torch, expected, t_args, case.diff, upstream)
+    reduction = t_kw.get("reduction", "mean")
+    by_torch = reduction == "mean" and not bool(torch.isfinite(expected.detach()).all())
+
+    log, torch_grads_calls = [], []
+    fwd_names = {"cross_entropy": {"cross_entropy_with_grad", "_cross_entropy_forward_lse"},
+                 "nll_loss": {"nll_loss"}}[case.fn]
+    bwd_names = {"cross_entropy": {"_cross_entropy_backward_lse"}, "nll_loss": {"nll_loss_with_grad"}}[case.fn]
+    fl = flt._functions
+    monkeypatch.setattr(fl, "fastloss", KernelSpy(fl.fastloss, {"cross_entropy", "cross_entropy_with_grad"}, log))
+    monkeypatch.setattr(fl, "_cross_entropy", KernelSpy(
+        fl._cross_entropy, {"_cross_entropy_forward_lse", "_cross_entropy_backward_lse"}, log))
+    nll_spec = fl.SPECS["nll_loss"]
+    monkeypatch.setattr(nll_spec, "loss", KernelSpy(fastloss_module(), {"nll_loss"}, log).nll_loss)
+    monkeypatch.setattr(nll_spec, "with_grad", KernelSpy(fastloss_module(), {"nll_loss_with_grad"}, log)
+                        .nll_loss_with_grad)
+    real_torch_grads = fl._torch_grads
+
+    def torch_grads_spy(torch_fn, args, kwargs, grad, wanted, create_graph):
+        torch_grads_calls.append((torch_fn.__name__, tuple(bool(w) for w in wanted)))
+        return real_torch_grads(torch_fn, args, kwargs, grad, wanted, create_graph)
+    monkeypatch.setattr(fl, "_torch_grads", torch_grads_spy)
+    torch_ops = spy(refuse=True)  # torch.nn.functional inside fastloss.torch.functional
+
+    got = getattr(flt, case.fn)(*f_args, **f_kw)
+    assert torch_ops.calls == [] and torch_grads_calls == []
+    assert got.grad_fn._forward_cls.__module__ == "fastloss.torch._functions", got.grad_fn
+    assert log and set(log) <= fwd_names, f"forward ran {log}"
+    fused = "cross_entropy_with_grad" in log
+    torch.testing.assert_close(got, expected, equal_nan=True, **TOL[dtype])
+
+    log.clear()
+    g_got = grads(torch, got, f_args, case.diff, upstream)
+    input_wanted = tuple(i in case.diff for i in range(3 if case.fn == "cross_entropy" else 2))
+    if by_torch:
+        # torch's backward over torch's function, once, for every differentiable argument
+        assert log == [], f"a non-finite mean's backward ran the kernels {log}"
+        assert torch_grads_calls == [(case.fn, input_wanted)]
+        for i, ge, gg in zip(case.diff, g_expected, g_got):
+            torch.testing.assert_close(gg, ge, rtol=0, atol=0, equal_nan=True,
+                                       msg=lambda m, i=i: f"gradient of argument {i}: {m}")
+    else:
+        # the kernels' backward (or, for a small reduced cross_entropy, the gradient its forward
+        # computed); torch only for a probability target's gradient
+        assert log == ([] if fused else sorted(bwd_names)), f"backward ran {log} (fused forward: {fused})"
+        target_only = tuple(i == 1 for i in range(3))
+        assert torch_grads_calls == ([(case.fn, target_only)] if 1 in case.diff else [])
+        for i, ge, gg in zip(case.diff, g_expected, g_got):
+            assert_same(torch, gg, ge, dtype, f"gradient of argument {i}")
+    assert by_torch == ((case_id, dtype) in TORCH_BACKWARD)
+
+
+def fastloss_module():
+    import fastloss
+    return fastloss
