@@ -13,6 +13,11 @@ Environment switches:
                           runtimes first when running Python, e.g. LD_PRELOAD="$(gcc
                           -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)";
                           .ci/sanitize does all of it
+  FASTLOSS_MUTATE=1       mutation build: compile with -DFL_MUTATE=1, which makes the C kernels
+                          deliberately wrong (FL_MUTATE in csrc/fastloss.h: one cross-entropy
+                          gradient entry per row, and the regression / binary kernels' last
+                          partial vector, 1% too large). Never for use: .ci/mutation builds it
+                          in a temporary copy and checks that the parity tests catch it
 """
 import os
 import re
@@ -89,6 +94,8 @@ def _flags():
         link_args = []
         if os.environ.get("FASTLOSS_NATIVE") == "1":
             compile_args.append("-march=native")
+    if os.environ.get("FASTLOSS_MUTATE", "").strip() == "1":
+        compile_args.append("-DFL_MUTATE=1")
     san_c, san_l = _sanitize_flags()
     compile_args, link_args = compile_args + san_c, link_args + san_l
     omp_c, omp_l = _openmp_flags()

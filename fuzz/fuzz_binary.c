@@ -1,13 +1,13 @@
 /*
- * libFuzzer harness: fl_bin_check_unit_* and fl_binary_* (csrc/binary.h): binary cross-entropy,
- * BCE with logits (weight, pos_weight), kl_div and kl_div with log targets.
+ * libFuzzer harness: fl_binary (csrc/binary.h): binary cross-entropy, BCE with logits (weight,
+ * pos_weight), kl_div and kl_div with log targets, "batchmean" included.
  *
  * As _binary.pyx calls it: a (rows, cols) view, cols >= 2 or 0 (size-1 axes are dropped),
  * rows == 1 only as the padding axis (stride 0 for every operand), one element as (1, 1)
  * with all strides 0; x, y, w, pw, go with any strides (0 where NumPy broadcasts); y maybe the
  * same array as x; the gradient a separate array of any layout or x itself (out=input); the
- * per-element loss for reduction "none". For BCE the domain check runs first and the kernel
- * is skipped when it reports a bad element, as the .pyx does.
+ * per-element loss for reduction "none". For BCE the entry point's domain check must report
+ * exactly the inputs a scan finds outside [0, 1], with nothing written.
  *
  * Checks: ASan/UBSan, the domain check's answer (verified by a scan), inputs unchanged,
  * finite results and every output element written for moderate data in the loss's domain,
@@ -16,7 +16,7 @@
 #include "binary.h"
 #include "fuzz_common.h"
 
-static int run(fl_bin_args *a, int es) { return es == 4 ? fl_binary_f32(a) : fl_binary_f64(a); }
+static int run(void *a) { return fl_binary((fl_bin_args *)a); }
 
 typedef struct {
     int es;
@@ -55,8 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fl_bin_args a;
     memset(&a, 0, sizeof a);
     a.kind = kind;
-    a.simd = fz_simd(&in);
-    a.nthreads = 1;
+    a.call.simd = fz_simd(&in);
 
     fl_index dims[2];
     dims[1] = fz_dim(&in);
@@ -100,18 +99,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         STRIDES(1);
         pw = fz_float_array(&in, 2, dims, st, es, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, &moderate, NULL);
     }
-    const int red = fz_u8(&in) % 3;
-    const int want_grad = fz_chance(&in, 160);
-    double go_scalar = 1.0;
-    if (want_grad && fz_chance(&in, 100)) {
-        go_scalar = fz_scalar(&in, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, 8);
-        moderate &= fz_is_moderate(go_scalar);
+    int want_grad;
+    fz_call_options(&in, &a.call, es, &want_grad, &moderate);
+    if (kind >= FL_BIN_KL && a.call.reduction == FL_REDUCE_SUM && fz_chance(&in, 128)) {
+        a.call.reduction = FL_REDUCE_BATCHMEAN; /* kl_div's "batchmean": over input.shape[0] */
+        a.call.batch = (double)fz_range(&in, 0, 5);
     }
-    if (want_grad && red == 0 && fz_chance(&in, 128)) {
+    const int red = a.call.reduction;
+    if (want_grad && red == FL_REDUCE_NONE && fz_chance(&in, 128)) {
         STRIDES(1);
         go = fz_float_array(&in, 2, dims, st, es, FZ_ANY, &moderate, NULL);
     }
-    if (red == 0) {
+    if (red == FL_REDUCE_NONE) {
         STRIDES(0);
         loss = fz_output(2, dims, st, es);
     }
@@ -126,7 +125,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     const fl_index numel = dims[0] * dims[1];
-    a.scale = red == 1 ? go_scalar / (double)(numel ? numel : 1) : go_scalar;
 
 #define SET(field, arr)                                                                       \
     do {                                                                                      \
@@ -150,24 +148,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.l_sr = loss ? loss->st[0] : 0;
     a.l_sk = loss ? loss->st[1] : 0;
 
-    if (kind == FL_BIN_BCE) {
-        int which = 0;
-        const fl_index bad = es == 4 ? fl_bin_check_unit_f32(&a, &which) : fl_bin_check_unit_f64(&a, &which);
-        const int valid = all_unit(x) && all_unit(y);
-        if (bad == -2)
-            FZ_FAIL("domain check out of memory");
-        if ((bad == -1) != valid)
-            FZ_FAIL("domain check says %lld (which %d), the scan says %s", (long long)bad, which,
-                    valid ? "valid" : "invalid");
-        if (bad >= numel)
-            FZ_FAIL("domain check position %lld outside [0, %lld)", (long long)bad, (long long)numel);
-        if (bad >= 0) {
-            fz_free_all();
-            return 0;
-        }
-    }
-
     fz_snap sx = fz_snapshot(x), sy = {NULL, NULL}, sw = {NULL, NULL}, spw = {NULL, NULL}, sgo = {NULL, NULL};
+    fz_snap sg = {NULL, NULL}, sl = {NULL, NULL};
     if (y != x)
         sy = fz_snapshot(y);
     if (w)
@@ -176,9 +158,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         spw = fz_snapshot(pw);
     if (go)
         sgo = fz_snapshot(go);
-    if (run(&a, es) != FL_OK)
-        FZ_FAIL("status not FL_OK");
-    const double sum = a.sum;
+    if (g)
+        sg = fz_snapshot(g);
+    if (loss)
+        sl = fz_snapshot(loss);
+    const int status = run(&a);
     fz_check_unchanged(&sx, "x");
     if (y != x)
         fz_check_unchanged(&sy, "y");
@@ -188,32 +172,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_check_unchanged(&spw, "pos_weight");
     if (go)
         fz_check_unchanged(&sgo, "grad_out");
+    const int valid = kind != FL_BIN_BCE || (all_unit(x) && all_unit(y));
+    if ((status == FL_ERR_DOMAIN) == valid)
+        FZ_FAIL("status %d (operand %d), the scan says %s", status, a.call.bad_operand, valid ? "valid" : "invalid");
+    if (status == FL_ERR_DOMAIN) { /* nothing written */
+        if (a.call.bad_operand == 0 ? all_unit(x) : all_unit(y))
+            FZ_FAIL("domain error blames operand %d, which is valid", a.call.bad_operand);
+        if (g)
+            fz_check_unchanged(&sg, "gradient (domain error)");
+        if (loss)
+            fz_check_unchanged(&sl, "loss (domain error)");
+        fz_free_all();
+        return 0;
+    }
+    free(sg.copy);
+    free(sl.copy);
+    if (status != FL_OK)
+        FZ_FAIL("status %d", status);
+    if ((a.call.kernel == NULL) != (numel == 0))
+        FZ_FAIL("kernel %s for %lld elements", a.call.kernel ? a.call.kernel : "(none)", (long long)numel);
 
-    /* kl_div of a negative (or NaN) target is NaN by definition */
+    /* kl_div of a negative (or NaN) target is NaN by definition; so is a mean of nothing
+     * and a batchmean over 0 */
     const int in_domain = kind == FL_BIN_KL ? y_nonneg : 1;
-    if (moderate && in_domain && isfinite(a.scale)) {
-        if (!isfinite(sum))
-            FZ_FAIL("non-finite loss sum %g from finite data", sum);
-        if (loss && fz_count_nonfinite(loss))
-            FZ_FAIL("%lld loss elements not finite", (long long)fz_count_nonfinite(loss));
-        if (g && fz_count_nonfinite(g))
-            FZ_FAIL("%lld gradient elements not finite", (long long)fz_count_nonfinite(g));
-    }
-
-    if (in_place) {
-        fz_arr *loss2 = NULL;
-        if (loss) {
-            loss2 = fz_output(2, dims, loss->st, es);
-            a.loss = loss2->base;
-        }
-        a.grad = x->base;
-        if (run(&a, es) != FL_OK || !fz_same(sum, a.sum))
-            FZ_FAIL("in place: loss sum %g, separate gradient: %g", a.sum, sum);
-        if (loss && fz_count_diff(loss, loss2))
-            FZ_FAIL("in place: %lld loss elements differ", (long long)fz_count_diff(loss, loss2));
-        if (fz_count_diff(x, g))
-            FZ_FAIL("in place: %lld gradient elements differ", (long long)fz_count_diff(x, g));
-    }
+    const int finite_scale = (red != FL_REDUCE_MEAN || numel > 0) && (red != FL_REDUCE_BATCHMEAN || a.call.batch > 0);
+    if (moderate && in_domain && finite_scale)
+        fz_check_finite(&a.call, loss, g);
+    if (in_place)
+        fz_check_in_place(run, &a, &a.call, &a.loss, &a.grad, loss, g, x);
     fz_free_all();
     return 0;
 }

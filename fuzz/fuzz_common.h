@@ -446,4 +446,121 @@ static fl_index fz_count_diff(const fz_arr *a, const fz_arr *b)
     return c.diff;
 }
 
+/* ---- what the harnesses of the (n, c, s) families share ---------------------------------- */
+
+/* The (n, c, s) view as the .pyx files build it: (C,) is n = s = 1; (N, C) is (1, C, N);
+ * K-dim is (N, C, S), never n > 1 with s == 1 (that is viewed as (1, C, N)). */
+static void fz_ncs_dims(fz_in *in, fl_index dims[3])
+{
+    const uint8_t form = fz_u8(in) % 4;
+    dims[1] = fz_dim(in);
+    if (form == 0) {
+        dims[0] = dims[2] = 1;
+    } else if (form == 1) {
+        dims[0] = 1;
+        dims[2] = fz_dim(in);
+    } else {
+        dims[0] = fz_dim(in);
+        dims[2] = fz_dim(in);
+    }
+    fz_cap(dims, 3, 1 << 16);
+    if (dims[2] == 1)
+        dims[0] = 1;
+}
+
+/* An ignore_index: the default, small values, INT64 limits, c - 1, c or a random byte. */
+static fl_index fz_ignore_index(fz_in *in, fl_index c)
+{
+    static const fl_index ig[] = {-100, -1, 0, 1, 2, INT64_MIN, INT64_MAX};
+    const uint8_t b = fz_u8(in) % 10;
+    return b < 7 ? ig[b] : b == 7 ? c - 1 : b == 8 ? c : (fl_index)(int8_t)fz_u8(in);
+}
+
+/* Class-index targets (n, s), int32 (i64 == 0) or int64, any strides (0 allowed): mostly in
+ * [0, c), some ignore_index, now and then a bad one the entry point must catch. The gaps
+ * hold a huge class index. */
+static fz_arr *fz_class_targets(fz_in *in, fl_index n, fl_index s, fl_index c, int i64, fl_index ignore)
+{
+    const fl_index td[2] = {n, s};
+    fl_index tst[2];
+    fz_strides(in, 2, td, tst, 1);
+    const int tes = i64 ? 8 : 4;
+    uint8_t gap[8];
+    memset(gap, 0x55, sizeof gap);
+    fz_arr *t = fz_alloc(2, td, tst, tes, gap);
+    for (fl_index i = 0; i < n; i++) {
+        for (fl_index j = 0; j < s; j++) {
+            const uint8_t b = fz_u8(in);
+            int64_t v;
+            if (b < 200)
+                v = c > 0 ? (int64_t)(fz_u8(in) % c) : ignore;
+            else if (b < 245)
+                v = ignore;
+            else {
+                static const int64_t bad[] = {-1, INT32_MIN, INT32_MAX, INT64_MIN, INT64_MAX};
+                v = b % 2 ? c : bad[b % 5];
+            }
+            char *p = t->base + (i * tst[0] + j * tst[1]) * tes;
+            if (tes == 8) {
+                memcpy(p, &v, 8);
+            } else {
+                const int32_t v32 = (int32_t)v;
+                memcpy(p, &v32, 4);
+            }
+        }
+    }
+    return t;
+}
+
+/* The call options every loss takes: the reduction (FL_REDUCE_NONE / MEAN / SUM), whether a
+ * gradient is wanted and the upstream scalar (*moderate cleared when it is not moderate). */
+static void fz_call_options(fz_in *in, fl_call *call, int es, int *want_grad, int *moderate)
+{
+    call->dtype = es == 4 ? FL_DTYPE_F32 : FL_DTYPE_F64;
+    call->nthreads = 1;
+    call->reduction = fz_u8(in) % 3;
+    call->grad_scale = 1.0;
+    call->batch = 1.0;
+    *want_grad = fz_chance(in, 160);
+    if (*want_grad && fz_chance(in, 100)) {
+        call->grad_scale = fz_scalar(in, fz_chance(in, 200) ? FZ_MODERATE : FZ_ANY, 8);
+        *moderate &= fz_is_moderate(call->grad_scale);
+    }
+}
+
+/* After a call with moderate finite data: the reduced value, the loss and the gradient
+ * elements finite (NaN: an element never written). */
+static void fz_check_finite(const fl_call *call, const fz_arr *loss, const fz_arr *g)
+{
+    if (call->reduction != FL_REDUCE_NONE && !isfinite(call->value))
+        FZ_FAIL("non-finite loss %g from finite data", call->value);
+    if (loss && fz_count_nonfinite(loss))
+        FZ_FAIL("%lld loss elements not finite", (long long)fz_count_nonfinite(loss));
+    if (g && fz_count_nonfinite(g))
+        FZ_FAIL("%lld gradient elements not finite", (long long)fz_count_nonfinite(g));
+}
+
+/* The in-place check: the same call again with the gradient written over `aliased` (x, or y
+ * where the API allows it) and a fresh loss array; run() returns the status. The value, the
+ * losses and the gradient must be bitwise those of the first call (separate gradient g of
+ * the aliased array's layout, losses `loss`). *loss_ptr / *grad_ptr: the args' fields. */
+typedef int (*fz_run_fn)(void *args);
+static void fz_check_in_place(fz_run_fn run, void *args, fl_call *call, void **loss_ptr, void **grad_ptr,
+                              const fz_arr *loss, const fz_arr *g, fz_arr *aliased)
+{
+    const double value = call->value;
+    fz_arr *loss2 = NULL;
+    if (loss) {
+        loss2 = fz_output(loss->nd, loss->dims, loss->st, loss->es);
+        *loss_ptr = loss2->base;
+    }
+    *grad_ptr = aliased->base;
+    if (run(args) != FL_OK || !fz_same(value, call->value))
+        FZ_FAIL("in place: value %g, separate gradient: %g", call->value, value);
+    if (loss && fz_count_diff(loss, loss2))
+        FZ_FAIL("in place: %lld loss elements differ", (long long)fz_count_diff(loss, loss2));
+    if (fz_count_diff(aliased, g))
+        FZ_FAIL("in place: %lld gradient elements differ", (long long)fz_count_diff(aliased, g));
+}
+
 #endif /* FUZZ_COMMON_H */

@@ -1,21 +1,20 @@
 /*
- * libFuzzer harness: fl_nll_check_targets_* and fl_nll_loss_* (csrc/nll_loss.h).
+ * libFuzzer harness: fl_nll_loss (csrc/nll_loss.h), called exactly as _nll_loss.pyx calls it
+ * (one call: target check, scale, losses, gradient, reduction).
  *
- * The (n, c, s) view as _nll_loss.pyx builds it ((C,): n = s = 1; (N, C): n = 1, s = N;
- * K-dim: n = N, s = S, never n > 1 with s == 1), int32/int64 targets of any strides,
- * weight, ignore_index, reduction (the loss array for "none"; the "mean" scale from the
- * check's kept weight), grad_output, and the gradient: none, a separate array of any
- * layout, or the input itself (out=input). The targets are checked first and the kernel is
- * skipped when one is bad, as the .pyx does.
+ * The (n, c, s) view as the .pyx builds it, int32/int64 targets of any strides, weight,
+ * ignore_index, reduction, grad_output, and the gradient: none, a separate array of any
+ * layout, or the input itself (out=input).
  *
- * Checks: ASan/UBSan, inputs unchanged, finite results and every output element written for
- * moderate finite data, and out=input bitwise identical to a separate gradient of the same
- * layout (the loss must be read before the gradient overwrites the input).
+ * Checks: ASan/UBSan, inputs unchanged, a bad target gives FL_ERR_TARGET with nothing
+ * written, finite results and every output element written for moderate finite data, and
+ * out=input bitwise identical to a separate gradient of the same layout (the loss must be
+ * read before the gradient overwrites the input).
  */
 #include "fuzz_common.h"
 #include "nll_loss.h"
 
-static int run(fl_nll_args *a, int es) { return es == 4 ? fl_nll_loss_f32(a) : fl_nll_loss_f64(a); }
+static int run(void *a) { return fl_nll_loss((fl_nll_args *)a); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -25,20 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const int kind = fz_u8(&in) & 1 ? FL_NLL_TARGET_I64 : FL_NLL_TARGET_I32;
 
     fl_index dims[3];
-    const uint8_t form = fz_u8(&in) % 4;
-    dims[1] = fz_dim(&in);
-    if (form == 0) {
-        dims[0] = dims[2] = 1;
-    } else if (form == 1) {
-        dims[0] = 1;
-        dims[2] = fz_dim(&in);
-    } else {
-        dims[0] = fz_dim(&in);
-        dims[2] = fz_dim(&in);
-    }
-    fz_cap(dims, 3, 1 << 16);
-    if (dims[2] == 1)
-        dims[0] = 1;
+    fz_ncs_dims(&in, dims);
     const fl_index n = dims[0], c = dims[1], s = dims[2];
 
     fl_nll_args a;
@@ -46,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.n = n;
     a.c = c;
     a.s = s;
-    a.nthreads = 1;
+    a.call.simd = fz_simd(&in);
     a.target_kind = kind;
     int moderate = 1;
 
@@ -58,44 +44,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.x_sc = xst[1];
     a.x_ss = xst[2];
 
-    fl_index ignore;
-    {
-        static const fl_index ig[] = {-100, -1, 0, 1, 2, INT64_MIN, INT64_MAX};
-        const uint8_t b = fz_u8(&in) % 10;
-        ignore = b < 7 ? ig[b] : b == 7 ? c - 1 : b == 8 ? c : (fl_index)(int8_t)fz_u8(&in);
-    }
+    const fl_index ignore = fz_ignore_index(&in, c);
     a.ignore_index = ignore;
-    const fl_index td[2] = {n, s};
-    fl_index tst[2];
-    fz_strides(&in, 2, td, tst, 1);
-    const int tes = kind == FL_NLL_TARGET_I64 ? 8 : 4;
-    uint8_t gap[8];
-    memset(gap, 0x55, sizeof gap);
-    fz_arr *t = fz_alloc(2, td, tst, tes, gap);
-    for (fl_index i = 0; i < n; i++) {
-        for (fl_index j = 0; j < s; j++) {
-            const uint8_t b = fz_u8(&in);
-            int64_t v;
-            if (b < 200)
-                v = c > 0 ? (int64_t)(fz_u8(&in) % c) : ignore;
-            else if (b < 245)
-                v = ignore;
-            else {
-                static const int64_t bad[] = {-1, INT32_MIN, INT32_MAX, INT64_MIN, INT64_MAX};
-                v = b % 2 ? c : bad[b % 5];
-            }
-            char *p = t->base + (i * tst[0] + j * tst[1]) * tes;
-            if (tes == 8) {
-                memcpy(p, &v, 8);
-            } else {
-                const int32_t v32 = (int32_t)v;
-                memcpy(p, &v32, 4);
-            }
-        }
-    }
+    fz_arr *t = fz_class_targets(&in, n, s, c, kind == FL_NLL_TARGET_I64, ignore);
     a.target = t->base;
-    a.t_sn = tst[0];
-    a.t_ss = tst[1];
+    a.t_sn = t->st[0];
+    a.t_ss = t->st[1];
 
     fz_arr *w = NULL;
     if (fz_chance(&in, 100)) {
@@ -104,24 +58,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         a.weight = w->base;
     }
 
-    const int red = fz_u8(&in) % 3;
-    const int want_grad = fz_chance(&in, 160);
-    double go_scalar = 1.0;
-    if (want_grad && fz_chance(&in, 100)) {
-        go_scalar = fz_scalar(&in, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, 8);
-        moderate &= fz_is_moderate(go_scalar);
-    }
+    int want_grad;
+    fz_call_options(&in, &a.call, es, &want_grad, &moderate);
+    const int red = a.call.reduction;
     fz_arr *go = NULL;
-    if (want_grad && red == 0 && fz_chance(&in, 128)) {
+    if (want_grad && red == FL_REDUCE_NONE && fz_chance(&in, 128)) {
         fl_index gst[2];
-        fz_strides(&in, 2, td, gst, 1);
-        go = fz_float_array(&in, 2, td, gst, es, FZ_ANY, &moderate, NULL);
+        fz_strides(&in, 2, t->dims, gst, 1);
+        go = fz_float_array(&in, 2, t->dims, gst, es, FZ_ANY, &moderate, NULL);
         a.grad_out = go->base;
         a.go_sn = gst[0];
         a.go_ss = gst[1];
     }
     fz_arr *loss = NULL;
-    if (red == 0) {
+    if (red == FL_REDUCE_NONE) {
         const fl_index ld[1] = {n * s}, lst[1] = {1};
         loss = fz_output(1, ld, lst, es);
         a.loss = loss->base;
@@ -143,58 +93,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         a.g_ss = g->st[2];
     }
 
-    double kept = (double)(n * s);
-    int64_t bad_value = 0;
-    const fl_index bad = es == 4 ? fl_nll_check_targets_f32(&a, &kept, &bad_value)
-                                 : fl_nll_check_targets_f64(&a, &kept, &bad_value);
-    if (bad >= 0) {
-        if (bad >= n * s)
-            FZ_FAIL("bad target position %lld outside [0, %lld)", (long long)bad, (long long)(n * s));
-        fz_free_all();
-        return 0;
-    }
-    a.scale = red == 1 ? (kept != 0.0 ? go_scalar / kept : NAN) : go_scalar;
-
     fz_snap sx = fz_snapshot(x), st = fz_snapshot(t);
-    fz_snap sw = {NULL, NULL}, sgo = {NULL, NULL};
+    fz_snap sw = {NULL, NULL}, sgo = {NULL, NULL}, sg = {NULL, NULL}, sl = {NULL, NULL};
     if (w)
         sw = fz_snapshot(w);
     if (go)
         sgo = fz_snapshot(go);
-    const int status = run(&a, es);
-    const double sum = a.loss_sum;
-    if (status != FL_OK)
-        FZ_FAIL("status %d", status);
+    if (g)
+        sg = fz_snapshot(g);
+    if (loss)
+        sl = fz_snapshot(loss);
+    const int status = run(&a);
     fz_check_unchanged(&sx, "x");
     fz_check_unchanged(&st, "target");
     if (w)
         fz_check_unchanged(&sw, "weight");
     if (go)
         fz_check_unchanged(&sgo, "grad_out");
-
-    if (moderate && isfinite(a.scale)) {
-        if (!isfinite(sum))
-            FZ_FAIL("non-finite loss sum %g from finite data", sum);
-        if (loss && fz_count_nonfinite(loss))
-            FZ_FAIL("%lld loss elements not finite", (long long)fz_count_nonfinite(loss));
-        if (g && fz_count_nonfinite(g))
-            FZ_FAIL("%lld gradient elements not finite", (long long)fz_count_nonfinite(g));
+    if (status == FL_ERR_TARGET) { /* nothing written */
+        if (g)
+            fz_check_unchanged(&sg, "gradient (bad target)");
+        if (loss)
+            fz_check_unchanged(&sl, "loss (bad target)");
+        if (a.call.bad_value >= 0 && a.call.bad_value < c && a.call.bad_value != ignore)
+            FZ_FAIL("bad target value %lld is a valid class", (long long)a.call.bad_value);
+        fz_free_all();
+        return 0;
     }
+    free(sg.copy);
+    free(sl.copy);
+    if (status != FL_OK)
+        FZ_FAIL("status %d", status);
 
-    if (in_place) {
-        fz_arr *loss2 = NULL;
-        if (loss) {
-            loss2 = fz_output(1, loss->dims, loss->st, es);
-            a.loss = loss2->base;
-        }
-        a.grad = x->base;
-        if (run(&a, es) != FL_OK || !fz_same(sum, a.loss_sum))
-            FZ_FAIL("in place: loss sum %g, separate gradient: %g", a.loss_sum, sum);
-        if (loss && fz_count_diff(loss, loss2))
-            FZ_FAIL("in place: %lld loss elements differ", (long long)fz_count_diff(loss, loss2));
-        if (fz_count_diff(x, g))
-            FZ_FAIL("in place: %lld gradient elements differ", (long long)fz_count_diff(x, g));
+    if (moderate) { /* the mean of nothing is NaN, its gradient too when weights sum to 0 */
+        fl_call chk = a.call;
+        if (red == FL_REDUCE_MEAN)
+            chk.reduction = FL_REDUCE_NONE;
+        fz_check_finite(&chk, loss, red == FL_REDUCE_MEAN && w ? NULL : g);
     }
+    if (in_place)
+        fz_check_in_place(run, &a, &a.call, &a.loss, &a.grad, loss, g, x);
     fz_free_all();
     return 0;
 }

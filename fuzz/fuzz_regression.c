@@ -1,12 +1,13 @@
 /*
- * libFuzzer harness: fl_regression_* (csrc/regression.h): mse, l1, smooth_l1, huber.
+ * libFuzzer harness: fl_regression (csrc/regression.h): mse, l1, smooth_l1, huber.
  *
  * As _regression.pyx calls it: 1 to 8 axes of size >= 2 (the .pyx drops size-1 axes; one
  * element is ndim 1, shape 1, strides 0), never an empty shape (the .pyx skips the kernel),
  * smooth_l1's beta > 0 (beta 0 is l1) and huber's delta > 0, +inf included; x, y and
  * grad_out with any strides (0 where broadcast); x and y possibly the same array; the
  * gradient a separate array of any layout, or x or y exactly (out=input / out=target); the
- * per-element loss for reduction "none"; the "mean" scale grad_output / numel.
+ * per-element loss for reduction "none"; the reduction and upstream scalar as call options
+ * (the entry point computes the scale and the reduced value, as for Python).
  *
  * Checks: ASan/UBSan, inputs unchanged, finite results and every output element written for
  * moderate finite data (and a parameter in [1e-3, 1e3]), in place bitwise identical to a
@@ -15,7 +16,7 @@
 #include "fuzz_common.h"
 #include "regression.h"
 
-static int run(fl_reg_args *a, int es) { return es == 4 ? fl_regression_f32(a) : fl_regression_f64(a); }
+static int run(void *a) { return fl_regression((fl_reg_args *)a); }
 
 static void set_strides(fl_index *dst, const fz_arr *arr, int nd)
 {
@@ -42,8 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fl_reg_args a;
     memset(&a, 0, sizeof a);
     a.kind = kind;
-    a.simd = fz_simd(&in);
-    a.nthreads = 1;
+    a.call.simd = fz_simd(&in);
     int check_values = 1;
     if (kind == FL_REG_SMOOTH_L1 || kind == FL_REG_HUBER) {
         static const double params[] = {1.0, 0.5, 2.0, 1e-8, 1e-300, 1e30, INFINITY, 0.1, 3.0};
@@ -86,20 +86,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_strides(&in, nd, dims, st, 1);
         y = fz_float_array(&in, nd, dims, one ? zeros : st, es, FZ_ANY, &moderate, NULL);
     }
-    const int red = fz_u8(&in) % 3;
-    const int want_grad = fz_chance(&in, 160);
-    double go_scalar = 1.0;
-    if (want_grad && fz_chance(&in, 100)) {
-        go_scalar = fz_scalar(&in, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, 8);
-        moderate &= fz_is_moderate(go_scalar);
-    }
+    int want_grad;
+    fz_call_options(&in, &a.call, es, &want_grad, &moderate);
+    const int red = a.call.reduction;
     fz_arr *go = NULL;
-    if (want_grad && red == 0 && fz_chance(&in, 128)) {
+    if (want_grad && red == FL_REDUCE_NONE && fz_chance(&in, 128)) {
         fz_strides(&in, nd, dims, st, 1);
         go = fz_float_array(&in, nd, dims, one ? zeros : st, es, FZ_ANY, &moderate, NULL);
     }
     fz_arr *loss = NULL;
-    if (red == 0) {
+    if (red == FL_REDUCE_NONE) {
         fz_strides(&in, nd, dims, st, 0);
         loss = fz_output(nd, dims, one ? zeros : st, es);
     }
@@ -120,11 +116,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             g = fz_output(nd, dims, one ? zeros : st, es);
         }
     }
-    fl_index numel = 1;
-    for (int d = 0; d < nd; d++)
-        numel *= dims[d];
-    a.scale = red == 1 ? go_scalar / (double)numel : go_scalar;
-
     a.x = x->base;
     set_strides(a.xs, x, nd);
     a.y = y->base;
@@ -141,39 +132,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sy = fz_snapshot(y);
     if (go)
         sgo = fz_snapshot(go);
-    if (run(&a, es) != FL_OK)
+    if (run(&a) != FL_OK)
         FZ_FAIL("status not FL_OK");
-    const double sum = a.loss_sum;
+    if (a.call.kernel == NULL)
+        FZ_FAIL("no kernel ran for %lld elements", (long long)fz_numel(x));
     fz_check_unchanged(&sx, "x");
     if (y != x)
         fz_check_unchanged(&sy, "y");
     if (go)
         fz_check_unchanged(&sgo, "grad_out");
-    if (moderate && check_values) {
-        if (!isfinite(sum))
-            FZ_FAIL("non-finite loss sum %g from finite data", sum);
-        if (loss && fz_count_nonfinite(loss))
-            FZ_FAIL("%lld loss elements not finite", (long long)fz_count_nonfinite(loss));
-        if (g && fz_count_nonfinite(g))
-            FZ_FAIL("%lld gradient elements not finite", (long long)fz_count_nonfinite(g));
-    }
-
-    if (aliased) {
-        fz_arr *loss2 = NULL;
-        if (loss) {
-            loss2 = fz_output(nd, dims, loss->st, es);
-            a.loss = loss2->base;
-        }
-        a.grad = aliased->base;
-        if (run(&a, es) != FL_OK || !fz_same(sum, a.loss_sum))
-            FZ_FAIL("in place (out=%s): loss sum %g, separate gradient: %g", alias == 1 ? "x" : "y",
-                    a.loss_sum, sum);
-        if (loss && fz_count_diff(loss, loss2))
-            FZ_FAIL("in place: %lld loss elements differ", (long long)fz_count_diff(loss, loss2));
-        if (fz_count_diff(aliased, g))
-            FZ_FAIL("in place (out=%s): %lld gradient elements differ", alias == 1 ? "x" : "y",
-                    (long long)fz_count_diff(aliased, g));
-    }
+    if (moderate && check_values)
+        fz_check_finite(&a.call, loss, g);
+    if (aliased)
+        fz_check_in_place(run, &a, &a.call, &a.loss, &a.grad, loss, g, aliased);
     fz_free_all();
     return 0;
 }

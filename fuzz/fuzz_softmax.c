@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: fl_softmax_* and fl_softmax_backward_* (csrc/softmax.h), log and not.
+ * libFuzzer harness: fl_softmax (csrc/softmax.h), forward and backward, log and not.
  *
  * The (n, c, s) view as _softmax.pyx builds it (never n > 1 with s == 1: that is viewed as
  * (1, c, n)), strides of any sign, padded, permuted, 0 for the read-only operands, the
@@ -13,12 +13,7 @@
 #include "fuzz_common.h"
 #include "softmax.h"
 
-static int run(fl_softmax_args *a, int es, int backward)
-{
-    if (backward)
-        return es == 4 ? fl_softmax_backward_f32(a) : fl_softmax_backward_f64(a);
-    return es == 4 ? fl_softmax_f32(a) : fl_softmax_f64(a);
-}
+static int run(fl_softmax_args *a) { return fl_softmax(a); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -42,8 +37,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.c = dims[1];
     a.s = dims[2];
     a.log = log;
-    a.simd = fz_simd(&in);
-    a.nthreads = 1;
+    a.backward = backward;
+    a.call.dtype = es == 4 ? FL_DTYPE_F32 : FL_DTYPE_F64;
+    a.call.simd = fz_simd(&in);
+    a.call.nthreads = 1;
     int moderate = 1;
 
     fl_index xst[3];
@@ -95,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_snap sx = fz_snapshot(x), sy = {NULL, NULL};
     if (y && y != x)
         sy = fz_snapshot(y);
-    if (run(&a, es, backward) != FL_OK)
+    if (run(&a) != FL_OK)
         FZ_FAIL("status not FL_OK");
     fz_check_unchanged(&sx, "x");
     if (y && y != x)
@@ -123,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (aliased) {
         a.out = aliased->base;
-        if (run(&a, es, backward) != FL_OK)
+        if (run(&a) != FL_OK)
             FZ_FAIL("status not FL_OK");
         if (fz_count_diff(aliased, o))
             FZ_FAIL("in place (out=%s): %lld elements differ from a separate output",

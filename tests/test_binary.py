@@ -253,6 +253,7 @@ def test_stats_report_the_requested_path(simd):
     x, y = make_data("bce", _rng("stats"), (10, 10))
     _, stats = fl._binary_stats("bce", x, y)
     assert stats["simd"] == simd and stats["threads_used"] == 1
+    assert stats["kernel"] == f"binary_bce_f{'32' if x.dtype == np.float32 else '64'}_{simd}"
     assert (stats["rows"], stats["cols"]) == (1, 100)
 
 
@@ -488,7 +489,8 @@ def test_one_and_two_threads_give_identical_bytes(loss):
                 else:
                     kw["weight"] = w
                 (lv, g), stats = fl._binary_stats(name, x, y, **kw)
-                assert stats["threads_used"] == n
+                assert stats["threads_used"] == n  # the team
+                assert 1 <= stats["threads_active"] <= n
                 results[n, red] = (np.asarray(lv).tobytes(), g.tobytes())
     finally:
         fastloss.set_num_threads(old)

@@ -221,6 +221,10 @@ def test_kernel_info_keys_and_types(restore_threads):
     for key, kind in required.items():
         assert type(info[key]) is kind, (key, info[key])
     for key, value in info.items():  # later keys (e.g. cpu_avx512) keep to plain types
+        if key == "kernels":  # per family, the kernel names of the active path's table
+            assert set(value) == {"cross_entropy", "nll_loss", "softmax", "regression", "binary"}
+            assert all(type(n) is str for names in value.values() for n in names), value
+            continue
         assert type(value) in (str, bool, int), (key, value)
     assert info["simd"] in ALL_PATHS
     assert info["simd"] == _runtime._simd_name()
@@ -422,12 +426,12 @@ with warnings.catch_warnings(record=True) as caught:
     import fastloss
     from fastloss import _cross_entropy as ce
 import numpy as np
-x = np.random.default_rng(0).standard_normal((256, 1000)).astype(np.float32)  # 8 blocks
-t = np.arange(256) % 1000
+x = np.random.default_rng(0).standard_normal((8192, 1000)).astype(np.float32)  # 256 blocks
+t = np.arange(8192) % 1000
 _, st = ce._cross_entropy_stats(x, t)
 print("RESULT " + json.dumps({{
     "num_threads": fastloss.get_num_threads(), "info": fastloss.kernel_info(),
-    "threads_used": st["threads_used"],
+    "threads_used": st["threads_used"], "threads_active": st["threads_active"],
     "warnings": [f"{{w.category.__name__}}: {{w.message}}" for w in caught]}}))
 """
 
@@ -457,9 +461,12 @@ def test_thread_count_from_environment(env, expected, warns):
         assert any(w.startswith("RuntimeWarning") and warns in w for w in res["warnings"]), res
     if res["info"]["openmp"]:
         assert res["info"]["num_threads"] == expected
-        assert res["threads_used"] == expected  # 8 blocks: every thread asked for runs
+        assert res["threads_used"] == expected  # the team: every thread asked for
+        # 256 blocks of real work: a second thread surely takes some
+        assert min(expected, 2) <= res["threads_active"] <= expected, res
     else:
         assert res["threads_used"] == 1
+        assert res["threads_active"] == 1
 
 
 def test_default_thread_count_follows_cpu_affinity():
@@ -528,7 +535,10 @@ def test_identical_bytes_on_every_simd_path(path, dtype, case, restore_threads, 
     r1 = run_grad(x, t, kw, order)
     fastloss.set_num_threads(2)
     r2 = run_grad(x, t, kw, order)
-    assert (r1[2], r2[2]) == ({"threads_used": 1, "simd": path}, {"threads_used": 2, "simd": path})
+    assert (r1[2]["threads_used"], r2[2]["threads_used"]) == (1, 2)
+    assert r1[2]["simd"] == r2[2]["simd"] == path
+    assert r1[2]["kernel"] == r2[2]["kernel"] and r1[2]["kernel"].startswith("cross_entropy_")
+    assert r1[2]["threads_active"] == 1 and 1 <= r2[2]["threads_active"] <= 2
     assert r1[:2] == r2[:2]
 
 
@@ -666,3 +676,93 @@ def test_peak_memory_allocating_gradient():
     grad_kib = res["grad_nbytes"] // 1024
     assert grad_kib == 128 * MiB
     assert res["grad_alloc"] - base <= grad_kib + 8 * MiB, f"more than the gradient\n{report}"
+
+
+# --------------------------------------------------------------------------------------
+# 3. the kernel that ran (csrc dispatch tables), and the threads that really ran a block
+# --------------------------------------------------------------------------------------
+
+from fastloss import _binary as _bin  # noqa: E402
+from fastloss import _nll_loss as _nll  # noqa: E402
+from fastloss import _regression as _reg  # noqa: E402
+from fastloss import _softmax as _sm  # noqa: E402
+
+_TS = {np.float32: "f32", np.float64: "f64"}
+
+
+def _ce_layout_input(layout, dtype):
+    rng = np.random.default_rng(3)
+    if layout == "rows":
+        x = rng.standard_normal((40, 50)).astype(dtype)
+    elif layout == "cols":
+        x = np.asfortranarray(rng.standard_normal((40, 50)).astype(dtype))
+    else:  # neither axis contiguous
+        x = rng.standard_normal((80, 100)).astype(dtype)[::2, ::2]
+    return x, rng.integers(0, 50, 40)
+
+
+@pytest.mark.parametrize("layout", ["rows", "cols", "strided"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("path", ALL_PATHS)
+def test_stats_name_the_kernel_that_ran(path, dtype, layout, restore_simd):
+    """stats["kernel"] names the dispatch-table entry that ran: <family>_<variant>_<dtype>_<path>
+    (dtype-only scalar loops: <family>_<variant>_<dtype>), for every forced path."""
+    if path not in SUPPORTED_PATHS:
+        pytest.skip(f"this CPU does not run the {path} path")
+    assert _runtime._use_simd(path) == path
+    ts = _TS[dtype]
+    suffix = f"_{ts}" if layout == "strided" else f"_{ts}_{path}"
+    x, t = _ce_layout_input(layout, dtype)
+    for want_grad in (True, False):
+        _, st = _ce._cross_entropy_stats(x, t, want_grad=want_grad)
+        assert st["kernel"] == f"cross_entropy_{layout}{suffix}", st
+    _, st = _sm._softmax_stats("log_softmax", x, axis=1)
+    assert st["kernel"] == f"softmax_{layout}{suffix}", st
+    _, st = _nll._nll_loss_stats(x, t)
+    assert st["kernel"] == f"nll_loss_backward_{ts}", st
+    _, st = _nll._nll_loss_stats(x, t, want_grad=False)
+    assert st["kernel"] == f"nll_loss_forward_{ts}", st
+    y = np.random.default_rng(4).random(x.shape).astype(dtype)
+    for name, kernel in [("mse_loss", "mse"), ("l1_loss", "l1"), ("smooth_l1_loss", "smooth_l1"),
+                         ("huber_loss", "huber")]:
+        _, st = _reg._regression_stats(name, x, y)
+        assert st["kernel"] == f"regression_{kernel}_{ts}_{path}", st
+    p = np.clip(y, 0.01, 0.99)
+    _, st = _bin._binary_stats("bce", p, y)
+    assert st["kernel"] == f"binary_bce_{ts}_{path}", st
+    _, st = _bin._binary_stats("bce_logits", x, y)
+    assert st["kernel"] == f"binary_bce_logits_{ts}_{path}", st
+    _, st = _bin._binary_stats("kl_div", x, y, log_target=False)
+    assert st["kernel"] == f"binary_kl_{ts}_{path}", st
+    _, st = _bin._binary_stats("kl_div", x, y, log_target=True)
+    assert st["kernel"] == f"binary_kl_log_{ts}_{path}", st
+    # kernel_info lists the active path's table, which holds every kernel that ran above
+    kernels = fastloss.kernel_info()["kernels"]
+    assert f"cross_entropy_{layout}{suffix}" in kernels["cross_entropy"]
+    assert all(n.endswith(f"_{path}") for n in kernels["binary"] + kernels["regression"])
+
+
+def test_stats_kernel_is_none_when_nothing_ran():
+    x = np.zeros((0, 5), np.float32)
+    _, st = _ce._cross_entropy_stats(x, np.zeros(0, np.int64))
+    assert st["kernel"] is None and st["threads_used"] == 1 and st["threads_active"] == 0
+
+
+@needs_openmp
+@pytest.mark.parametrize("family", ["cross_entropy", "nll_loss", "softmax", "regression", "binary"])
+def test_two_threads_each_run_a_block(family, restore_threads):
+    """With 2 threads and hundreds of blocks of real work, the team has 2 threads and both
+    ran at least one block (counted inside the parallel region)."""
+    fastloss.set_num_threads(2)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8192, 1024)).astype(np.float32)  # 256 blocks of 32768 elements
+    t = rng.integers(0, 1024, 8192)
+    y = rng.random(x.shape).astype(np.float32)
+    call = {"cross_entropy": lambda: _ce._cross_entropy_stats(x, t),
+            "nll_loss": lambda: _nll._nll_loss_stats(x, t),
+            "softmax": lambda: _sm._softmax_stats("softmax", x),
+            "regression": lambda: _reg._regression_stats("huber_loss", x, y),
+            "binary": lambda: _bin._binary_stats("bce_logits", x, y)}[family]
+    _, st = call()
+    assert st["threads_used"] == 2, st
+    assert st["threads_active"] == 2, st
