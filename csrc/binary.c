@@ -77,9 +77,9 @@ static int bin_check_domain(bin_ctx *ctx, const fl_kernel *row, int f32, fl_call
     return st;
 }
 
-int fl_binary(fl_bin_args *a)
+int fl_binary(fl_call *call)
 {
-    fl_call *call = &a->call;
+    fl_bin_args *a = (fl_bin_args *)call; /* call is its first member */
     fl_call_reset(call);
     bin_ctx ctx;
     ctx.a = a;

@@ -60,7 +60,7 @@ typedef struct fl_bin_args {
  * nothing written, call.bad_operand 0 = input, 1 = target), then the kernel and the
  * reduction ("mean": over the element count; "batchmean": over call.batch). FL_OK,
  * FL_ERR_DOMAIN or FL_ERR_NOMEM. */
-int fl_binary(fl_bin_args *a);
+int fl_binary(fl_call *call); /* call = &args.call of an fl_bin_args */
 int fl_binary_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_BINARY_H */

@@ -85,9 +85,9 @@ static double ce_weight_total(const fl_ce_args *a)
     return total;
 }
 
-int fl_cross_entropy(fl_ce_args *a)
+int fl_cross_entropy(fl_call *call)
 {
-    fl_call *call = &a->call;
+    fl_ce_args *a = (fl_ce_args *)call; /* call is its first member */
     fl_call_reset(call);
     const int prob = a->target_kind == FL_TARGET_PROB;
     const fl_index npos = a->n * a->s;

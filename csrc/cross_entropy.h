@@ -59,7 +59,7 @@ typedef struct fl_ce_args {
 /* The entry point: checks the index targets (FL_ERR_TARGET, nothing written), then runs the
  * kernel and reduces. "mean" divides by the kept targets' weight sum (index targets) or the
  * number of positions (probabilities). FL_OK, FL_ERR_TARGET or FL_ERR_NOMEM. */
-int fl_cross_entropy(fl_ce_args *a);
+int fl_cross_entropy(fl_call *call); /* call = &args.call of an fl_ce_args */
 
 /* The kernel names of path simd's table row (see fl_kernel_names). */
 int fl_cross_entropy_kernels(int simd, const char **names, int max);

@@ -50,9 +50,9 @@ int fl_nll_loss_kernels(int simd, const char **names, int max)
  * gradient (maybe x itself) is written. */
 #define NLL_LOSS_BLOCK ((fl_index)8192)
 
-int fl_nll_loss(fl_nll_args *a)
+int fl_nll_loss(fl_call *call)
 {
-    fl_call *call = &a->call;
+    fl_nll_args *a = (fl_nll_args *)call; /* call is its first member */
     fl_call_reset(call);
     nll_ctx ctx;
     ctx.a = a;

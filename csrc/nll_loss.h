@@ -44,7 +44,7 @@ typedef struct fl_nll_args {
 /* The entry point: checks the targets (FL_ERR_TARGET, nothing written), then the losses,
  * the gradient and the reduction ("mean": over the kept targets' weight sum). FL_OK,
  * FL_ERR_TARGET or FL_ERR_NOMEM. */
-int fl_nll_loss(fl_nll_args *a);
+int fl_nll_loss(fl_call *call); /* call = &args.call of an fl_nll_args */
 int fl_nll_loss_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_NLL_LOSS_H */

@@ -43,9 +43,9 @@ int fl_regression_kernels(int simd, const char **names, int max)
 
 /* ---- the entry point ---------------------------------------------------------------- */
 
-int fl_regression(fl_reg_args *a)
+int fl_regression(fl_call *call)
 {
-    fl_call *call = &a->call;
+    fl_reg_args *a = (fl_reg_args *)call; /* call is its first member */
     fl_call_reset(call);
     reg_ctx ctx;
     ctx.a = a;

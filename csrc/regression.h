@@ -51,7 +51,7 @@ typedef struct fl_reg_args {
 
 /* The entry point: kernel and reduction ("mean": over the element count, NaN for none).
  * FL_OK or FL_ERR_NOMEM. */
-int fl_regression(fl_reg_args *a);
+int fl_regression(fl_call *call); /* call = &args.call of an fl_reg_args */
 int fl_regression_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_REGRESSION_H */

@@ -52,8 +52,9 @@ static int sm_layout(const fl_softmax_args *a)
     return SM_STRIDED;
 }
 
-int fl_softmax(fl_softmax_args *a)
+int fl_softmax(fl_call *call)
 {
+    fl_softmax_args *a = (fl_softmax_args *)call; /* call is its first member */
     fl_call_reset(&a->call);
     sm_ctx ctx;
     ctx.a = a;

@@ -39,7 +39,7 @@ typedef struct fl_softmax_args {
 } fl_softmax_args;
 
 /* The entry point, forward or backward, log or not: FL_OK (it cannot fail). */
-int fl_softmax(fl_softmax_args *a);
+int fl_softmax(fl_call *call); /* call = &args.call of an fl_softmax_args */
 int fl_softmax_kernels(int simd, const char **names, int max);
 
 #endif /* FASTLOSS_SOFTMAX_H */

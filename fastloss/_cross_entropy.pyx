@@ -12,7 +12,6 @@ from libc.stdint cimport int64_t
 import numpy as np
 
 from fastloss._csrc cimport *
-from fastloss._validation cimport *
 from fastloss._plan cimport *
 
 from fastloss._plan import called

@@ -1,4 +1,5 @@
-# The operand planner and call finisher every loss module uses (fastloss/_plan.pyx).
+# The argument checks, operand planner and call finisher every loss module uses
+# (fastloss/_plan.pyx).
 cimport numpy as cnp
 
 from fastloss._csrc cimport fl_index, fl_call, fl_entry, fl_kernels_fn
@@ -43,13 +44,26 @@ cdef class Call:
 cdef Call start(object input, str what, bint want_grad)
 cdef dict recording()
 
+# argument checks
+cdef int parse_reduction(object reduction) except -1
+cdef cnp.ndarray as_array(object a)
+cdef int float_compute_type(cnp.ndarray a, str what) except -1
+cdef bint shares_memory(cnp.ndarray a, cnp.ndarray b) except -1
+cdef bint same_view(cnp.ndarray a, cnp.ndarray b)
+cdef bint same_shape(cnp.ndarray a, cnp.ndarray b)
+cdef cnp.ndarray check_out(object out, cnp.ndarray input, str what)
+cdef double real_option(object value, str what) except? -1.0
+cdef object int_option(object value, str what)
+cdef object int64_option(object value, str what)
+cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object ignore)
+
+# operands
 cdef bint is_float(cnp.ndarray a)
 cdef void *data(cnp.ndarray a)
 cdef object cast(cnp.ndarray a, int typenum)
 cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, view3 *v)
 cdef void rows_as_positions(fl_index *n, fl_index *s, view3 *v, int count)
 cdef list memory_order(cnp.ndarray lead)
-cdef cnp.ndarray empty_in_order(tuple shape, list order, int typenum)
 cdef int merge_axes(tuple shape, list order, list ops, int maxd, int pad, fl_index *sizes,
                     fl_index **strides) except -2
 cdef list kernel_names(fl_kernels_fn fn)

@@ -26,7 +26,6 @@ import warnings
 import numpy as np
 
 from fastloss._csrc cimport *
-from fastloss._validation cimport *
 from fastloss._plan cimport *
 
 from fastloss._plan import called

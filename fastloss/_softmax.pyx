@@ -19,7 +19,6 @@ cimport numpy as cnp
 import numpy as np
 
 from fastloss._csrc cimport *
-from fastloss._validation cimport *
 from fastloss._plan cimport *
 
 from fastloss._plan import called

@@ -16,7 +16,7 @@
 #include "binary.h"
 #include "fuzz_common.h"
 
-static int run(void *a) { return fl_binary((fl_bin_args *)a); }
+static int run(void *a) { return fl_binary(&((fl_bin_args *)a)->call); }
 
 typedef struct {
     int es;

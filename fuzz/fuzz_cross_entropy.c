@@ -17,7 +17,7 @@
 #include "cross_entropy.h"
 #include "fuzz_common.h"
 
-static int run(void *a) { return fl_cross_entropy((fl_ce_args *)a); }
+static int run(void *a) { return fl_cross_entropy(&((fl_ce_args *)a)->call); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -14,7 +14,7 @@
 #include "fuzz_common.h"
 #include "nll_loss.h"
 
-static int run(void *a) { return fl_nll_loss((fl_nll_args *)a); }
+static int run(void *a) { return fl_nll_loss(&((fl_nll_args *)a)->call); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

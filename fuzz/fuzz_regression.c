@@ -16,7 +16,7 @@
 #include "fuzz_common.h"
 #include "regression.h"
 
-static int run(void *a) { return fl_regression((fl_reg_args *)a); }
+static int run(void *a) { return fl_regression(&((fl_reg_args *)a)->call); }
 
 static void set_strides(fl_index *dst, const fz_arr *arr, int nd)
 {

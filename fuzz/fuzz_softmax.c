@@ -13,7 +13,7 @@
 #include "fuzz_common.h"
 #include "softmax.h"
 
-static int run(fl_softmax_args *a) { return fl_softmax(a); }
+static int run(fl_softmax_args *a) { return fl_softmax(&a->call); }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -695,9 +695,9 @@ TORCH_DIFFERS = [
      "README: target cast to the input's dtype (torch's BCE needs equal dtypes)"),
     (("nll",), ("f16_input_f64_weight",),
      "README 'Friendlier inputs': weights cast to the input's dtype (torch needs equal dtypes)"),
-    (("huber_loss_with_grad", "l1_loss_with_grad"), ("f16_input_f32_target_equal_in_f16",),
-     "README: target cast to the input's dtype, float16 here: the difference is 0 and so is the "
-     "l1 gradient (torch promotes to float32 and gives sign(1.91 - 1.9098) = 1)"),
+    (("huber_loss_with_grad",), ("f16_input_f32_target_equal_in_f16",),
+     "docs/inputs-and-errors.md: huber's target held in the input's dtype, float16 here: the "
+     "difference is 0 and so is the gradient"),
     (("smb",), ("f16_grad_f64_output",),
      "output cast to grad_output's dtype (torch's backward ops need equal dtypes)"),
     (("smb",), ("grad_output_float16", "grad_output_float32", "output_float16", "output_float32",

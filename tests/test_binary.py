@@ -539,8 +539,18 @@ def test_float16_is_computed_in_float32():
     np.testing.assert_array_equal(g16, g32.astype(np.float16))
 
 
-def test_mixed_target_dtype_is_cast_to_input():
+def test_mixed_target_dtype_follows_torchs_promotion():
+    """kl_div and bce_with_logits promote a wider floating target, as torch does: float32 input
+    with a float64 target is computed (and returned) in float64, with the gradient in float32;
+    binary_cross_entropy holds its target in the input's dtype."""
     x, y = make_data("kl_div", _rng("mixed"), (4, 5))
     a = fl.kl_div(x.astype(np.float32), y, "sum")
-    b = fl.kl_div(x.astype(np.float32), y.astype(np.float32), "sum")
-    assert a.dtype == np.float32 and a == b
+    b = fl.kl_div(x.astype(np.float32).astype(np.float64), y, "sum")
+    assert a.dtype == np.float64 and a == b
+    loss, g = fl.kl_div_with_grad(x.astype(np.float32), y, "sum")
+    assert loss.dtype == np.float64 and g.dtype == np.float32
+    z = x.astype(np.float16)
+    t = (y > y.mean()).astype(np.float32)
+    assert fl.binary_cross_entropy_with_logits(z, t).dtype == np.float32
+    p = np.clip(np.abs(z), 0.01, 0.99).astype(np.float16)
+    assert fl.binary_cross_entropy(p, t).dtype == np.float16

@@ -245,16 +245,23 @@ def test_large_contiguous_and_tails(simd, loss):
 FL_BLOCK = 32768
 
 
-def test_mixed_dtypes_cast_target_to_input_dtype():
-    x = np.linspace(-3, 3, 11).astype(np.float32)
-    for tdt in (np.float64, np.float16, np.int64, np.int8, np.uint16, np.bool_):
-        y = (np.arange(11) % 3).astype(tdt)
-        for name in NAMES:
-            l, g = fast(name, True)(x, y, "mean")
-            assert type(l) is np.float32 and g.dtype == np.float32
-            lr, gr = slow(name, True)(x, y.astype(np.float32), "mean")
-            assert_close(l, lr, np.float32)
-            assert_close(g, gr, np.float32)
+def test_mixed_dtypes_follow_torchs_promotion():
+    """torch promotes a floating target of another dtype with the input (mse, l1, smooth_l1:
+    the loss in the wider dtype) and holds huber's target in the input's dtype; an integer or
+    bool target never widens the loss. The gradient is always in the input's dtype."""
+    for xdt in (np.float16, np.float32):
+        x = np.linspace(-3, 3, 11).astype(xdt)
+        for tdt in (np.float64, np.float32, np.float16, np.int64, np.int8, np.uint16, np.bool_):
+            y = (np.arange(11) % 3 + 0.1 * (np.dtype(tdt).kind == "f")).astype(tdt)
+            for name in NAMES:
+                widen = np.dtype(tdt).kind == "f" and name != "huber_loss"
+                want = np.promote_types(xdt, tdt) if widen else np.dtype(xdt)
+                l, g = fast(name, True)(x, y, "mean")
+                lr, gr = slow(name, True)(x, y, "mean")
+                assert type(l) is want.type and type(lr) is want.type, (name, xdt, tdt, type(l))
+                assert g.dtype == xdt and gr.dtype == xdt
+                assert_close(l, lr, want.type)
+                assert_close(g, gr, xdt)
 
 
 def test_empty():
