@@ -26,8 +26,6 @@ import numpy as np
 from fastloss._csrc cimport *
 from fastloss._plan cimport *
 
-from fastloss._plan import called
-
 cnp.import_array()
 
 # which loss (kl_div's two forms are told apart by log_target)
@@ -325,10 +323,3 @@ def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_out
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_binary_kernels)
-
-
-def _binary_stats(name, *args, want_grad=True, **kwargs):
-    """For tests: (result, what ran; see fastloss._plan.record); name is "bce", "bce_logits"
-    or "kl_div", the arguments those of the public function."""
-    base = {"bce": "binary_cross_entropy", "bce_logits": "binary_cross_entropy_with_logits"}.get(name, name)
-    return called(globals()[base + ("_with_grad" if want_grad else "")], args, kwargs)

@@ -14,8 +14,6 @@ import numpy as np
 from fastloss._csrc cimport *
 from fastloss._plan cimport *
 
-from fastloss._plan import called
-
 cnp.import_array()
 
 
@@ -179,8 +177,3 @@ def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, 
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_cross_entropy_kernels)
-
-
-def _cross_entropy_stats(*args, want_grad=True, **kwargs):
-    """For tests: (result, what ran; see fastloss._plan.record)."""
-    return called(cross_entropy_with_grad if want_grad else cross_entropy, args, kwargs)

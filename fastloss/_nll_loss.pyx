@@ -14,8 +14,6 @@ import numpy as np
 from fastloss._csrc cimport *
 from fastloss._plan cimport *
 
-from fastloss._plan import called
-
 cnp.import_array()
 
 
@@ -115,8 +113,3 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_nll_loss_kernels)
-
-
-def _nll_loss_stats(*args, want_grad=True, **kwargs):
-    """For tests: (result, what ran; see fastloss._plan.record)."""
-    return called(nll_loss_with_grad if want_grad else nll_loss, args, kwargs)

@@ -336,19 +336,14 @@ cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, object target, object
     cdef bint in_place = same_view(out, input)
     if not in_place and shares_memory(out, input):
         raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
-    if target is not None and shares_memory(out, <cnp.ndarray>target):
-        raise ValueError("out overlaps target")
-    if weight is not None and shares_memory(out, <cnp.ndarray>weight):
-        raise ValueError("out overlaps weight")
-    if pos_weight is not None and shares_memory(out, <cnp.ndarray>pos_weight):
-        raise ValueError("out overlaps pos_weight")
-    if grad_output is not None and shares_memory(out, <cnp.ndarray>grad_output):
-        raise ValueError("out overlaps grad_output")
+    for other, what in ((target, "target"), (weight, "weight"), (pos_weight, "pos_weight"),
+                        (grad_output, "grad_output")):
+        if other is not None and shares_memory(out, <cnp.ndarray>other):
+            raise ValueError(f"out overlaps {what}")
     return in_place
 
 
 # ---- small helpers -------------------------------------------------------------------------------
-
 
 cdef bint is_float(cnp.ndarray a):
     cdef int t = cnp.PyArray_TYPE(a)
@@ -522,8 +517,8 @@ class record:
         return False
 
 
-def called(fn, args, kwargs):
-    """For the modules' private ``_*_stats`` test hooks: (fn(*args, **kwargs), what ran)."""
+def ran(fn, *args, **kwargs):
+    """For tests: (fn(*args, **kwargs), what its kernel call ran; see record)."""
     with record() as stats:
         result = fn(*args, **kwargs)
     return result, stats

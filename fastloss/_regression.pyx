@@ -28,8 +28,6 @@ import numpy as np
 from fastloss._csrc cimport *
 from fastloss._plan cimport *
 
-from fastloss._plan import called
-
 cnp.import_array()
 
 _NAMES = {0: "mse_loss", 1: "l1_loss", 2: "smooth_l1_loss", 3: "huber_loss"}
@@ -207,13 +205,3 @@ _document(huber_loss, huber_loss_with_grad, "Huber loss", "rounded to the input'
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_regression_kernels)
-
-
-def _regression_stats(str name, input, target, reduction="mean", param=None, grad_output=None,
-                      out=None, want_grad=True):
-    """For tests: (result, what ran; see fastloss._plan.record); name is "mse_loss",
-    "l1_loss", "smooth_l1_loss" or "huber_loss", param its beta or delta."""
-    kw = {} if param is None else {"smooth_l1_loss": {"beta": param}, "huber_loss": {"delta": param}}.get(name, {})
-    if want_grad:
-        kw.update(grad_output=grad_output, out=out)
-    return called(globals()[name + ("_with_grad" if want_grad else "")], (input, target, reduction), kw)

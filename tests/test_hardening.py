@@ -56,6 +56,7 @@ import numpy as np
 
 import fastloss
 from fastloss import _binary, _cross_entropy, _nll_loss, _regression, _softmax
+from fastloss._plan import ran
 
 #: Every public kernel of the NumPy layer.
 NAMES = (
@@ -143,21 +144,9 @@ def make_inputs(name, dtype, variant, size="big"):
 
 
 def stats_call(name, args, kw):
-    """(result, stats) of ``name`` through its module's private ``_*_stats`` twin, which runs
-    the public function's code and reports ``threads_used``."""
-    base = base_name(name)
-    want_grad = name.endswith("_with_grad")
-    if base == "cross_entropy":
-        return _cross_entropy._cross_entropy_stats(*args, want_grad=want_grad, **kw)
-    if base == "nll_loss":
-        return _nll_loss._nll_loss_stats(*args, want_grad=want_grad, **kw)
-    if base in _BINARY:
-        return _binary._binary_stats(_BINARY[base], *args, want_grad=want_grad, **kw)
-    if base in _REGRESSION:
-        kw = dict(kw)
-        param = kw.pop(_REGRESSION[base]) if _REGRESSION[base] else None
-        return _regression._regression_stats(base, *args, param=param, want_grad=want_grad, **kw)
-    return _softmax._softmax_stats(name, *args, **kw)
+    """(result, stats) of the public function ``name``: what its kernel call ran
+    (fastloss._plan.record), ``threads_used`` among it."""
+    return ran(getattr(fastloss, name), *args, **kw)
 
 
 def public_call(name, args, kw):
@@ -705,12 +694,12 @@ rep = {}
 if ORDER == "torch_first":
     rep["torch_threads"] = torch_work()
 import fastloss
-from fastloss import _softmax
+from fastloss._plan import ran
 x = np.random.default_rng(0).standard_normal((256, 1000)).astype(np.float32)  # 8 blocks
 
 
 def used():
-    return _softmax._softmax_stats("log_softmax", x)[1]["threads_used"]
+    return ran(fastloss.log_softmax, x)[1]["threads_used"]
 
 
 def openmp_libs():

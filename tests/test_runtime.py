@@ -29,6 +29,7 @@ import pytest
 import fastloss
 from fastloss import _cross_entropy as _ce
 from fastloss import _runtime
+from fastloss._plan import ran
 
 # The directory that holds the fastloss this test process imported (the checkout after an
 # in-place build, site-packages after `pip install .`): subprocesses import the same one.
@@ -142,7 +143,7 @@ def _loss_bytes(loss):
 def run_grad(x, t, kw, out_order="C"):
     """(loss bytes, gradient bytes, stats) of cross_entropy_with_grad(..., out=fresh)."""
     out = np.empty(x.shape, x.dtype, order=out_order)
-    (loss, g), stats = _ce._cross_entropy_stats(x, t, out=out, **kw)
+    (loss, g), stats = ran(fastloss.cross_entropy_with_grad, x, t, out=out, **kw)
     assert g is out
     return _loss_bytes(loss), g.tobytes(order="A"), stats
 
@@ -150,7 +151,7 @@ def run_grad(x, t, kw, out_order="C"):
 def run_forward(x, t, kw):
     """(loss bytes, stats) of cross_entropy (no gradient)."""
     kw = {k: v for k, v in kw.items() if k != "grad_output"}
-    loss, stats = _ce._cross_entropy_stats(x, t, want_grad=False, **kw)
+    loss, stats = ran(fastloss.cross_entropy, x, t, **kw)
     return _loss_bytes(loss), stats
 
 
@@ -269,10 +270,11 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     import fastloss
     from fastloss import _cross_entropy as ce
+    from fastloss._plan import ran
 import numpy as np
 x = np.random.default_rng(0).standard_normal((256, 1000)).astype(np.float32)
 t = np.arange(256) % 1000
-_, st = ce._cross_entropy_stats(x, t)
+_, st = ran(fastloss.cross_entropy_with_grad, x, t)
 print("RESULT " + json.dumps({
     "info": fastloss.kernel_info(), "stats_simd": st["simd"],
     "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}))
@@ -345,6 +347,8 @@ def test_generic_subprocess_matches_default_path(tmp_path):
         import numpy as np
         import fastloss
         from fastloss import _cross_entropy as ce
+        from fastloss._plan import ran
+    from fastloss._plan import ran
         arrays, report = {{}}, {{"info": fastloss.kernel_info(), "simd": [], "threads": [],
                                  "same_bytes": []}}
         for dtype in ("float32", "float64"):
@@ -354,7 +358,7 @@ def test_generic_subprocess_matches_default_path(tmp_path):
                 for n in (1, 2):
                     fastloss.set_num_threads(n)
                     g = np.empty(x.shape, x.dtype, order=order)
-                    (loss, g), st = ce._cross_entropy_stats(x, t, out=g, **kw)
+                    (loss, g), st = ran(fastloss.cross_entropy_with_grad, x, t, out=g, **kw)
                     runs.append((np.asarray(loss), g))
                     report["simd"].append(st["simd"])
                     report["threads"].append(st["threads_used"])
@@ -425,10 +429,11 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     import fastloss
     from fastloss import _cross_entropy as ce
+    from fastloss._plan import ran
 import numpy as np
 x = np.random.default_rng(0).standard_normal((8192, 1000)).astype(np.float32)  # 256 blocks
 t = np.arange(8192) % 1000
-_, st = ce._cross_entropy_stats(x, t)
+_, st = ran(fastloss.cross_entropy_with_grad, x, t)
 print("RESULT " + json.dumps({{
     "num_threads": fastloss.get_num_threads(), "info": fastloss.kernel_info(),
     "threads_used": st["threads_used"], "threads_active": st["threads_active"],
@@ -571,10 +576,10 @@ def test_threads_used_follows_the_block_count(shape, expected, restore_threads):
     C = shape[0] if len(shape) == 1 else shape[1]
     t = (np.array(C - 1) if len(shape) == 1 else
          rng.integers(0, C, (shape[0],) + shape[2:]))
-    (loss2, g2), st2 = _ce._cross_entropy_stats(x, t)
+    (loss2, g2), st2 = ran(fastloss.cross_entropy_with_grad, x, t)
     assert st2["threads_used"] == expected
     fastloss.set_num_threads(1)
-    (loss1, g1), st1 = _ce._cross_entropy_stats(x, t)
+    (loss1, g1), st1 = ran(fastloss.cross_entropy_with_grad, x, t)
     assert st1["threads_used"] == 1
     assert _loss_bytes(loss1) == _loss_bytes(loss2) and g1.tobytes() == g2.tobytes()
 
@@ -714,27 +719,27 @@ def test_stats_name_the_kernel_that_ran(path, dtype, layout, restore_simd):
     suffix = f"_{ts}" if layout == "strided" else f"_{ts}_{path}"
     x, t = _ce_layout_input(layout, dtype)
     for want_grad in (True, False):
-        _, st = _ce._cross_entropy_stats(x, t, want_grad=want_grad)
+        _, st = ran(fastloss.cross_entropy_with_grad if want_grad else fastloss.cross_entropy, x, t)
         assert st["kernel"] == f"cross_entropy_{layout}{suffix}", st
-    _, st = _sm._softmax_stats("log_softmax", x, axis=1)
+    _, st = ran(fastloss.log_softmax, x, axis=1)
     assert st["kernel"] == f"softmax_{layout}{suffix}", st
-    _, st = _nll._nll_loss_stats(x, t)
+    _, st = ran(fastloss.nll_loss_with_grad, x, t)
     assert st["kernel"] == f"nll_loss_backward_{ts}", st
-    _, st = _nll._nll_loss_stats(x, t, want_grad=False)
+    _, st = ran(fastloss.nll_loss, x, t)
     assert st["kernel"] == f"nll_loss_forward_{ts}", st
     y = np.random.default_rng(4).random(x.shape).astype(dtype)
     for name, kernel in [("mse_loss", "mse"), ("l1_loss", "l1"), ("smooth_l1_loss", "smooth_l1"),
                          ("huber_loss", "huber")]:
-        _, st = _reg._regression_stats(name, x, y)
+        _, st = ran(getattr(fastloss, name + "_with_grad"), x, y)
         assert st["kernel"] == f"regression_{kernel}_{ts}_{path}", st
     p = np.clip(y, 0.01, 0.99)
-    _, st = _bin._binary_stats("bce", p, y)
+    _, st = ran(fastloss.binary_cross_entropy_with_grad, p, y)
     assert st["kernel"] == f"binary_bce_{ts}_{path}", st
-    _, st = _bin._binary_stats("bce_logits", x, y)
+    _, st = ran(fastloss.binary_cross_entropy_with_logits_with_grad, x, y)
     assert st["kernel"] == f"binary_bce_logits_{ts}_{path}", st
-    _, st = _bin._binary_stats("kl_div", x, y, log_target=False)
+    _, st = ran(fastloss.kl_div_with_grad, x, y, log_target=False)
     assert st["kernel"] == f"binary_kl_{ts}_{path}", st
-    _, st = _bin._binary_stats("kl_div", x, y, log_target=True)
+    _, st = ran(fastloss.kl_div_with_grad, x, y, log_target=True)
     assert st["kernel"] == f"binary_kl_log_{ts}_{path}", st
     # kernel_info lists the active path's table, which holds every kernel that ran above
     kernels = fastloss.kernel_info()["kernels"]
@@ -744,7 +749,7 @@ def test_stats_name_the_kernel_that_ran(path, dtype, layout, restore_simd):
 
 def test_stats_kernel_is_none_when_nothing_ran():
     x = np.zeros((0, 5), np.float32)
-    _, st = _ce._cross_entropy_stats(x, np.zeros(0, np.int64))
+    _, st = ran(fastloss.cross_entropy_with_grad, x, np.zeros(0, np.int64))
     assert st["kernel"] is None and st["threads_used"] == 1 and st["threads_active"] == 0
 
 
@@ -758,11 +763,11 @@ def test_two_threads_each_run_a_block(family, restore_threads):
     x = rng.standard_normal((8192, 1024)).astype(np.float32)  # 256 blocks of 32768 elements
     t = rng.integers(0, 1024, 8192)
     y = rng.random(x.shape).astype(np.float32)
-    call = {"cross_entropy": lambda: _ce._cross_entropy_stats(x, t),
-            "nll_loss": lambda: _nll._nll_loss_stats(x, t),
-            "softmax": lambda: _sm._softmax_stats("softmax", x),
-            "regression": lambda: _reg._regression_stats("huber_loss", x, y),
-            "binary": lambda: _bin._binary_stats("bce_logits", x, y)}[family]
+    call = {"cross_entropy": lambda: ran(fastloss.cross_entropy_with_grad, x, t),
+            "nll_loss": lambda: ran(fastloss.nll_loss_with_grad, x, t),
+            "softmax": lambda: ran(fastloss.softmax, x),
+            "regression": lambda: ran(fastloss.huber_loss_with_grad, x, y),
+            "binary": lambda: ran(fastloss.binary_cross_entropy_with_logits_with_grad, x, y)}[family]
     _, st = call()
     assert st["threads_used"] == 2, st
     assert st["threads_active"] == 2, st

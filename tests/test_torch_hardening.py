@@ -365,6 +365,7 @@ def test_concurrent_threads_get_single_threaded_bytes(name, fastloss_threads, sp
 _FORK_SCRIPT = TORCH_SPECS_SRC + FORK_CHILDREN_SRC + """
 import faulthandler, json, multiprocessing, os, signal, traceback, warnings
 from fastloss import _softmax
+from fastloss._plan import ran
 
 warnings.simplefilter("error")
 warnings.filterwarnings("ignore", message="reduction: 'mean' divides", category=UserWarning)
@@ -406,7 +407,7 @@ if __name__ == "__main__":
     torch.randn(4_000_000).exp_()
     fastloss.set_num_threads(2)
     big = np.random.default_rng(0).standard_normal((256, 1000)).astype(np.float32)
-    parent_used = _softmax._softmax_stats("log_softmax", big)[1]["threads_used"]
+    parent_used = ran(fastloss.log_softmax, big)[1]["threads_used"]
     before = run_all()                 # fastloss's OpenMP pool now exists in the parent
     rep = {"before": before, "parent_used": parent_used, "parent_pid": os.getpid()}
     rep["os.fork"], rep["os.fork exit codes"] = fork_children()
