@@ -28,6 +28,7 @@ def _other_copy():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_fastloss_sources", _os.path.join(here, "_sources.py"))
+    assert spec is not None and spec.loader is not None
     sources = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sources)
     finders = [f for f in _sys.meta_path if f is not _machinery.PathFinder]  # editable installs' ones
@@ -42,6 +43,7 @@ def _import_whole(directory):
 
     spec = importlib.util.spec_from_file_location(
         __name__, _os.path.join(directory, "__init__.py"), submodule_search_locations=[directory])
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     _sys.modules[__name__] = module
     spec.loader.exec_module(module)

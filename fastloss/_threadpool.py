@@ -39,6 +39,7 @@ Registration needs threadpoolctl >= 3.2 (``threadpoolctl.register``); older vers
 left alone.
 """
 import sys
+from typing import Any
 
 from fastloss import _runtime, _threads
 from fastloss._version import __version__
@@ -46,7 +47,7 @@ from fastloss._version import __version__
 _registered_in = None  # the threadpoolctl module fastloss's controller is registered in
 
 
-def _controller_class(base):
+def _controller_class(base: Any) -> Any:
     class FastlossController(base):
         """fastloss's kernels: their process-wide thread count (fastloss.get_num_threads /
         set_num_threads). ``openmp`` in the info dict: whether the kernels were compiled
