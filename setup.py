@@ -20,6 +20,7 @@ package it builds (build_py), and into the checkout for `build_ext --inplace` (g
 never in the sdist). An import of a checkout without compiled modules uses an installed
 fastloss only when its record matches the checkout's sources (fastloss/_sources.py).
 """
+import importlib.util
 import os
 import re
 import shutil
@@ -27,8 +28,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-
-import importlib.util
 
 import numpy as np
 from Cython.Build import cythonize
