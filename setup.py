@@ -18,7 +18,14 @@ Environment switches:
                           gradient entry per row, and the regression / binary kernels' last
                           partial vector, 1% too large). Never for use: .ci/mutation builds it
                           in a temporary copy and checks that the parity tests catch it
+
+Build record: every build writes fastloss/_build_info.py (SOURCE_HASH, the hash of the
+sources it was made from: fastloss/_sources.py) beside the compiled modules: into the
+package it builds (build_py), and into the checkout for `build_ext --inplace` (git-ignored,
+never in the sdist). An import of a checkout without compiled modules uses an installed
+fastloss only when its record matches the checkout's sources (fastloss/_sources.py).
 """
+import importlib.util
 import os
 import re
 import shutil
@@ -30,8 +37,50 @@ import tempfile
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _build_ext
+from setuptools.command.build_py import build_py as _build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_sources_module():
+    """fastloss/_sources.py, by its path (importing the package would run its __init__)."""
+    spec = importlib.util.spec_from_file_location("_fastloss_sources", os.path.join(HERE, "fastloss", "_sources.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_SOURCES = _load_sources_module()
+
+
+def _write_build_info(package_dir):
+    """fastloss/_build_info.py in ``package_dir``: the hash of the sources being built."""
+    os.makedirs(package_dir, exist_ok=True)
+    with open(os.path.join(package_dir, _SOURCES.BUILD_INFO), "w", encoding="utf-8") as f:
+        f.write(_SOURCES.build_info_text(HERE))
+
+
+class build_py(_build_py):
+    """The package's Python files, plus the generated build record."""
+
+    def run(self):
+        super().run()
+        if not self.dry_run:
+            _write_build_info(os.path.join(self.build_lib, "fastloss"))
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, "fastloss", _SOURCES.BUILD_INFO)]
+
+
+class build_ext(_build_ext):
+    """An in-place build (``build_ext --inplace``, editable installs) records its sources in
+    the checkout, beside the compiled modules it puts there."""
+
+    def run(self):
+        super().run()
+        if (self.inplace or getattr(self, "editable_mode", False)) and not self.dry_run:
+            _write_build_info(os.path.join(HERE, "fastloss"))
 
 
 def _compiler_is_msvc():
@@ -133,6 +182,7 @@ def discover_extensions():
 EXTENSIONS = discover_extensions()
 
 setup(
+    cmdclass={"build_py": build_py, "build_ext": build_ext},
     ext_modules=cythonize(
         EXTENSIONS,
         compiler_directives={"language_level": "3", "embedsignature": True},

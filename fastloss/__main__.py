@@ -78,14 +78,11 @@ def self_check():
     return worst
 
 
-def speed_table(shapes, repeat, use_torch):
-    torch = F = None
-    if use_torch:
-        try:
-            import torch
-            import torch.nn.functional as F
-        except ImportError:
-            torch = None
+def speed_table(shapes, repeat, torch):
+    """cross_entropy at ``shapes``: fastloss, the NumPy reference and (``torch`` not None)
+    torch, whose thread count the caller has set."""
+    if torch is not None:
+        import torch.nn.functional as F
     rng = np.random.default_rng(0)
     rows = []
     for n, c in shapes:
@@ -107,7 +104,7 @@ def speed_table(shapes, repeat, use_torch):
             r["t_fwd"] = _best_ms(lambda: F.cross_entropy(xt, tt), repeat)
             r["t_fb"] = _best_ms(torch_fb, repeat)
         rows.append(r)
-    return rows, torch
+    return rows
 
 
 def _torch_or_none(use_torch):
@@ -120,10 +117,9 @@ def _torch_or_none(use_torch):
     return torch
 
 
-def family_table(repeat, use_torch, quick):
+def family_table(repeat, torch, quick):
     """The rest of the family: fastloss with a preallocated out= against torch as its users
     run it (autograd fwd+bwd for the losses; the out= variants for softmax)."""
-    torch = _torch_or_none(use_torch)
     rng = np.random.default_rng(1)
     n = 1 << (20 if quick else 24)  # 16M float32 elements (1M with --quick)
     x = rng.standard_normal(n, dtype=np.float32)
@@ -239,11 +235,13 @@ def main(argv=None):
     print(f"self-check vs fastloss.reference (float32+float64, 14 option sets): worst relative error "
           f"{worst:.2e} -> {'OK' if ok else 'MISMATCH'}")
 
-    shapes = SHAPES[:3] if args.quick else SHAPES
-    rows, torch = speed_table(shapes, args.repeat, not args.no_torch)
+    # every side runs on fastloss's thread count, set before anything is timed
+    torch = _torch_or_none(not args.no_torch)
     threads = fastloss.get_num_threads()
     if torch is not None:
         torch.set_num_threads(threads)
+    shapes = SHAPES[:3] if args.quick else SHAPES
+    rows = speed_table(shapes, args.repeat, torch)
     print(f"\ncross_entropy float32, mean, {threads} threads, best-of-{args.repeat} ms"
           + (f" (torch {torch.__version__}, eager)" if torch is not None else " (torch not installed)"))
     head = f"{'N x C':>12} | {'fwd':>8} {'fwd+bwd':>8} | {'ref fwd+bwd':>11} {'x ref':>6}"
@@ -269,7 +267,7 @@ def main(argv=None):
             print(f"{r['shape']:>12} | fastloss.torch {r['fl']:9.4f} | torch {r['torch']:9.4f} "
                   f"| x {r['torch'] / r['fl']:5.1f}")
 
-    rows = family_table(args.repeat, not args.no_torch, args.quick)
+    rows = family_table(args.repeat, torch, args.quick)
     print(f"\nthe rest of the family, float32, {threads} threads, best-of-{args.repeat} ms "
           "(fastloss with out=; torch: autograd fwd+bwd, or out= for softmax)")
     width = max(len(r["name"]) for r in rows)

@@ -1,10 +1,56 @@
-# Type stubs for the compiled module fastloss._binary.
-from typing import Any
+# Type stubs for the compiled module fastloss._binary (fastloss/_binary.pyx), checked
+# against it by .ci/stubs (mypy.stubtest).
+from typing import Any, TypeAlias
 
-def _binary_stats(name: Any, *args: Any, **kwargs: Any) -> Any: ...
-def binary_cross_entropy(input: Any, target: Any, weight: Any = None, reduction: Any = 'mean') -> Any: ...
-def binary_cross_entropy_with_grad(input: Any, target: Any, weight: Any = None, reduction: Any = 'mean', grad_output: Any = None, out: Any = None) -> Any: ...
-def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None, reduction: Any = 'mean', pos_weight: Any = None) -> Any: ...
-def binary_cross_entropy_with_logits_with_grad(input: Any, target: Any, weight: Any = None, reduction: Any = 'mean', pos_weight: Any = None, grad_output: Any = None, out: Any = None) -> Any: ...
-def kl_div(input: Any, target: Any, reduction: Any = 'mean', log_target: Any = False) -> Any: ...
-def kl_div_with_grad(input: Any, target: Any, reduction: Any = 'mean', log_target: Any = False, grad_output: Any = None, out: Any = None) -> Any: ...
+import numpy as np
+import numpy.typing as npt
+
+_Loss: TypeAlias = np.floating[Any] | npt.NDArray[np.floating[Any]]
+_Grad: TypeAlias = npt.NDArray[np.floating[Any]]
+
+def binary_cross_entropy(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    reduction: str = "mean",
+) -> _Loss: ...
+def binary_cross_entropy_with_grad(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    reduction: str = "mean",
+    grad_output: npt.ArrayLike | None = None,
+    out: _Grad | None = None,
+) -> tuple[_Loss, _Grad]: ...
+def binary_cross_entropy_with_logits(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    reduction: str = "mean",
+    pos_weight: npt.ArrayLike | None = None,
+) -> _Loss: ...
+def binary_cross_entropy_with_logits_with_grad(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    reduction: str = "mean",
+    pos_weight: npt.ArrayLike | None = None,
+    grad_output: npt.ArrayLike | None = None,
+    out: _Grad | None = None,
+) -> tuple[_Loss, _Grad]: ...
+def kl_div(
+    input: npt.ArrayLike, target: npt.ArrayLike, reduction: str = "mean", log_target: bool = False
+) -> _Loss: ...
+def kl_div_with_grad(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    reduction: str = "mean",
+    log_target: bool = False,
+    grad_output: npt.ArrayLike | None = None,
+    out: _Grad | None = None,
+) -> tuple[_Loss, _Grad]: ...
+
+# Private, for tests: (result, stats) of the function ``name`` ("bce", "bce_logits" or
+# "kl_div"; with its gradient unless want_grad=False is passed), stats telling the threads,
+# SIMD path and the kernel's (rows, cols) view that ran.
+def _binary_stats(name: str, *args: Any, **kwargs: Any) -> tuple[_Loss | tuple[_Loss, _Grad], dict[str, Any]]: ...

@@ -1,8 +1,13 @@
-# Type stubs for the compiled module fastloss._cross_entropy.
-from typing import Any
+# Type stubs for the compiled module fastloss._cross_entropy (fastloss/_cross_entropy.pyx),
+# checked against it by .ci/stubs (mypy.stubtest).
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+# A reduced loss is a NumPy scalar of the input's dtype; reduction="none" gives an array.
+_Loss: TypeAlias = np.floating[Any] | npt.NDArray[np.floating[Any]]
+_Grad: TypeAlias = npt.NDArray[np.floating[Any]]
 
 def cross_entropy(
     input: npt.ArrayLike,
@@ -11,7 +16,7 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-) -> np.floating[Any] | npt.NDArray[np.floating[Any]]: ...
+) -> _Loss: ...
 def cross_entropy_with_grad(
     input: npt.ArrayLike,
     target: npt.ArrayLike,
@@ -19,17 +24,39 @@ def cross_entropy_with_grad(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-    grad_output: float | npt.ArrayLike | None = None,
-    out: npt.NDArray[np.floating[Any]] | None = None,
-) -> tuple[np.floating[Any] | npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]]: ...
+    grad_output: npt.ArrayLike | None = None,
+    out: _Grad | None = None,
+) -> tuple[_Loss, _Grad]: ...
+
+# Private: for tests, and for fastloss.torch's autograd Function and custom ops.
 def _cross_entropy_stats(
     input: npt.ArrayLike,
     target: npt.ArrayLike,
-    weight: npt.ArrayLike | None = ...,
-    ignore_index: int = ...,
-    reduction: str = ...,
-    label_smoothing: float = ...,
-    grad_output: float | npt.ArrayLike | None = ...,
-    out: npt.NDArray[np.floating[Any]] | None = ...,
-    want_grad: bool = ...,
-) -> tuple[Any, dict[str, Any]]: ...
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    grad_output: npt.ArrayLike | None = None,
+    out: _Grad | None = None,
+    want_grad: bool = True,
+) -> tuple[_Loss | tuple[_Loss, _Grad], dict[str, Any]]: ...
+def _cross_entropy_forward_lse(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    lse: npt.NDArray[np.float64] | None,
+) -> _Loss: ...
+def _cross_entropy_backward_lse(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    grad_output: npt.ArrayLike | None,
+    lse: npt.NDArray[np.float64] | None,
+    out: _Grad | None = None,
+) -> _Grad: ...

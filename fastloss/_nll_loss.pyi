@@ -1,6 +1,38 @@
-# Type stubs for the compiled module fastloss._nll_loss.
-from typing import Any
+# Type stubs for the compiled module fastloss._nll_loss (fastloss/_nll_loss.pyx), checked
+# against it by .ci/stubs (mypy.stubtest).
+from typing import Any, TypeAlias
 
-def _nll_loss_stats(input: Any, target: Any, weight: Any = None, ignore_index: Any = -100, reduction: Any = 'mean', grad_output: Any = None, out: Any = None, want_grad: Any = True) -> Any: ...
-def nll_loss(input: Any, target: Any, weight: Any = None, ignore_index: Any = -100, reduction: Any = 'mean') -> Any: ...
-def nll_loss_with_grad(input: Any, target: Any, weight: Any = None, ignore_index: Any = -100, reduction: Any = 'mean', grad_output: Any = None, out: Any = None) -> Any: ...
+import numpy as np
+import numpy.typing as npt
+
+_Loss: TypeAlias = np.floating[Any] | npt.NDArray[np.floating[Any]]
+_Grad: TypeAlias = npt.NDArray[np.floating[Any]]
+
+def nll_loss(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> _Loss: ...
+def nll_loss_with_grad(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    grad_output: npt.ArrayLike | None = None,
+    out: _Grad | None = None,
+) -> tuple[_Loss, _Grad]: ...
+
+# Private, for tests: (result, stats) where stats tells the threads that ran.
+def _nll_loss_stats(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    grad_output: npt.ArrayLike | None = None,
+    out: _Grad | None = None,
+    want_grad: bool = True,
+) -> tuple[_Loss | tuple[_Loss, _Grad], dict[str, Any]]: ...

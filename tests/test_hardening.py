@@ -16,8 +16,9 @@ several threads, which each module's private ``_*_stats`` twin reports as ``thre
 * Fork: after the parent ran its OpenMP pool, children made by ``os.fork()`` and by
   multiprocessing (fork, forkserver, spawn) run every kernel and finish, with and without
   torch (imported before or after fastloss); torch's and fastloss's thread counts are
-  independent, there is one libgomp in the process, and threadpoolctl neither reports nor
-  limits fastloss's count. Each scenario runs in a subprocess with a timeout.
+  independent, there is one libgomp in the process, and threadpoolctl reports and limits
+  fastloss's count under its own user_api "fastloss" (not "openmp"). Each scenario runs in
+  a subprocess with a timeout.
 * Leaks: RSS, the malloc heap in use and Python's allocated blocks stay flat over 10,000
   iterations (100,000 with ``-m slow``) of every kernel, error paths included, in a fresh
   subprocess.
@@ -688,13 +689,16 @@ def test_fork_while_another_thread_sets_the_thread_count(tmp_path):
 _OPENMP_SCRIPT = _TORCH_WORK + """
 import json, os, sys
 import numpy as np
-import threadpoolctl
 ORDER = @ORDER@
 rep = {}
+if ORDER != "fastloss_first":  # fastloss_first: threadpoolctl is imported after fastloss
+    import threadpoolctl
 if ORDER == "torch_first":
     rep["torch_threads"] = torch_work()
 import fastloss
 from fastloss._plan import ran
+rep["fastloss_imported_threadpoolctl"] = ORDER == "fastloss_first" and "threadpoolctl" in sys.modules
+import threadpoolctl
 x = np.random.default_rng(0).standard_normal((256, 1000)).astype(np.float32)  # 8 blocks
 
 
@@ -702,9 +706,15 @@ def used():
     return ran(fastloss.log_softmax, x)[1]["threads_used"]
 
 
-def openmp_libs():
+def libs(api):
     return [(lib["prefix"], os.path.realpath(lib["filepath"]), lib["num_threads"])
-            for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "openmp"]
+            for lib in threadpoolctl.threadpool_info() if lib["user_api"] == api]
+
+
+def counts():
+    return {"fastloss_used": used(), "fastloss_threads": fastloss.get_num_threads(),
+            "openmp_info": [lib[2] for lib in libs("openmp")], "fastloss_info": [lib[2] for lib in libs("fastloss")],
+            "torch_threads": torch.get_num_threads() if torch else None}
 
 
 fastloss.set_num_threads(2)
@@ -715,17 +725,20 @@ torch = sys.modules.get("torch")
 with open("/proc/self/maps") as f:
     rep["gomp_mapped"] = sorted({os.path.realpath(line.split()[-1]) for line in f
                                  if "libgomp" in line})
-rep["openmp_libs"] = openmp_libs()
-# threadpoolctl limits the OpenMP runtime's ICV of this thread: torch follows, fastloss not
+rep["openmp_libs"] = libs("openmp")
+rep["fastloss_libs"] = libs("fastloss")
+rep["fastloss_file"] = os.path.realpath(fastloss._cross_entropy.__file__)
+# user_api="openmp" limits the OpenMP runtime's ICV of this thread: torch follows, fastloss not
 with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
-    rep["limited"] = {"fastloss_used": used(), "fastloss_threads": fastloss.get_num_threads(),
-                      "info_threads": [lib[2] for lib in openmp_libs()],
-                      "torch_threads": torch.get_num_threads() if torch else None}
-rep["after_limits"] = {"fastloss_used": used(), "info_threads": [lib[2] for lib in openmp_libs()],
-                       "torch_threads": torch.get_num_threads() if torch else None}
-fastloss.set_num_threads(1)   # not torch's count, not what threadpoolctl reports
-rep["fastloss_1"] = {"used": used(), "info_threads": [lib[2] for lib in openmp_libs()],
-                     "torch_threads": torch.get_num_threads() if torch else None}
+    rep["limited_openmp"] = counts()
+# every user_api (scikit-learn's habit), and fastloss's own: fastloss's kernels follow
+with threadpoolctl.threadpool_limits(limits=1):
+    rep["limited_all"] = counts()
+with threadpoolctl.threadpool_limits(limits=1, user_api="fastloss"):
+    rep["limited_fastloss"] = counts()
+rep["after_limits"] = counts()
+fastloss.set_num_threads(1)   # not torch's count, not the OpenMP ICV threadpoolctl reports
+rep["fastloss_1"] = counts()
 if torch:
     fastloss.set_num_threads(2)
     torch.set_num_threads(1)      # not fastloss's count
@@ -742,13 +755,17 @@ print("RESULT " + json.dumps(rep))
 def test_openmp_runtime_with_torch_and_threadpoolctl(order, tmp_path, request):
     """One libgomp per process whatever the import order (the first loaded one, torch's
     bundled copy or the system's, serves both libraries); threadpoolctl reports that runtime
-    with its own ICV, not fastloss's count, and threadpool_limits does not reach fastloss
-    (which passes num_threads to each region); torch.set_num_threads and
-    fastloss.set_num_threads are independent."""
-    pytest.importorskip("threadpoolctl")
+    with its own ICV, and fastloss separately, under its own user_api "fastloss", with
+    fastloss's count (whether threadpoolctl was imported before fastloss or after it, which
+    ``import fastloss`` itself does not do). ``threadpool_limits(1)`` (every user_api) and
+    ``user_api="fastloss"`` limit fastloss's kernels and restore the count after the
+    context; ``user_api="openmp"`` does not reach fastloss (which passes num_threads to each
+    region). torch.set_num_threads and fastloss.set_num_threads are independent."""
+    pytest.importorskip("threadpoolctl", minversion="3.2")  # threadpoolctl.register
     if order != "no_torch":
         request.getfixturevalue("torch")
     res = run_script(_OPENMP_SCRIPT.replace("@ORDER@", repr(order)), tmp_path, timeout=120)
+    assert res["fastloss_imported_threadpoolctl"] is False
     assert res["fastloss_used"] == 2
     assert len(res["gomp_mapped"]) == 1, res["gomp_mapped"]
     gomp = res["gomp_mapped"][0]
@@ -759,18 +776,20 @@ def test_openmp_runtime_with_torch_and_threadpoolctl(order, tmp_path, request):
     # the OpenMP ICV of the main thread: torch.set_num_threads(2) set it; else the CPU count
     icv = NCPU if order == "no_torch" else 2
     assert res["openmp_libs"] == [["libgomp", gomp, icv]]
-    limited = res["limited"]
-    assert limited["fastloss_used"] == 2 and limited["fastloss_threads"] == 2
-    assert limited["info_threads"] == [1]
-    assert res["after_limits"]["fastloss_used"] == 2
-    assert res["after_limits"]["info_threads"] == [icv]
-    assert res["fastloss_1"]["used"] == 1
-    assert res["fastloss_1"]["info_threads"] == [icv]
+    assert res["fastloss_libs"] == [["_cross_entropy.", res["fastloss_file"], 2]]
+    t1, t2 = (None, None) if order == "no_torch" else (1, 2)  # torch's count follows the ICV
+    assert res["limited_openmp"] == {"fastloss_used": 2, "fastloss_threads": 2, "openmp_info": [1],
+                                     "fastloss_info": [2], "torch_threads": t1}
+    assert res["limited_all"] == {"fastloss_used": 1, "fastloss_threads": 1, "openmp_info": [1],
+                                  "fastloss_info": [1], "torch_threads": t1}
+    assert res["limited_fastloss"] == {"fastloss_used": 1, "fastloss_threads": 1, "openmp_info": [icv],
+                                       "fastloss_info": [1], "torch_threads": t2}
+    assert res["after_limits"] == {"fastloss_used": 2, "fastloss_threads": 2, "openmp_info": [icv],
+                                   "fastloss_info": [2], "torch_threads": t2}
+    assert res["fastloss_1"] == {"fastloss_used": 1, "fastloss_threads": 1, "openmp_info": [icv],
+                                 "fastloss_info": [1], "torch_threads": t2}
     if order != "no_torch":
         assert res["torch_threads"] == 2
-        assert limited["torch_threads"] == 1  # torch reads the OpenMP ICV threadpoolctl set
-        assert res["after_limits"]["torch_threads"] == 2
-        assert res["fastloss_1"]["torch_threads"] == 2
         assert res["torch_1"] == {"fastloss_threads": 2, "used": 2, "torch_threads": 1}
         assert res["torch_again"] == 2
 

@@ -228,7 +228,7 @@ class Loss(torch.autograd.Function):
 
 class _Normalize(torch.autograd.Function):
     """Shared by LogSoftmax and Softmax: the output is kept for backward, as torch keeps it."""
-    log = None
+    log: bool | None = None  # True: LogSoftmax, False: Softmax
 
     @classmethod
     def compute(cls, input, dim):
