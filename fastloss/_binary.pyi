@@ -53,4 +53,4 @@ def kl_div_with_grad(
 # Private, for tests: (result, stats) of the function ``name`` ("bce", "bce_logits" or
 # "kl_div"; with its gradient unless want_grad=False is passed), stats telling the threads,
 # SIMD path and the kernel's (rows, cols) view that ran.
-def _binary_stats(name: str, *args: Any, **kwargs: Any) -> tuple[_Loss | tuple[_Loss, _Grad], dict[str, Any]]: ...
+def _kernel_names() -> list[str]: ...  # for kernel_info()

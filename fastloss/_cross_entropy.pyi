@@ -29,17 +29,6 @@ def cross_entropy_with_grad(
 ) -> tuple[_Loss, _Grad]: ...
 
 # Private: for tests, and for fastloss.torch's autograd Function and custom ops.
-def _cross_entropy_stats(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
-    weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    grad_output: npt.ArrayLike | None = None,
-    out: _Grad | None = None,
-    want_grad: bool = True,
-) -> tuple[_Loss | tuple[_Loss, _Grad], dict[str, Any]]: ...
 def _cross_entropy_forward_lse(
     input: npt.ArrayLike,
     target: npt.ArrayLike,
@@ -60,3 +49,4 @@ def _cross_entropy_backward_lse(
     lse: npt.NDArray[np.float64] | None,
     out: _Grad | None = None,
 ) -> _Grad: ...
+def _kernel_names() -> list[str]: ...  # for kernel_info()

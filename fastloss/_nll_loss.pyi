@@ -26,13 +26,4 @@ def nll_loss_with_grad(
 ) -> tuple[_Loss, _Grad]: ...
 
 # Private, for tests: (result, stats) where stats tells the threads that ran.
-def _nll_loss_stats(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
-    weight: npt.ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    grad_output: npt.ArrayLike | None = None,
-    out: _Grad | None = None,
-    want_grad: bool = True,
-) -> tuple[_Loss | tuple[_Loss, _Grad], dict[str, Any]]: ...
+def _kernel_names() -> list[str]: ...  # for kernel_info()

@@ -8,7 +8,7 @@ cdef struct view3:  # an operand seen as (n, c, s): element strides of the three
     fl_index sn, sc, ss
 
 cdef class Call:
-    cdef readonly cnp.ndarray x0    # the caller's input (grad_output for softmax backward)
+    cdef cnp.ndarray x0    # the caller's input (grad_output for softmax backward)
     cdef int typenum                # the kernels' dtype: NPY_FLOAT or NPY_DOUBLE
     cdef int loss_type              # the dtype of the loss returned
     cdef int red                    # FL_REDUCE_*

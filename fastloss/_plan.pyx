@@ -32,6 +32,7 @@ part; a loss module reads top to bottom as:
 Non-native operands (big-endian, unaligned, float16, another dtype) are copied into the
 kernel's dtype first; float16 is computed in float32.
 """
+cimport cython
 cimport numpy as cnp
 
 import threading
@@ -544,6 +545,7 @@ cdef Call start(object input, str what, bint want_grad):
     return p
 
 
+@cython.auto_pickle(False)
 cdef class Call:
     """The state of one kernel call, from its operands to its results (see the module's
     docstring). Created by ``start``."""

@@ -49,13 +49,4 @@ def huber_loss_with_grad(
 
 # Private, for tests: (result, stats) where stats tells the threads and SIMD path that ran;
 # name is "mse_loss", "l1_loss", "smooth_l1_loss" or "huber_loss", param its beta / delta.
-def _regression_stats(
-    name: str,
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
-    reduction: str = "mean",
-    param: float | None = None,
-    grad_output: npt.ArrayLike | None = None,
-    out: _Grad | None = None,
-    want_grad: bool = True,
-) -> tuple[_Loss | tuple[_Loss, _Grad], dict[str, Any]]: ...
+def _kernel_names() -> list[str]: ...  # for kernel_info()

@@ -119,7 +119,7 @@ def huber_loss_with_grad(input, target, reduction="mean", delta=1.0, grad_output
     return _regression(FL_REG_HUBER, input, target, reduction, delta, grad_output, out, True)
 
 
-def _document(f, f_grad, title, target_dtype, option, loss, grad):
+cdef _document(f, f_grad, str title, str target_dtype, str option, str notes, str grad_notes):
     """The docstrings of one loss and its _with_grad twin, from their parts."""
     params = f"""
     Parameters
@@ -148,7 +148,7 @@ def _document(f, f_grad, title, target_dtype, option, loss, grad):
 
     Notes
     -----
-    Per element, {loss}
+    {notes}
 {raises}"""
     f_grad.__doc__ = f"""{title} and its gradient with respect to the input, in one pass.
 {params}
@@ -168,40 +168,45 @@ def _document(f, f_grad, title, target_dtype, option, loss, grad):
 
     Notes
     -----
-    Per element, {loss} and, with s the upstream factor (g, divided by the number of
-    elements for "mean"), {grad}
+    {grad_notes}
 {raises}"""
 
 
 _PROMOTED = "a floating target of another dtype gives the loss torch's promoted dtype"
 _document(mse_loss, mse_loss_with_grad, "Mean squared error", _PROMOTED, "",
-          "``loss = (x - y) ** 2``", "``grad = 2 * (x - y) * s``.")
+          "Per element, ``loss = (x - y) ** 2``.",
+          """Per element, ``loss = (x - y) ** 2`` and ``grad = 2 * (x - y) * s`` with s the upstream
+    factor (g, divided by the number of elements for "mean").""")
 _document(l1_loss, l1_loss_with_grad, "Mean absolute error", _PROMOTED, "",
-          "``loss = |x - y|``", "``grad = sign(x - y) * s``; as in torch the gradient is 0\n"
-          "    where x - y is 0 or nan.")
+          "Per element, ``loss = |x - y|``.",
+          """Per element, ``loss = |x - y|`` and ``grad = sign(x - y) * s`` (s: g, divided by the
+    number of elements for "mean"); as in torch the gradient is 0 where x - y is 0 or nan.""")
 _document(smooth_l1_loss, smooth_l1_loss_with_grad, "Smooth L1 loss", _PROMOTED, """
     beta : float, default 1.0
         Where the loss turns from quadratic to linear; >= 0 (beta = 0 is l1_loss).""",
-          """with ``d = x - y`` and ``z = |d|``::
+          """Per element, with ``z = |x - y|``::
+
+        loss = 0.5 * z ** 2 / beta   if z < beta
+               z - 0.5 * beta        otherwise""",
+          """Per element, with ``d = x - y``, ``z = |d|`` and s the upstream factor::
 
         loss = 0.5 * z ** 2 / beta   if z < beta,   z - 0.5 * beta   otherwise
-""", """::
-
         grad = s                     if d > beta
                -s                    if d < -beta
                d / beta * s          otherwise""")
-_document(huber_loss, huber_loss_with_grad, "Huber loss", "rounded to the input's dtype, as torch", """
+_document(huber_loss, huber_loss_with_grad, "Huber loss", "held in the input's dtype, as torch", """
     delta : float, default 1.0
         Where the loss turns from quadratic to linear; must be > 0.""",
-          """with ``d = x - y`` and ``z = |d|``::
+          """Per element, with ``z = |x - y|``::
+
+        loss = 0.5 * z ** 2                 if z < delta
+               delta * (z - 0.5 * delta)    otherwise""",
+          """Per element, with ``d = x - y``, ``z = |d|`` and s the upstream factor::
 
         loss = 0.5 * z ** 2   if z < delta,   delta * (z - 0.5 * delta)   otherwise
-""", """::
-
         grad = delta * s      if d > delta
                -delta * s     if d < -delta
                d * s          otherwise""")
-
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_regression_kernels)

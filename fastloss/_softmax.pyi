@@ -18,4 +18,4 @@ def softmax_backward(
 
 # Private, for tests: (result, stats) of the public function ``name`` called with the
 # arguments that follow, stats telling the threads and SIMD path that ran.
-def _softmax_stats(name: str, *args: Any, **kwargs: Any) -> tuple[_Array, dict[str, Any]]: ...
+def _kernel_names() -> list[str]: ...  # for kernel_info()

@@ -57,7 +57,7 @@ def _controller_class(base: Any) -> Any:
         internal_api = "fastloss"
         filename_prefixes = ("_cross_entropy.",)
         check_symbols = (("PyInit__cross_entropy",) if sys.platform == "win32"
-                         else ("fl_cross_entropy_f32", "fl_cross_entropy_f64"))
+                         else ("fl_cross_entropy", "fl_cross_entropy_kernels"))
 
         def get_num_threads(self):
             return _threads.get_num_threads()

@@ -348,7 +348,6 @@ def test_generic_subprocess_matches_default_path(tmp_path):
         import fastloss
         from fastloss import _cross_entropy as ce
         from fastloss._plan import ran
-    from fastloss._plan import ran
         arrays, report = {{}}, {{"info": fastloss.kernel_info(), "simd": [], "threads": [],
                                  "same_bytes": []}}
         for dtype in ("float32", "float64"):
