@@ -1,56 +1,11 @@
 # Type stubs for the compiled module fastloss._binary (fastloss/_binary.pyx), checked
 # against it by .ci/stubs (mypy.stubtest).
-from typing import Any, TypeAlias
+from fastloss._typing import ArrayLike, Grad, Loss
 
-import numpy as np
-import numpy.typing as npt
-
-_Loss: TypeAlias = np.floating[Any] | npt.NDArray[np.floating[Any]]
-_Grad: TypeAlias = npt.NDArray[np.floating[Any]]
-
-def binary_cross_entropy(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
-    weight: npt.ArrayLike | None = None,
-    reduction: str = "mean",
-) -> _Loss: ...
-def binary_cross_entropy_with_grad(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
-    weight: npt.ArrayLike | None = None,
-    reduction: str = "mean",
-    grad_output: npt.ArrayLike | None = None,
-    out: _Grad | None = None,
-) -> tuple[_Loss, _Grad]: ...
-def binary_cross_entropy_with_logits(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
-    weight: npt.ArrayLike | None = None,
-    reduction: str = "mean",
-    pos_weight: npt.ArrayLike | None = None,
-) -> _Loss: ...
-def binary_cross_entropy_with_logits_with_grad(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
-    weight: npt.ArrayLike | None = None,
-    reduction: str = "mean",
-    pos_weight: npt.ArrayLike | None = None,
-    grad_output: npt.ArrayLike | None = None,
-    out: _Grad | None = None,
-) -> tuple[_Loss, _Grad]: ...
-def kl_div(
-    input: npt.ArrayLike, target: npt.ArrayLike, reduction: str = "mean", log_target: bool = False
-) -> _Loss: ...
-def kl_div_with_grad(
-    input: npt.ArrayLike,
-    target: npt.ArrayLike,
-    reduction: str = "mean",
-    log_target: bool = False,
-    grad_output: npt.ArrayLike | None = None,
-    out: _Grad | None = None,
-) -> tuple[_Loss, _Grad]: ...
-
-# Private, for tests: (result, stats) of the function ``name`` ("bce", "bce_logits" or
-# "kl_div"; with its gradient unless want_grad=False is passed), stats telling the threads,
-# SIMD path and the kernel's (rows, cols) view that ran.
+def binary_cross_entropy(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None, reduction: str = "mean") -> Loss: ...
+def binary_cross_entropy_with_grad(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None, reduction: str = "mean", grad_output: ArrayLike | None = None, out: Grad | None = None) -> tuple[Loss, Grad]: ...
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None, reduction: str = "mean", pos_weight: ArrayLike | None = None) -> Loss: ...
+def binary_cross_entropy_with_logits_with_grad(input: ArrayLike, target: ArrayLike, weight: ArrayLike | None = None, reduction: str = "mean", pos_weight: ArrayLike | None = None, grad_output: ArrayLike | None = None, out: Grad | None = None) -> tuple[Loss, Grad]: ...
+def kl_div(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_target: bool = False) -> Loss: ...
+def kl_div_with_grad(input: ArrayLike, target: ArrayLike, reduction: str = "mean", log_target: bool = False, grad_output: ArrayLike | None = None, out: Grad | None = None) -> tuple[Loss, Grad]: ...
 def _kernel_names() -> list[str]: ...  # for kernel_info()

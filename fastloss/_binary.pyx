@@ -26,6 +26,8 @@ import numpy as np
 from fastloss._csrc cimport *
 from fastloss._plan cimport *
 
+from fastloss._plan import document
+
 cnp.import_array()
 
 # which loss (kl_div's two forms are told apart by log_target)
@@ -151,9 +153,9 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
         Probabilities x, every element in [0, 1]. Any shape and memory layout; float16 is
         computed in float32.
     target : array_like, floating, the input's shape
-        Targets y in [0, 1] (cast to the input's dtype).
+        Targets y in [0, 1] (held in the input's dtype: torch does not promote them here).
     weight : array_like, optional
-        Per-element weight w, broadcast to the input's shape (cast to the input's dtype).
+        Per-element weight w, broadcast to the input's shape (rounded to the input's dtype).
     reduction : {"mean", "sum", "none"}, default "mean"
 
     Returns
@@ -185,18 +187,7 @@ def binary_cross_entropy_with_grad(input, target, weight=None, reduction="mean",
 
     Parameters are those of :func:`binary_cross_entropy`, plus:
 
-    grad_output : float or array_like, optional
-        The upstream gradient g (default 1): a scalar for "mean"/"sum"; for "none" a scalar
-        or an array that broadcasts to the input's shape.
-    out : ndarray, optional
-        Where to write the gradient: the input's shape and dtype, writeable, any layout.
-        ``out=input`` (exactly that array) overwrites the input with the gradient; an ``out``
-        that otherwise overlaps an argument is a ValueError.
-
-    Returns
-    -------
-    (loss, grad) : loss as :func:`binary_cross_entropy`; grad = d(sum(loss * g)) / d(input)
-        (``out`` when given).
+    @GRAD_PARAMS@
 
     Notes
     -----
@@ -218,7 +209,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     input : array_like of float16, float32 or float64
         Logits x, any shape and memory layout (float16 computed in float32).
     target : array_like, floating, the input's shape
-        Targets y (usually in [0, 1]; not checked, as in torch).
+        Targets y (usually in [0, 1]; not checked, as in torch). A wider floating dtype than
+        the input's gives the loss that dtype (torch's type promotion).
     weight : array_like, optional
         Per-element weight w, broadcast to the input's shape.
     reduction : {"mean", "sum", "none"}, default "mean"
@@ -228,8 +220,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
     Returns
     -------
-    loss : NumPy scalar of the input's dtype for "mean"/"sum"; an array of the input's shape
-        for "none".
+    loss : NumPy scalar of the loss's dtype for "mean"/"sum"; for "none" an array of the
+        input's shape.
 
     Notes
     -----
@@ -276,7 +268,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
         Log-probabilities x.
     target : array_like, floating
         Probabilities y (log-probabilities with ``log_target=True``); broadcast against the
-        input as torch does (cast to the input's dtype).
+        input as torch does (a wider floating dtype gives the loss that dtype, as torch).
     reduction : {"mean", "batchmean", "sum", "none"}, default "mean"
         "batchmean" divides the sum by input.shape[0] (the sum for 0-d input); "mean" by the
         number of loss elements (torch warns there; fastloss does not).
@@ -284,7 +276,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
 
     Returns
     -------
-    loss : NumPy scalar of the input's dtype, or for "none" an array of the broadcast shape.
+    loss : NumPy scalar of the loss's dtype, or for "none" an array of the broadcast shape.
 
     Notes
     -----
@@ -320,6 +312,9 @@ def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_out
     return _binary(K_KL, input, target, None, None, reduction, log_target, grad_output, out, True)
 
 
+
+
+document(binary_cross_entropy_with_grad)
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_binary_kernels)

@@ -14,6 +14,8 @@ import numpy as np
 from fastloss._csrc cimport *
 from fastloss._plan cimport *
 
+from fastloss._plan import document
+
 cnp.import_array()
 
 
@@ -86,9 +88,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     target : array_like
         Class indices of shape (N, d1, ..., dk) (0-d for 1-D input), any integer dtype, each
         in [0, C) or equal to ``ignore_index``; or class probabilities of the input's shape
-        (floating).
+        (floating; a wider floating dtype than the input's gives the loss that dtype, as
+        torch's type promotion does).
     weight : array_like of shape (C,), optional
-        Per-class weight w (cast to the input's dtype).
+        Per-class weight w (any real dtype, rounded to the loss's dtype).
     ignore_index : int, default -100
         Index targets equal to it contribute neither loss nor gradient.
     reduction : {"mean", "sum", "none"}, default "mean"
@@ -96,7 +99,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     Returns
     -------
-    loss : NumPy scalar of the input's dtype for "mean"/"sum"; for "none" an array of
+    loss : NumPy scalar of the loss's dtype for "mean"/"sum"; for "none" an array of
         shape (N, d1, ..., dk) (0-d for 1-D input).
 
     Notes
@@ -126,18 +129,7 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
 
     Parameters are those of :func:`cross_entropy`, plus:
 
-    grad_output : float or array_like, optional
-        The upstream gradient g (default 1): a scalar for "mean"/"sum"; for "none" a scalar
-        or an array that broadcasts to the loss's shape.
-    out : ndarray, optional
-        Where to write the gradient: the input's shape and dtype, writeable, any layout.
-        ``out=input`` (exactly that array) overwrites the logits with the gradient; an
-        ``out`` that otherwise overlaps an argument is a ValueError.
-
-    Returns
-    -------
-    (loss, grad) : loss as :func:`cross_entropy`; grad = d(sum(loss * g)) / d(input), of the
-        input's shape and dtype (``out`` when given).
+    @GRAD_PARAMS@
 
     Notes
     -----
@@ -174,6 +166,9 @@ def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, 
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing,
                           grad_output, out, True, None, lse)[1]
 
+
+
+document(cross_entropy_with_grad)
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_cross_entropy_kernels)

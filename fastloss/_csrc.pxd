@@ -47,15 +47,15 @@ cdef extern from "cross_entropy.h" nogil:
 cdef extern from "nll_loss.h" nogil:
     ctypedef struct fl_nll_args:
         fl_call call
-        fl_index n, c, s, x_sn, x_sc, x_ss, t_sn, t_ss, go_sn, go_ss, g_sn, g_sc, g_ss
+        int target_kind
+        fl_index ignore_index, n, c, s, x_sn, x_sc, x_ss, t_sn, t_ss, go_sn, go_ss, g_sn, g_sc
+        fl_index g_ss
         const void *x
         const void *target
         const void *weight
         const void *grad_out
         void *grad
         void *loss
-        int target_kind
-        fl_index ignore_index
     int fl_nll_loss(fl_call *call)
     int fl_nll_loss_kernels(int simd, const char **names, int max)
 

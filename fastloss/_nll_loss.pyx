@@ -14,6 +14,8 @@ import numpy as np
 from fastloss._csrc cimport *
 from fastloss._plan cimport *
 
+from fastloss._plan import document
+
 cnp.import_array()
 
 
@@ -55,7 +57,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
         Class indices, each in [0, C) or equal to ``ignore_index``. Floating targets are a
         TypeError (torch accepts only index targets here).
     weight : array_like of shape (C,), optional
-        Per-class weight w (cast to the input's dtype).
+        Per-class weight w (any real dtype, rounded to the input's dtype).
     ignore_index : int, default -100
         Targets equal to it contribute neither loss nor gradient.
     reduction : {"mean", "sum", "none"}, default "mean"
@@ -88,17 +90,7 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
 
     Parameters are those of :func:`nll_loss`, plus:
 
-    grad_output : float or array_like, optional
-        The upstream gradient g (default 1): a scalar for "mean"/"sum"; for "none" a scalar
-        or an array that broadcasts to the loss's shape.
-    out : ndarray, optional
-        Where to write the gradient: the input's shape and dtype, writeable, any layout.
-        ``out=input`` (exactly) computes in place; any other overlap is a ValueError.
-
-    Returns
-    -------
-    (loss, grad) : loss as :func:`nll_loss`; grad = d(sum(loss * g)) / d(input), of the
-        input's shape and dtype (``out`` when given).
+    @GRAD_PARAMS@
 
     Notes
     -----
@@ -110,6 +102,9 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
     return _nll_loss(input, target, weight, ignore_index, reduction, grad_output, out, True)
 
 
+
+
+document(nll_loss_with_grad)
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_nll_loss_kernels)

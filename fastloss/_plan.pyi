@@ -1,6 +1,6 @@
 # Type stubs for the compiled module fastloss._plan (fastloss/_plan.pyx): the argument
 # checks, operand planner and call finisher shared by the loss modules, at C level (cdef,
-# exported through its .pxd); to Python it exposes only the tests' view of what ran.
+# exported through its .pxd); to Python it exposes only the tests" view of what ran.
 # Checked by .ci/stubs (mypy.stubtest).
 from typing import Any, Callable, TypeVar
 

@@ -485,6 +485,27 @@ cdef object summed_to(object g, tuple xshape):
     return np.asarray(g).reshape(xshape)
 
 
+GRAD_PARAMS = """grad_output : float or array_like, optional
+        The upstream gradient g (default 1): a scalar for "mean"/"sum"; for "none" a scalar
+        or an array that broadcasts to the loss's shape.
+    out : ndarray, optional
+        Where to write the gradient: the input's shape and dtype, writeable, any layout.
+        ``out=input`` (exactly that array) overwrites the input with the gradient; an ``out``
+        that otherwise overlaps an argument is a ValueError.
+
+    Returns
+    -------
+    (loss, grad) : loss as without the gradient; grad = d(sum(loss * g)) / d(input), of the
+        input's shape and dtype (``out`` when given)."""
+
+
+def document(*functions):
+    """Fills the shared text (GRAD_PARAMS: grad_output, out=, Returns) into the *_with_grad
+    docstrings."""
+    for f in functions:
+        f.__doc__ = f.__doc__.replace("@GRAD_PARAMS@", GRAD_PARAMS)
+
+
 cdef list kernel_names(fl_kernels_fn fn):
     """The kernels a family's dispatch table holds for the SIMD path in use."""
     cdef const char *names[64]

@@ -31,10 +31,6 @@ def _simd_name():
     return fl_simd_name(_simd_path).decode()
 
 
-def simd_name_of(int path):
-    return fl_simd_name(path).decode()
-
-
 def _openmp_enabled():
     return bool(fl_openmp_enabled())
 
