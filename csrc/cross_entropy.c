@@ -47,19 +47,11 @@ typedef struct {
 
 /* ---- the dispatch table: [path][dtype][layout] ------------------------------------- */
 
-enum { CE_ROWS, CE_COLS, CE_STRIDED, CE_NLAYOUTS };
-
-#define CE_DTYPE_ROW(ts, path)                                                                 \
-    {FL_KERNEL_PATH(cross_entropy, rows, ts, path, ce_blk), FL_KERNEL_PATH(cross_entropy, cols, ts, path, ce_blk), \
-     FL_KERNEL_DTYPE(cross_entropy, strided, ts, ce_blk)}
-#define CE_PATH_ROW(path) {CE_DTYPE_ROW(f32, path), CE_DTYPE_ROW(f64, path)}
-
-static const fl_kernel CE_KERNELS[FL_NSIMD][FL_NDTYPES][CE_NLAYOUTS] = {
-    CE_PATH_ROW(generic), CE_PATH_ROW(FL_PATH_AVX2), CE_PATH_ROW(FL_PATH_AVX512)};
+static const fl_kernel CE_KERNELS[FL_NSIMD][FL_NDTYPES][FL_NLAYOUTS] = FL_LAYOUT_TABLE(cross_entropy, ce_blk);
 
 int fl_cross_entropy_kernels(int simd, const char **names, int max)
 {
-    return fl_kernel_names(&CE_KERNELS[fl_simd_row(simd)][0][0], FL_NDTYPES * CE_NLAYOUTS, names, max);
+    return fl_kernel_names(&CE_KERNELS[fl_simd_row(simd)][0][0], FL_NDTYPES * FL_NLAYOUTS, names, max);
 }
 
 /* ---- the entry point ---------------------------------------------------------------- */
@@ -67,11 +59,8 @@ int fl_cross_entropy_kernels(int simd, const char **names, int max)
 static int ce_layout(const fl_ce_args *a)
 {
     const int prob = a->target_kind == FL_TARGET_PROB;
-    if (a->x_sc == 1 && (!a->grad || a->g_sc == 1) && (!prob || a->t_sc == 1))
-        return CE_ROWS;
-    if (a->s > 1 && a->x_ss == 1 && (!a->grad || a->g_ss == 1) && (!prob || a->t_ss == 1))
-        return CE_COLS;
-    return CE_STRIDED;
+    return fl_layout(a->x_sc == 1 && (!a->grad || a->g_sc == 1) && (!prob || a->t_sc == 1),
+                     a->x_ss == 1 && (!a->grad || a->g_ss == 1) && (!prob || a->t_ss == 1), a->s);
 }
 
 static double ce_weight_total(const fl_ce_args *a)
@@ -112,7 +101,7 @@ int fl_cross_entropy(fl_call *call)
     fl_index block = FL_BLOCK_ELEMENTS / (a->c > 1 ? a->c : 1);
     if (block < 1)
         block = 1;
-    if (layout == CE_COLS)
+    if (layout == FL_COLS)
         block = (block + 7) / 8 * 8;
     cx.block = block;
     double sums[2] = {0.0, 0.0}; /* nll terms, smoothing terms */

@@ -123,14 +123,13 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
     return nll;
 }
 
-/* Block b of the strided layout: sums[0] = its nll terms, sums[1] = its smoothing terms. */
-static void FL_DT(ce_blk_strided)(void *vctx, fl_index b, double *sums)
+/* Positions [p0, p1) one by one (ce_position), their losses stored; adds their terms to
+ * acc[0] (nll) and acc[1] (smoothing) in position order. */
+static void FL_DT(ce_positions)(const ce_ctx *cx, fl_index p0, fl_index p1, double *acc)
 {
-    const ce_ctx *cx = (const ce_ctx *)vctx;
     const fl_ce_args *a = cx->a;
-    const fl_index p0 = b * cx->block, p1 = p0 + cx->block < cx->npos ? p0 + cx->block : cx->npos;
     FL_T *loss_out = (FL_T *)a->loss;
-    double s_nll = 0.0, s_smooth = 0.0;
+    double s_nll = acc[0], s_smooth = acc[1];
     for (fl_index p = p0; p < p1; p++) {
         const fl_index i = p / a->s;
         double smooth;
@@ -140,6 +139,15 @@ static void FL_DT(ce_blk_strided)(void *vctx, fl_index b, double *sums)
         s_nll += nll;
         s_smooth += smooth;
     }
-    sums[0] = s_nll;
-    sums[1] = s_smooth;
+    acc[0] = s_nll;
+    acc[1] = s_smooth;
+}
+
+/* Block b of the strided layout: sums[0] = its nll terms, sums[1] = its smoothing terms. */
+static void FL_DT(ce_blk_strided)(void *vctx, fl_index b, double *sums)
+{
+    fl_index p0, p1;
+    fl_block_range(b, ((const ce_ctx *)vctx)->block, ((const ce_ctx *)vctx)->npos, &p0, &p1);
+    sums[0] = sums[1] = 0.0;
+    FL_DT(ce_positions)((const ce_ctx *)vctx, p0, p1, sums);
 }

@@ -29,6 +29,18 @@ static inline FL_ATTR double FL_KN(ce_dot)(const FL_T *x, const FL_T *w, fl_inde
     return FL_OP(acc_hsum)(s);
 }
 
+/* The weighted smoothed target w_k y'_k of class k for a vector of positions (column layout),
+ * y'_k = (1 - eps) y_k + eps / C. */
+static inline FL_ATTR FL_V FL_KN(ce_col_wy)(const FL_T *y, const FL_T *w, fl_index k, double eps, FL_V one_m, FL_V eps_c)
+{
+    FL_V yv = FL_OP(load)(y);
+    if (eps != 0.0)
+        yv = FL_OP(fmadd)(yv, one_m, eps_c);
+    if (w)
+        yv = FL_OP(mul)(FL_OP(set1)(w[k]), yv);
+    return yv;
+}
+
 /* A row's max and exp-sum from its log-sum-exp (a->lse_in): m = lse rounded to FL_T and
  * sum = exp(lse - m), so that m + log(sum) = lse; the gradient pass then computes exp(x - m)
  * itself instead of reading the terms an exp-sum pass would have stored. */
@@ -371,11 +383,7 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
         for (fl_index k = 0; k < C; k++) {
             const FL_V xv = FL_OP(load)(x + k * xs);
             if (prob) {
-                FL_V yv = FL_OP(load)(y + k * ys);
-                if (eps != 0.0)
-                    yv = FL_OP(fmadd)(yv, one_m, eps_c);
-                if (w)
-                    yv = FL_OP(mul)(FL_OP(set1)(w[k]), yv);
+                const FL_V yv = FL_KN(ce_col_wy)(y + k * ys, w, k, eps, one_m, eps_c);
                 a1 = FL_OP(acc_add)(a1, yv);
                 a2 = FL_OP(acc_add)(a2, FL_OP(mul)(yv, FL_OP(sub)(vmax, xv)));
             } else if (eps != 0.0) {
@@ -435,12 +443,7 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
         for (fl_index k = 0; k < C; k++) {
             FL_V gv = FL_OP(mul)(FL_OP(load)(g + k * gs), vf);
             if (prob) {
-                FL_V yv = FL_OP(load)(y + k * ys);
-                if (eps != 0.0)
-                    yv = FL_OP(fmadd)(yv, one_m, eps_c);
-                if (w)
-                    yv = FL_OP(mul)(FL_OP(set1)(w[k]), yv);
-                gv = FL_OP(fnmadd)(vc, yv, gv);
+                gv = FL_OP(fnmadd)(vc, FL_KN(ce_col_wy)(y + k * ys, w, k, eps, one_m, eps_c), gv);
             } else if (eps != 0.0) {
                 gv = FL_OP(fnmadd)(vc, w ? FL_OP(set1)(w[k]) : FL_OP(set1)(1), gv);
             }
@@ -452,16 +455,9 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
                     g[t[l] * gs + l] = (FL_T)(et[l] * (sc[l] * A[l] / sum[l]) - sc[l] * (1.0 - eps) * wt[l] -
                                               (eps != 0.0 ? sc[l] * eps / (double)C * wt[l] : 0.0));
     }
-    for (; j < j1; j++) {
-        double smooth;
-        const double nll = FL_DTN(ce_position)(cx, i, j, &smooth);
-        if (loss_out)
-            loss_out[i * a->s + j] = (FL_T)ce_combine(a, nll, smooth);
-        s_nll += nll;
-        s_smooth += smooth;
-    }
     sums[0] = s_nll;
     sums[1] = s_smooth;
+    FL_DTN(ce_positions)(cx, i * a->s + j, i * a->s + j1, sums); /* the leftover positions */
 }
 
 /* The table's block functions: block b of the row / column layout; sums[0] = the block's nll
@@ -469,7 +465,8 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
 static FL_ATTR void FL_KN(ce_blk_rows)(void *vctx, fl_index b, double *sums)
 {
     const ce_ctx *cx = (const ce_ctx *)vctx;
-    const fl_index p0 = b * cx->block, p1 = p0 + cx->block < cx->npos ? p0 + cx->block : cx->npos;
+    fl_index p0, p1;
+    fl_block_range(b, cx->block, cx->npos, &p0, &p1);
     double acc[2] = {0.0, 0.0};
     FL_KN(ce_rows)(cx, p0, p1, acc);
     sums[0] = acc[0];
@@ -480,7 +477,8 @@ static FL_ATTR void FL_KN(ce_blk_cols)(void *vctx, fl_index b, double *sums)
 {
     const ce_ctx *cx = (const ce_ctx *)vctx;
     const fl_index S = cx->a->s;
-    const fl_index p0 = b * cx->block, p1 = p0 + cx->block < cx->npos ? p0 + cx->block : cx->npos;
+    fl_index p0, p1;
+    fl_block_range(b, cx->block, cx->npos, &p0, &p1);
     double acc[2] = {0.0, 0.0};
     for (fl_index p = p0; p < p1;) { /* split at item boundaries */
         const fl_index i = p / S, j = p - i * S;

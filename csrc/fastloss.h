@@ -174,6 +174,34 @@ typedef struct fl_kernel {
 #define FL_PATH_AVX512 generic
 #endif
 
+/* The dispatch table of a family with the three layouts rows, cols (per path) and strided
+ * (dtype-only), [path][dtype][layout]: FL_LAYOUT_TABLE(softmax, sm_blk) names the block
+ * functions sm_blk_rows_f32_generic, ..., sm_blk_strided_f64. */
+enum { FL_ROWS, FL_COLS, FL_STRIDED, FL_NLAYOUTS };
+#define FL_LAYOUT_ROW_(fam, pfx, ts, path)                                                   \
+    {FL_KERNEL_PATH(fam, rows, ts, path, pfx), FL_KERNEL_PATH(fam, cols, ts, path, pfx),     \
+     FL_KERNEL_DTYPE(fam, strided, ts, pfx)}
+#define FL_LAYOUT_PATH_(fam, pfx, path) {FL_LAYOUT_ROW_(fam, pfx, f32, path), FL_LAYOUT_ROW_(fam, pfx, f64, path)}
+#define FL_LAYOUT_TABLE(fam, pfx)                                                            \
+    {FL_LAYOUT_PATH_(fam, pfx, generic), FL_LAYOUT_PATH_(fam, pfx, FL_PATH_AVX2),           \
+     FL_LAYOUT_PATH_(fam, pfx, FL_PATH_AVX512)}
+
+/* The layout of an (n, c, s) call from whether the class axis, resp. the position axis, is
+ * contiguous in every operand that matters: rows, else cols (s > 1), else strided. */
+static inline int fl_layout(int classes_contiguous, int positions_contiguous, fl_index s)
+{
+    if (classes_contiguous)
+        return FL_ROWS;
+    return s > 1 && positions_contiguous ? FL_COLS : FL_STRIDED;
+}
+
+/* Block b of n items in blocks of `block`: [*lo, *hi). */
+static inline void fl_block_range(fl_index b, fl_index block, fl_index n, fl_index *lo, fl_index *hi)
+{
+    *lo = b * block;
+    *hi = *lo + block < n ? *lo + block : n;
+}
+
 /* A valid table row for a requested path (out of range: generic). */
 static inline int fl_simd_row(int simd) { return simd >= 0 && simd < FL_NSIMD ? simd : FL_SIMD_GENERIC; }
 

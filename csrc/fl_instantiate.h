@@ -18,83 +18,24 @@
 /* ---- generic ------------------------------------------------------------------------- */
 #define FL_ATTR
 #define FL_PATH generic
-#define FL_PD gen_f64_
-#define FL_P gen_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "fl_instance.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#define FL_P gen_f32_
-#define FL_T float
-#define FL_TS f32
-#define FL_F32 1
-#include "fl_instance.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#undef FL_PD
-#undef FL_ATTR
-#undef FL_PATH
+#define FL_P64 gen_f64_
+#define FL_P32 gen_f32_
+#include "fl_instantiate_path.h"
 
 #if FL_HAVE_AVX2_BUILD
 /* ---- avx2 ---------------------------------------------------------------------------- */
 #define FL_ATTR FL_AVX2
 #define FL_PATH avx2
-#define FL_PD avx2_f64_
-#define FL_P avx2_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "fl_instance.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#define FL_P avx2_f32_
-#define FL_T float
-#define FL_TS f32
-#define FL_F32 1
-#include "fl_instance.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#undef FL_PD
-#undef FL_ATTR
-#undef FL_PATH
-#endif
+#define FL_P64 avx2_f64_
+#define FL_P32 avx2_f32_
+#include "fl_instantiate_path.h"
 
-#if FL_HAVE_AVX2_BUILD
 /* ---- avx512 -------------------------------------------------------------------------- */
 #define FL_ATTR FL_AVX512
 #define FL_PATH avx512
-#define FL_PD avx512_f64_
-#define FL_P avx512_f64_
-#define FL_T double
-#define FL_TS f64
-#define FL_F32 0
-#include "fl_instance.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#define FL_P avx512_f32_
-#define FL_T float
-#define FL_TS f32
-#define FL_F32 1
-#include "fl_instance.h"
-#undef FL_P
-#undef FL_T
-#undef FL_TS
-#undef FL_F32
-#undef FL_PD
-#undef FL_ATTR
-#undef FL_PATH
+#define FL_P64 avx512_f64_
+#define FL_P32 avx512_f32_
+#include "fl_instantiate_path.h"
 #endif
 
 #undef FL_TEMPLATE

@@ -43,7 +43,9 @@ typedef struct fl_nll_args {
 
 /* The entry point: checks the targets (FL_ERR_TARGET, nothing written), then the losses,
  * the gradient and the reduction ("mean": over the kept targets' weight sum). FL_OK,
- * FL_ERR_TARGET or FL_ERR_NOMEM. */
+ * FL_ERR_TARGET or FL_ERR_NOMEM. call.kernel names the last pass that ran:
+ * nll_loss_backward_<dtype> with a gradient, nll_loss_forward_<dtype> without; call.team and
+ * call.threads_active are the larger of the two passes'. */
 int fl_nll_loss(fl_call *call); /* call = &args.call of an fl_nll_args */
 int fl_nll_loss_kernels(int simd, const char **names, int max);
 

@@ -60,8 +60,8 @@ static void FL_DT(nll_blk_forward)(void *vctx, fl_index b, double *sums)
 {
     const nll_ctx *ctx = (const nll_ctx *)vctx;
     const fl_nll_args *a = ctx->a;
-    const fl_index p0 = b * ctx->block;
-    const fl_index p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
+    fl_index p0, p1;
+    fl_block_range(b, ctx->block, ctx->npos, &p0, &p1);
     double sum = 0.0;
     for (fl_index p = p0; p < p1;) { /* split at item boundaries */
         const fl_index i = p / a->s, j = p - i * a->s;
@@ -76,8 +76,8 @@ static void FL_DT(nll_blk_backward)(void *vctx, fl_index b, double *sums)
 {
     const nll_ctx *ctx = (const nll_ctx *)vctx;
     const fl_nll_args *a = ctx->a;
-    const fl_index p0 = b * ctx->block;
-    const fl_index p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
+    fl_index p0, p1;
+    fl_block_range(b, ctx->block, ctx->npos, &p0, &p1);
     (void)sums;
     for (fl_index p = p0; p < p1;) {
         const fl_index i = p / a->s, j = p - i * a->s;

@@ -26,30 +26,19 @@ typedef struct {
 
 /* ---- the dispatch table: [path][dtype][layout] ------------------------------------- */
 
-enum { SM_ROWS, SM_COLS, SM_STRIDED, SM_NLAYOUTS };
-
-#define SM_DTYPE_ROW(ts, path)                                                                 \
-    {FL_KERNEL_PATH(softmax, rows, ts, path, sm_blk), FL_KERNEL_PATH(softmax, cols, ts, path, sm_blk), \
-     FL_KERNEL_DTYPE(softmax, strided, ts, sm_blk)}
-#define SM_PATH_ROW(path) {SM_DTYPE_ROW(f32, path), SM_DTYPE_ROW(f64, path)}
-
-static const fl_kernel SM_KERNELS[FL_NSIMD][FL_NDTYPES][SM_NLAYOUTS] = {
-    SM_PATH_ROW(generic), SM_PATH_ROW(FL_PATH_AVX2), SM_PATH_ROW(FL_PATH_AVX512)};
+static const fl_kernel SM_KERNELS[FL_NSIMD][FL_NDTYPES][FL_NLAYOUTS] = FL_LAYOUT_TABLE(softmax, sm_blk);
 
 int fl_softmax_kernels(int simd, const char **names, int max)
 {
-    return fl_kernel_names(&SM_KERNELS[fl_simd_row(simd)][0][0], FL_NDTYPES * SM_NLAYOUTS, names, max);
+    return fl_kernel_names(&SM_KERNELS[fl_simd_row(simd)][0][0], FL_NDTYPES * FL_NLAYOUTS, names, max);
 }
 
 /* ---- the entry point ---------------------------------------------------------------- */
 
 static int sm_layout(const fl_softmax_args *a)
 {
-    if (a->x_sc == 1 && a->o_sc == 1 && (!a->backward || a->y_sc == 1))
-        return SM_ROWS;
-    if (a->s > 1 && a->x_ss == 1 && a->o_ss == 1 && (!a->backward || a->y_ss == 1))
-        return SM_COLS;
-    return SM_STRIDED;
+    return fl_layout(a->x_sc == 1 && a->o_sc == 1 && (!a->backward || a->y_sc == 1),
+                     a->x_ss == 1 && a->o_ss == 1 && (!a->backward || a->y_ss == 1), a->s);
 }
 
 int fl_softmax(fl_call *call)
@@ -67,7 +56,7 @@ int fl_softmax(fl_call *call)
     fl_index block = FL_BLOCK_ELEMENTS / a->c;
     if (block < 1)
         block = 1;
-    if (layout == SM_COLS)
+    if (layout == FL_COLS)
         block = (block + 15) / 16 * 16;
     ctx.block = block;
     const fl_kernel *k = &SM_KERNELS[fl_simd_row(a->call.simd)][a->call.dtype == FL_DTYPE_F32 ? 0 : 1][layout];

@@ -55,19 +55,14 @@ static void FL_DT(sm_position_bwd)(const fl_softmax_args *a, fl_index i, fl_inde
 static void FL_DT(sm_blk_strided)(void *vctx, fl_index b, double *sums)
 {
     const sm_ctx *ctx = (const sm_ctx *)vctx;
-    const fl_softmax_args *a = ctx->a;
-    const fl_index S = a->s;
-    const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
+    fl_index p0, p1;
     (void)sums;
-    fl_index i = p0 / S, j = p0 - i * S;
-    for (fl_index p = p0; p < p1; p++, j++) {
-        if (j == S) {
-            i++;
-            j = 0;
-        }
-        if (a->backward)
-            FL_DT(sm_position_bwd)(a, i, j);
+    fl_block_range(b, ctx->block, ctx->npos, &p0, &p1);
+    for (fl_index p = p0; p < p1; p++) { /* a division per position: small next to its exps */
+        const fl_index i = p / ctx->a->s, j = p - i * ctx->a->s;
+        if (ctx->a->backward)
+            FL_DT(sm_position_bwd)(ctx->a, i, j);
         else
-            FL_DT(sm_position_fwd)(a, i, j);
+            FL_DT(sm_position_fwd)(ctx->a, i, j);
     }
 }

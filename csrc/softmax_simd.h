@@ -172,7 +172,8 @@ static FL_ATTR void FL_KN(sm_blk_rows)(void *vctx, fl_index b, double *sums)
     const sm_ctx *ctx = (const sm_ctx *)vctx;
     const fl_softmax_args *a = ctx->a;
     const fl_index S = a->s;
-    const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
+    fl_index p0, p1;
+    fl_block_range(b, ctx->block, ctx->npos, &p0, &p1);
     (void)sums;
     fl_index i = p0 / S, j = p0 - i * S;
     for (fl_index p = p0; p < p1; p++, j++) {
@@ -192,14 +193,13 @@ static FL_ATTR void FL_KN(sm_blk_rows)(void *vctx, fl_index b, double *sums)
 static FL_ATTR void FL_KN(sm_blk_cols)(void *vctx, fl_index b, double *sums)
 {
     const sm_ctx *ctx = (const sm_ctx *)vctx;
-    const fl_softmax_args *a = ctx->a;
-    const fl_index S = a->s;
-    const fl_index p0 = b * ctx->block, p1 = p0 + ctx->block < ctx->npos ? p0 + ctx->block : ctx->npos;
+    fl_index p0, p1;
     (void)sums;
-    for (fl_index p = p0; p < p1;) { /* split at outer-position boundaries */
+    fl_block_range(b, ctx->block, ctx->npos, &p0, &p1);
+    for (fl_index p = p0, S = ctx->a->s; p < p1;) { /* split at outer-position boundaries */
         const fl_index i = p / S, j = p - i * S;
         const fl_index stop = (i + 1) * S < p1 ? (i + 1) * S : p1;
-        FL_KN(sm_cols)(a, a->backward, i, j, j + (stop - p));
+        FL_KN(sm_cols)(ctx->a, ctx->a->backward, i, j, j + (stop - p));
         p = stop;
     }
 }
