@@ -3,9 +3,9 @@
  *
  * Design
  * ------
- * Three layers. fastloss/_<family>.pyx (Cython) checks every argument that needs Python
- * (dtypes, shapes, options, out=, overlap), builds each operand's strided view and fills one
- * args struct; csrc/<family>.c (this layer) does everything else; fastloss/__init__.py and
+ * Three layers. fastloss/_<family>.pyx (Cython, with the shared planner fastloss/_plan.pyx)
+ * checks every argument that needs Python (dtypes, shapes, options, out=, overlap), builds
+ * each operand's strided view and fills one args struct; csrc/<family>.c (this layer) does everything else; fastloss/__init__.py and
  * fastloss/torch/ are the public API. The C layer never sees a Python object and never
  * raises: it returns a status code.
  *

@@ -709,12 +709,7 @@ cdef class Call:
         c.nthreads = _threads._num_threads
         c.reduction = self.red
         c.grad_scale = self.go_scalar
-        c.batch = self.batch
-        c.value = 0.0
-        c.kernel = NULL
-        c.team = c.threads_active = 1
-        c.bad_value = 0
-        c.bad_operand = 0
+        c.batch = self.batch  # the "out" part is the entry point's to reset
 
     cdef int finish(self, int status, fl_call *c, str name) except -1:
         """The entry point's status as an exception; what ran, for record()."""
