@@ -1,23 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Elementwise binary losses: the Cython layer between the public functions and csrc/binary.c.
+"""Elementwise binary losses: binary_cross_entropy, binary_cross_entropy_with_logits and
+kl_div (each with its ``_with_grad`` twin), one wrapper over csrc/binary.c.
 
-binary_cross_entropy, binary_cross_entropy_with_logits and kl_div (each with a ``_with_grad``
-twin) share one kernel entry point (csrc/binary.h) and one wrapper here, ``_binary``:
-
-* every argument is checked with the GIL held, before any kernel (binary_cross_entropy's
-  [0, 1] domain check runs in C, over the kernel's own view, before anything is written);
-* all operands -- input, target, weight, pos_weight, grad_output, the gradient and the
-  per-element loss -- are viewed by the shared planner (fastloss/_plan.pyx) in the loss's
-  shape (weight / pos_weight / grad_output broadcast with stride 0, never expanded) and their
-  axes merged, in the input's memory order, into at most two: (rows, cols) with element strides. Contiguous data becomes one
-  flat row. Layouts that do not merge into two axes are copied C-contiguous first, as are
-  big-endian, unaligned and float16 operands (float16 is computed in float32);
-* the kernel runs with the GIL released when the work is big enough.
-
-kl_div broadcasts its input against its target as torch does; when the input itself is
-broadcast, the gradient is computed in the loss's shape and summed over the broadcast axes.
-
-``fastloss/reference.py`` is the slow NumPy twin used as the test oracle.
+Every operand -- input, target, weight, pos_weight, grad_output, the gradient and the
+per-element loss -- is viewed in the loss's shape (broadcast ones with stride 0, never
+expanded) and the axes merged, in the input's memory order, into at most two (rows, cols);
+layouts that do not merge into two are copied C-contiguous first (the planner,
+fastloss/_plan.pyx). binary_cross_entropy's [0, 1] domain check runs in C before anything
+is written. kl_div broadcasts input against target as torch does; a broadcast input's
+gradient is summed back. ``fastloss/reference.py`` is the slow NumPy twin.
 """
 cimport numpy as cnp
 

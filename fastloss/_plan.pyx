@@ -1,34 +1,23 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The operand planner and call finisher: what every loss module does between its argument
-checks and its one C entry point, written once.
+"""Argument checks, operand planner and call finisher: what every loss module does between
+the caller and its one C entry point, written once.
 
 Design
 ------
-fastloss has three layers: C kernels (csrc/, one entry point per loss family, ``fl_<family>``,
-which checks targets, scales, runs the SIMD kernel chosen from its dispatch table and reduces,
-never raising), one Cython module per family (fastloss/_<family>.pyx: an argument spec and
-one call), and the NumPy API (fastloss/__init__.py). This module is the middle layer's shared
-part; a loss module reads top to bottom as:
-
-1. ``p = start(input, "input", want_grad)`` -- the input, its kernel dtype, the loss dtype;
-   the module parses its own options and targets (the checks below); ``p.promote(target)``
-   applies torch's type promotion where torch promotes the target with the input;
-2. ``p.upstream(grad_output, loss_shape)`` and ``p.check_out(out, *others)`` -- the upstream
-   gradient and ``out=`` (shape, dtype, writeable, overlap, in place);
-3. the kernel's view of every operand, without copying when the memory allows:
-   ``class_view`` (an (n, c, s) view: outer axes, the class axis, inner axes, each merged
-   into one element stride; ``rows_as_positions`` turns (n, c, 1) into (1, c, n) so that one
-   rule picks the kernel layout from the strides) for cross_entropy, nll_loss and softmax;
-   ``memory_order`` + ``merge_axes`` (the loss's shape walked in the input's memory order,
-   size-1 axes dropped, neighbours merged when every operand allows) for the elementwise
-   losses. ``p.class_grad`` / ``p.elementwise_grad`` / ``p.loss_buffer`` choose where the
-   kernel writes: the input itself in place, the caller's ``out`` when the kernel can write
-   it directly, else a new array in the input's memory order;
-4. ``p.prepare(&a.call)``, the C call (GIL released when the work is worth it), then
-   ``p.finish(status, ...)`` (errors, stats) and ``p.result(...)``: the loss in its dtype,
-   the gradient copied into ``out`` / the input, summed back over broadcast axes, or cast
-   to the input's dtype.
-
+Three layers: the C entry point ``fl_<family>`` (csrc/: checks targets, scales, runs the SIMD
+kernel its dispatch table picks, reduces; never raises), one Cython module per family
+(fastloss/_<family>.pyx: an argument spec and one call) and the NumPy API. A loss module
+reads top to bottom: ``p = start(input, ...)`` (the input, kernel dtype, loss dtype); its own
+options and targets, checked with the functions below, ``p.promote(target)`` where torch
+promotes the target; ``p.upstream(...)`` and ``p.check_out(...)``; the kernel's view of every
+operand, copied only when the memory does not allow a view -- ``class_view`` /
+``rows_as_positions`` (n, c, s) for cross_entropy, nll_loss and softmax, ``memory_order`` /
+``merge_axes`` (the loss's shape in the input's memory order, axes merged where every operand
+allows) for the elementwise losses, ``p.class_grad`` / ``p.elementwise_grad`` /
+``p.loss_buffer`` for where the kernel writes (in place, into ``out``, or a new array in the
+input's memory order); then ``return p.run(fl_<family>, &args.call, work, name)``: the GIL
+released for work worth it, the status raised as torch's exception, the loss in its dtype
+and the gradient in ``out`` / summed back over broadcast axes / cast to the input's dtype.
 Non-native operands (big-endian, unaligned, float16, another dtype) are copied into the
 kernel's dtype first; float16 is computed in float32.
 """

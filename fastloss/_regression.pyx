@@ -1,23 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Regression losses (mse, l1, smooth_l1, huber): the Cython layer over csrc/regression.c.
 
-Design
-------
-The same three layers as every loss in fastloss:
-
-* ``csrc/regression.c`` computes. It walks input and target broadcast to one shape (an
-  operand's broadcast axes have stride 0) with element strides, in fixed blocks, and never
-  raises.
-* This module checks every argument with the GIL held, broadcasts input and target as
-  torch does (warning, as torch does, when their shapes differ), orders the axes by the
-  input's memory order and merges every axis it can, so that same-shape contiguous operands
-  (any order) reach the kernel as one flat axis of stride 1. Nothing input-sized is
-  allocated in that case: the gradient goes straight into ``out``.
-* When the input itself is broadcast (its shape smaller than the broadcast shape), the
-  gradient is computed over the broadcast shape and summed back to the input's shape.
-
-The shared steps are fastloss/_plan.pyx's. ``fastloss/reference.py`` is the slow NumPy twin
-used as the test oracle.
+Input and target are broadcast as torch broadcasts them (with torch's warning when their
+shapes differ), their axes ordered by the input's memory order and merged (the planner,
+fastloss/_plan.pyx), so same-shape contiguous operands in any order reach the kernel as one
+flat axis of stride 1 and the gradient goes straight into ``out``. A broadcast input's
+gradient is computed in the loss's shape and summed back. ``fastloss/reference.py`` is the
+slow NumPy twin.
 """
 cimport numpy as cnp
 

@@ -1,18 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Softmax and log-softmax along any axis, forward and backward: the Cython layer between
-the public functions and csrc/softmax.c.
+"""Softmax and log-softmax along any axis, forward and backward: the Cython layer over
+csrc/softmax.c (the shared steps: fastloss/_plan.pyx; the slow twin: fastloss/reference.py).
 
-Design (as for every loss in fastloss): this module checks every argument with the GIL
-held and builds the kernel's view, the kernel (csrc/softmax.c) computes with the GIL
-released and never raises (the shared steps: fastloss/_plan.pyx). ``fastloss/reference.py``
-is the slow NumPy twin.
-
-View: an array of shape (a0, ..., a_{k-1}, C, b0, ..., b_{m-1}) with the softmax over axis k
-becomes (n, C, s), n = a0 * ... * a_{k-1} outer positions and s = b0 * ... * b_{m-1} inner
-positions, each group of axes merged into one stride when the memory allows it (else the
-array is copied). When s == 1 the view is (1, C, n) instead, so that one rule picks the
-kernel layout from the strides: axis contiguous -> rows, positions contiguous -> columns,
-anything else -> a scalar strided loop. 0-d input is treated as shape (1,).
+An array of shape (a0, ..., C, b0, ...) with the softmax over the axis of length C is viewed
+as (n, C, s), the outer and the inner axes each merged into one stride when the memory
+allows (else copied); (n, C, 1) becomes (1, C, n). 0-d input is taken as shape (1,).
 """
 cimport numpy as cnp
 
