@@ -41,6 +41,26 @@ def _best_ms(fn, repeat, budget_s=2.0):
     return min(times) * 1e3
 
 
+def _fwd_bwd_ms(loss_fn, x, args, repeat, **kwargs):
+    """_best_ms of ``loss_fn(x, *args, **kwargs).backward()`` through autograd, x.grad reset
+    each round: a loss as a training loop calls it (x: a leaf that requires grad)."""
+    def step():
+        x.grad = None
+        loss_fn(x, *args, **kwargs).backward()
+
+    return _best_ms(step, repeat)
+
+
+def _torch_or_none(use_torch):
+    if not use_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def self_check():
     """fast vs reference on small inputs covering the options; returns the worst error."""
     rng = np.random.default_rng(0)
@@ -81,8 +101,6 @@ def self_check():
 def speed_table(shapes, repeat, torch):
     """cross_entropy at ``shapes``: fastloss, the NumPy reference and (``torch`` not None)
     torch, whose thread count the caller has set."""
-    if torch is not None:
-        import torch.nn.functional as F
     rng = np.random.default_rng(0)
     rows = []
     for n, c in shapes:
@@ -94,27 +112,12 @@ def speed_table(shapes, repeat, torch):
         r["fl_fb"] = _best_ms(lambda: fastloss.cross_entropy_with_grad(x, t, out=g), repeat)
         r["ref_fb"] = _best_ms(lambda: reference.cross_entropy_with_grad(x, t), 1 if n * c > 1e6 else repeat)
         if torch is not None:
+            F = torch.nn.functional
             xt, tt = torch.from_numpy(x), torch.from_numpy(t)
-            xr = xt.clone().requires_grad_()
-
-            def torch_fb():
-                xr.grad = None
-                F.cross_entropy(xr, tt).backward()
-
             r["t_fwd"] = _best_ms(lambda: F.cross_entropy(xt, tt), repeat)
-            r["t_fb"] = _best_ms(torch_fb, repeat)
+            r["t_fb"] = _fwd_bwd_ms(F.cross_entropy, xt.clone().requires_grad_(), (tt,), repeat)
         rows.append(r)
     return rows
-
-
-def _torch_or_none(use_torch):
-    if not use_torch:
-        return None
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
 
 
 def family_table(repeat, torch, quick):
@@ -139,17 +142,9 @@ def family_table(repeat, torch, quick):
         fn = getattr(fastloss, name + "_with_grad")
         r = {"name": f"{name} fwd+bwd {size}", "fl": _best_ms(lambda: fn(*args, out=g, **kw), repeat)}
         if torch is not None:
-            import torch.nn.functional as F
-
             a0 = torch.from_numpy(args[0].copy()).requires_grad_()
-            a1 = torch.from_numpy(args[1])
-            tf = getattr(F, name)
-
-            def step():
-                a0.grad = None
-                tf(a0, a1, **kw).backward()
-
-            r["torch"] = _best_ms(step, repeat)
+            r["torch"] = _fwd_bwd_ms(getattr(torch.nn.functional, name), a0, (torch.from_numpy(args[1]),), repeat,
+                                     **kw)
         rows.append(r)
 
     shape = (256, 32000) if quick else (2048, 32000)
@@ -184,17 +179,9 @@ def family_table(repeat, torch, quick):
         r = {"name": f"nll_loss fwd+bwd {nn}x{c}", "fl": _best_ms(lambda: fastloss.nll_loss_with_grad(lp, t, out=gl), repeat)}
         r2 = {"name": f"nll_loss fwd {nn}x{c}", "fl": _best_ms(lambda: fastloss.nll_loss(lp, t), repeat)}
         if torch is not None:
-            import torch.nn.functional as F
-
             lt, tt = torch.from_numpy(lp), torch.from_numpy(t)
-            lr = lt.clone().requires_grad_()
-
-            def step():
-                lr.grad = None
-                F.nll_loss(lr, tt).backward()
-
-            r["torch"] = _best_ms(step, repeat)
-            r2["torch"] = _best_ms(lambda: F.nll_loss(lt, tt), repeat)
+            r["torch"] = _fwd_bwd_ms(torch.nn.functional.nll_loss, lt.clone().requires_grad_(), (tt,), repeat)
+            r2["torch"] = _best_ms(lambda: torch.nn.functional.nll_loss(lt, tt), repeat)
         rows += [r2, r]
     return rows
 
@@ -211,11 +198,7 @@ def dropin_table(shapes, repeat, torch):
         t = torch.from_numpy(rng.integers(0, c, n))
         r = {"shape": f"{n}x{c}"}
         for key, crit in (("fl", flt.CrossEntropyLoss()), ("torch", torch.nn.CrossEntropyLoss())):
-            def step(crit=crit):
-                x.grad = None
-                crit(x, t).backward()
-
-            r[key] = _best_ms(step, repeat)
+            r[key] = _fwd_bwd_ms(crit, x, (t,), repeat)
         rows.append(r)
     return rows
 

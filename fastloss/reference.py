@@ -64,23 +64,26 @@ _INPUT_TYPES = (np.float16, np.float32, np.float64)
 # argument checking
 # --------------------------------------------------------------------------
 
+def _float_array(a, what="input"):
+    """``a`` as an ndarray (no copy if it already is one) of a dtype the losses take."""
+    a = np.asarray(a)
+    if a.dtype.type not in _INPUT_TYPES:
+        raise TypeError(f"{what} must be float16, float32 or float64, got dtype {a.dtype}")
+    return a
+
+
 def _check_input(input):
     """Return ``input`` as an ndarray (no copy if it already is one)."""
-    x = np.asarray(input)
-    if x.dtype.type not in _INPUT_TYPES:
-        raise TypeError(
-            f"input must be float16, float32 or float64, got dtype {x.dtype}")
+    x = _float_array(input)
     if x.ndim == 0:
         raise ValueError("input must have at least 1 dimension (the class axis)")
     return x
 
 
-def _check_reduction(reduction):
-    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
-        raise ValueError(
-            f"{reduction!r} is not a valid value for reduction; "
-            f"expected one of {_REDUCTIONS}")
-    return reduction
+def _check_reduction(reduction, allowed=_REDUCTIONS):
+    if not isinstance(reduction, str) or reduction not in allowed:
+        raise ValueError(f"{reduction!r} is not a valid value for reduction; expected one of {allowed}")
+    return str(reduction)
 
 
 def _check_label_smoothing(label_smoothing):
@@ -155,6 +158,16 @@ def _check_target(target, x, ignore_index):
             raise ValueError("ignore_index is not supported for probability targets")
         return original, "prob", t.astype(np.float64)
 
+    t = _index_target(t, x)
+    message = _out_of_bounds(t, ignore_index, x.shape[0] if x.ndim == 1 else x.shape[1])
+    if message is not None:
+        raise _BadTargetValue(message)
+    return original, "index", t
+
+
+def _index_target(t, x):
+    """Class indices ``t`` (an ndarray) for the input ``x``: an integer dtype and the batch
+    shape (0-d or (1,) for 1-D input); returned reshaped to the batch shape."""
     if t.dtype.kind not in "iu":
         raise TypeError(f"class-index targets must have an integer dtype, got {t.dtype}")
     batch = _batch_shape(x)
@@ -164,18 +177,18 @@ def _check_target(target, x, ignore_index):
                 f"for 1-D input the target must be 0-d or have shape (1,), got {t.shape}")
     elif t.shape != batch:
         raise ValueError(f"Expected target size {batch}, got {t.shape}")
-    t = t.reshape(batch)
+    return t.reshape(batch)
 
-    n_classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+
+def _out_of_bounds(t, ignore_index, n_classes):
+    """torch's message for the first (C order) class index outside [0, C) that is not
+    ``ignore_index``; None when there is none."""
     # Python-int comparisons are exact for every integer dtype in NumPy 2.
-    ignored = t == ignore_index
-    in_range = (t >= 0) & (t < n_classes)
-    bad = ~ignored & ~in_range
-    if bad.any():
-        first = np.flatnonzero(bad)[0]          # first offending value, C order
-        value = int(t.reshape(-1)[first])        # true value, also for uint64
-        raise _BadTargetValue(f"Target {value} is out of bounds.")
-    return original, "index", t
+    bad = (t != ignore_index) & ~((t >= 0) & (t < n_classes))
+    if not bad.any():
+        return None
+    value = int(t.reshape(-1)[np.flatnonzero(bad)[0]])  # the true value, also for uint64
+    return f"Target {value} is out of bounds."
 
 
 class _BadTargetValue(IndexError):
@@ -184,26 +197,21 @@ class _BadTargetValue(IndexError):
 
 
 def _check_grad_output(grad_output, reduction, loss_shape):
-    """Return the upstream gradient as float64, broadcast to ``loss_shape``
-    for ``reduction="none"`` or as a 0-d array otherwise."""
-    if grad_output is None:
-        g = np.asarray(1.0)
-    else:
-        g = np.asarray(grad_output)
-        if g.dtype.kind not in "iuf":
-            raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
-        g = g.astype(np.float64)
-    if reduction == "none":
-        try:
-            return np.broadcast_to(g, loss_shape)
-        except ValueError:
-            raise ValueError(
-                f"grad_output of shape {g.shape} cannot be broadcast to the loss "
-                f"shape {loss_shape}") from None
-    if g.ndim != 0:
+    """Return the upstream gradient (1 when None) as float64, broadcast to ``loss_shape``:
+    real numbers, a scalar unless ``reduction="none"``."""
+    g = np.asarray(1.0 if grad_output is None else grad_output)
+    if g.dtype.kind not in "iuf":
+        raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
+    g = g.astype(np.float64)
+    if reduction != "none" and g.ndim != 0:
         raise ValueError(
             f"grad_output must be a scalar for reduction={reduction!r}, got shape {g.shape}")
-    return g
+    try:
+        return np.broadcast_to(g, loss_shape)
+    except ValueError:
+        raise ValueError(
+            f"grad_output of shape {g.shape} cannot be broadcast to the loss "
+            f"shape {loss_shape}") from None
 
 
 def _same_memory(a, b):
@@ -212,18 +220,25 @@ def _same_memory(a, b):
             and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
-def _check_out(out, x, others):
-    """Validate ``out``; ``others`` are the (name, array) pairs out must not touch."""
-    if out is None:
-        return None
+def _check_out_array(out, like, whose=""):
+    """What every ``out`` must be: a writeable ndarray of ``like``'s shape and dtype (in any
+    byte order); ``whose`` names ``like`` in the messages ("the input's ")."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != x.shape:
-        raise ValueError(f"out must have the input's shape {x.shape}, got {out.shape}")
-    if out.dtype.newbyteorder("=") != x.dtype.newbyteorder("="):  # byte order may differ
-        raise TypeError(f"out must have the input's dtype {x.dtype}, got {out.dtype}")
+    if out.shape != like.shape:
+        raise ValueError(f"out must have {whose}shape {like.shape}, got {out.shape}")
+    if out.dtype.newbyteorder("=") != like.dtype.newbyteorder("="):
+        raise TypeError(f"out must have {whose}dtype {like.dtype}, got {out.dtype}")
     if not out.flags.writeable:
         raise ValueError("out is not writeable")
+
+
+def _check_out(out, x, others):
+    """Validate the losses' ``out`` (the gradient): it may be the input itself, exactly, but
+    must not touch it otherwise, nor any of ``others``, the (name, array) pairs."""
+    if out is None:
+        return None
+    _check_out_array(out, x, "the input's ")
     in_place = out is x or (out.dtype == x.dtype and _same_memory(out, x))
     if not in_place and np.shares_memory(out, x):
         raise ValueError("out overlaps the input without being exactly the input")
@@ -246,6 +261,37 @@ def _log_softmax_last(z):
     m = np.max(z, axis=-1, keepdims=True, initial=-np.inf)
     shifted = z - m
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def _reduce(loss, reduction, dtype, batch=None):
+    """Elementwise float64 losses reduced, in ``dtype``: "mean" over the elements (nan when
+    there are none), "batchmean" over ``batch`` (the sum when None)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # float16 overflow: inf
+        if reduction == "none":
+            return loss.astype(dtype)
+        total = loss.sum()
+        if reduction == "sum":
+            return dtype.type(total)
+        if reduction == "batchmean":
+            return dtype.type(total / batch if batch is not None else total)
+        return dtype.type(total / loss.size if loss.size else np.nan)
+
+
+def _sum_to_shape(grad, shape):
+    """The gradient of an operand of ``shape`` that was broadcast: ``grad`` summed over the
+    axes it was broadcast along."""
+    lead = grad.ndim - len(shape)
+    g = grad.sum(axis=tuple(range(lead))) if lead else grad
+    axes = tuple(d for d in range(len(shape)) if shape[d] == 1 and g.shape[d] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def _finish(result, dtype, out):
+    """A float64 result in ``dtype``, written into ``out`` (already checked) when given."""
+    if out is not None:
+        out[...] = result.astype(dtype)
+        return out
+    return np.asarray(result.astype(dtype))
 
 
 class _Problem:
@@ -502,24 +548,10 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
         raise pb.target_error
 
     loss = _as_result(_forward(pb), pb)
-    grad = np.moveaxis(_gradient(pb, go), -1, pb.class_axis).astype(pb.x.dtype)
-    if out is None:
-        return loss, grad
-    out[...] = grad
-    return loss, out
+    return loss, _finish(np.moveaxis(_gradient(pb, go), -1, pb.class_axis), pb.x.dtype, out)
 
 
 # ---- softmax, log_softmax and their backward; nll_loss -----------------------------------
-
-_SM_FLOATS = (np.float16, np.float32, np.float64)
-
-
-def _sm_float_array(a, what):
-    a = np.asarray(a)
-    if a.dtype.type not in _SM_FLOATS:
-        raise TypeError(f"{what} must be float16, float32 or float64, got dtype {a.dtype}")
-    return a
-
 
 def _sm_axis(axis, ndim):
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
@@ -532,28 +564,16 @@ def _sm_axis(axis, ndim):
 
 
 def _sm_check_out(out, like, others):
+    """Validate softmax's ``out``: it may be any of the arrays ``others``, exactly, but must
+    not partially overlap one."""
     if out is None:
         return None
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != like.shape:
-        raise ValueError(f"out must have shape {like.shape}, got {out.shape}")
-    if out.dtype.newbyteorder("=") != like.dtype.newbyteorder("="):  # byte order may differ
-        raise TypeError(f"out must have dtype {like.dtype}, got {out.dtype}")
-    if not out.flags.writeable:
-        raise ValueError("out is not writeable")
+    _check_out_array(out, like)
     for a in others:
         same = a.dtype == out.dtype and _same_memory(a, out)
         if not same and np.shares_memory(out, a):
             raise ValueError("out partially overlaps an argument")
     return out
-
-
-def _sm_finish(result, dtype, out):
-    if out is not None:
-        out[...] = result.astype(dtype)
-        return out
-    return np.asarray(result.astype(dtype))
 
 
 def _sm_softmax_parts(x, axis):
@@ -567,31 +587,31 @@ def _sm_softmax_parts(x, axis):
     return d, s
 
 
-def log_softmax(input, axis=-1, out=None):
-    """log_softmax along ``axis`` (see the module docstring)."""
-    x = _sm_float_array(input, "input")
+def _sm_normalized(input, axis, out, formula):
+    """log_softmax / softmax: ``formula(d, s)`` of the shifted input ``d`` (x - max) and the
+    sums ``s`` of ``exp(d)`` along the axis."""
+    x = _float_array(input)
     ax = _sm_axis(axis, x.ndim)
     out = _sm_check_out(out, x, [x])
     d, s = _sm_softmax_parts(x, ax)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = d - np.log(s)
-    return _sm_finish(r.reshape(x.shape), x.dtype, out)
+        r = formula(d, s)
+    return _finish(r.reshape(x.shape), x.dtype, out)
+
+
+def log_softmax(input, axis=-1, out=None):
+    """log_softmax along ``axis`` (see the module docstring)."""
+    return _sm_normalized(input, axis, out, lambda d, s: d - np.log(s))
 
 
 def softmax(input, axis=-1, out=None):
     """softmax along ``axis`` (see the module docstring)."""
-    x = _sm_float_array(input, "input")
-    ax = _sm_axis(axis, x.ndim)
-    out = _sm_check_out(out, x, [x])
-    d, s = _sm_softmax_parts(x, ax)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.exp(d) / s
-    return _sm_finish(r.reshape(x.shape), x.dtype, out)
+    return _sm_normalized(input, axis, out, lambda d, s: np.exp(d) / s)
 
 
 def _sm_backward_args(grad_output, output, axis, out):
-    g = _sm_float_array(grad_output, "grad_output")
-    y = _sm_float_array(output, "output")
+    g = _float_array(grad_output, "grad_output")
+    y = _float_array(output, "output")
     if y.shape != g.shape:
         raise ValueError(f"output has shape {y.shape}, expected {g.shape}")
     ax = _sm_axis(axis, g.ndim)
@@ -606,7 +626,7 @@ def log_softmax_backward(grad_output, output, axis=-1, out=None):
     g, g64, y64, ax, out = _sm_backward_args(grad_output, output, axis, out)
     with np.errstate(invalid="ignore", over="ignore"):
         r = g64 - np.exp(y64) * np.sum(g64, axis=ax, keepdims=True)
-    return _sm_finish(r.reshape(g.shape), g.dtype, out)
+    return _finish(r.reshape(g.shape), g.dtype, out)
 
 
 def softmax_backward(grad_output, output, axis=-1, out=None):
@@ -614,33 +634,20 @@ def softmax_backward(grad_output, output, axis=-1, out=None):
     g, g64, y64, ax, out = _sm_backward_args(grad_output, output, axis, out)
     with np.errstate(invalid="ignore", over="ignore"):
         r = y64 * (g64 - np.sum(g64 * y64, axis=ax, keepdims=True))
-    return _sm_finish(r.reshape(g.shape), g.dtype, out)
+    return _finish(r.reshape(g.shape), g.dtype, out)
 
 
 def _sm_nll_args(input, target, weight, ignore_index, reduction, values_now=True):
     """The checked arguments; with values_now=False an out-of-range target is returned as
     the last item (an IndexError to raise after the caller's own checks), else raised."""
-    x = _sm_float_array(input, "input")
+    x = _float_array(input)
     if x.ndim == 0:
         raise ValueError("Expected 1 or more dimensions (got 0)")
-    if not isinstance(reduction, str) or reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{reduction!r} is not a valid value for reduction")
-    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
-    ignore_index = int(ignore_index)
-    if not -2**63 <= ignore_index < 2**63:  # torch takes an int64
-        raise ValueError(f"ignore_index {ignore_index} does not fit in int64")
+    _check_reduction(reduction)
+    ignore_index = _check_ignore_index(ignore_index)
     C = x.shape[0] if x.ndim == 1 else x.shape[1]
-    batch = () if x.ndim == 1 else x.shape[:1] + x.shape[2:]
-    t = np.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"nll_loss targets must be integer class indices, got dtype {t.dtype}")
-    if x.ndim == 1:
-        if t.shape not in ((), (1,)):
-            raise ValueError(f"for 1-D input the target must be 0-d or (1,), got {t.shape}")
-        t = t.reshape(())
-    elif t.shape != batch:
-        raise ValueError(f"Expected target size {batch}, got {t.shape}")
+    batch = _batch_shape(x)
+    t = _index_target(np.asarray(target), x)
     if weight is None:
         w = np.ones(C)
     else:
@@ -651,12 +658,10 @@ def _sm_nll_args(input, target, weight, ignore_index, reduction, values_now=True
             raise ValueError(f"weight must have shape ({C},), got {w0.shape}")
         w = w0.astype(x.dtype).astype(np.float64)
     kept = t != ignore_index
-    bad = kept & ~((t >= 0) & (t < C))
-    error = None
-    if bad.any():
-        error = IndexError(f"Target {int(t.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]])} is out of bounds.")
-        if values_now:
-            raise error
+    message = _out_of_bounds(t, ignore_index, C)
+    error = None if message is None else IndexError(message)
+    if error is not None and values_now:
+        raise error
     return x, t, w, kept, C, batch, ignore_index, error
 
 
@@ -700,16 +705,7 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
     """(loss, d(sum(loss * grad_output))/d(input)): -s * w[t] at each kept target, else 0."""
     x, t, w, kept, C, batch, ignore_index, error = _sm_nll_args(input, target, weight, ignore_index,
                                                                 reduction, values_now=False)
-    go = np.asarray(1.0 if grad_output is None else grad_output)
-    if go.dtype.kind not in "iuf":
-        raise TypeError(f"grad_output must be real, got dtype {go.dtype}")
-    go = go.astype(np.float64)
-    if reduction != "none" and go.ndim != 0:
-        raise ValueError("grad_output must be a scalar for reduction='mean' or 'sum'")
-    try:
-        go = np.broadcast_to(go, batch)
-    except ValueError:
-        raise ValueError(f"grad_output of shape {go.shape} does not broadcast to {batch}") from None
+    go = _check_grad_output(grad_output, reduction, batch)
     out = _check_out(out, x, (("target", target), ("weight", weight), ("grad_output", grad_output)))
     if error is not None:
         raise error
@@ -725,21 +721,23 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
     if C:
         np.put_along_axis(gm, tt[..., None], np.where(kept, vals, 0.0)[..., None], axis=-1)
     grad = np.moveaxis(gm, -1, 0 if x.ndim == 1 else 1)
-    return value, _sm_finish(grad, x.dtype, out)
+    return value, _finish(grad, x.dtype, out)
 
 
 # ---- mse_loss, l1_loss, smooth_l1_loss, huber_loss ---------------------------------------
 
-_REG_FLOATS = (np.float16, np.float32, np.float64)
+# torch's warning for a target that broadcasts against the input, word for word
+_REG_BROADCAST_WARNING = " ".join((
+    "Using a target size ({target}) that is different to the input size ({input}).",
+    "This will likely lead to incorrect results due to broadcasting.",
+    "Please ensure they have the same size.",
+))
 
 
 def _reg_prepare(input, target, reduction, kind, param):
     # checked in the fast path's order: input, reduction, beta/delta, target, shapes
-    x = np.asarray(input)
-    if x.dtype.type not in _REG_FLOATS:
-        raise TypeError(f"input must be a float16, float32 or float64 array, got dtype {x.dtype}")
-    if not isinstance(reduction, str) or reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{reduction!r} is not a valid value for reduction")
+    x = _float_array(input)
+    _check_reduction(reduction)
     _reg_check_param(kind, param)
     t = np.asarray(target)
     if not (t.dtype.kind in "biuf"):
@@ -750,9 +748,8 @@ def _reg_prepare(input, target, reduction, kind, param):
         except ValueError:
             raise ValueError(f"The size of target {t.shape} does not broadcast with the size of "
                              f"input {x.shape}") from None
-        warnings.warn(f"Using a target size ({t.shape}) that is different to the input size "
-                      f"({x.shape}). This will likely lead to incorrect results due to "
-                      "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=3)
+        message = _REG_BROADCAST_WARNING.format(target=t.shape, input=x.shape)
+        warnings.warn(message, UserWarning, stacklevel=3)
     # huber's target is held in the input's dtype (torch), the others promote the loss
     dtype = x.dtype if kind == "huber" else _loss_dtype(x, t)
     t = t.astype(dtype).astype(np.float64)
@@ -760,27 +757,9 @@ def _reg_prepare(input, target, reduction, kind, param):
     return x, dtype, xd, td
 
 
-def _reg_reduce(dtype, losses, reduction):
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf; float16 overflow: inf
-        if reduction == "none":
-            return losses.astype(dtype)
-        if reduction == "sum":
-            return dtype.type(losses.sum())
-        return dtype.type(losses.sum() / losses.size if losses.size else np.nan)
-
-
 def _reg_upstream(grad_output, reduction, shape):
     """The upstream factor per element of the loss (float64, loss shape)."""
-    g = np.asarray(1.0 if grad_output is None else grad_output)
-    if g.dtype.kind not in "iuf":
-        raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
-    g = g.astype(np.float64)
-    if reduction != "none" and g.ndim != 0:
-        raise ValueError("grad_output must be a scalar for reduction='mean' or 'sum'")
-    try:
-        g = np.broadcast_to(g, shape)
-    except ValueError:
-        raise ValueError(f"grad_output of shape {g.shape} does not broadcast to {shape}") from None
+    g = _check_grad_output(grad_output, reduction, shape)
     if reduction == "mean":
         n = int(np.prod(shape))
         g = g / n if n else g * np.nan
@@ -789,16 +768,7 @@ def _reg_upstream(grad_output, reduction, shape):
 
 def _reg_grad_result(x, grad_full, out):
     """Sum the broadcast gradient back to x's shape; round to x's dtype; write into out."""
-    lead = grad_full.ndim - x.ndim
-    g = grad_full.sum(axis=tuple(range(lead))) if lead else grad_full
-    axes = tuple(d for d in range(x.ndim) if x.shape[d] == 1 and g.shape[d] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    g = np.asarray(g).reshape(x.shape).astype(x.dtype)
-    if out is not None:
-        out[...] = g
-        return out
-    return g
+    return _finish(np.asarray(_sum_to_shape(grad_full, x.shape)).reshape(x.shape), x.dtype, out)
 
 
 def _reg_elementwise(kind, d, param):
@@ -835,7 +805,7 @@ def _reg_loss(kind, input, target, reduction, param):
     x, dtype, xd, td = _reg_prepare(input, target, reduction, kind, param)
     with np.errstate(invalid="ignore"):  # inf - inf
         losses, _ = _reg_elementwise(kind, xd - td, param)
-    return _reg_reduce(dtype, losses, reduction)
+    return _reduce(losses, reduction, dtype)
 
 
 def _reg_loss_with_grad(kind, input, target, reduction, param, grad_output, out):
@@ -850,7 +820,7 @@ def _reg_loss_with_grad(kind, input, target, reduction, param, grad_output, out)
         losses, dl = _reg_elementwise(kind, xd - td, param)
     with np.errstate(invalid="ignore", over="ignore"):
         grad_full = dl * g
-    return _reg_reduce(dtype, losses, reduction), _reg_grad_result(x, grad_full, out)
+    return _reduce(losses, reduction, dtype), _reg_grad_result(x, grad_full, out)
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -895,27 +865,11 @@ def huber_loss_with_grad(input, target, reduction="mean", delta=1.0, grad_output
 
 # ---- binary_cross_entropy, binary_cross_entropy_with_logits, kl_div ----------------------
 
-_BIN_FLOATS = (np.float16, np.float32, np.float64)
-
-
-def _bin_input(a, what="input"):
-    x = np.asarray(a)
-    if x.dtype.type not in _BIN_FLOATS:
-        raise TypeError(f"{what} must be float16, float32 or float64, got dtype {x.dtype}")
-    return x
-
-
 def _bin_target(a):
     t = np.asarray(a)
     if t.dtype.kind != "f":
         raise TypeError(f"target must be a floating array, got dtype {t.dtype}")
     return t
-
-
-def _bin_reduction(reduction, allowed=("none", "mean", "sum")):
-    if not isinstance(reduction, str) or reduction not in allowed:
-        raise ValueError(f"{reduction!r} is not a valid value for reduction; expected one of {allowed}")
-    return str(reduction)
 
 
 def _bin_broadcast_to_input(a, shape, what):
@@ -931,37 +885,6 @@ def _bin_broadcast_to_input(a, shape, what):
         raise ValueError(f"{what} of shape {v.shape} does not broadcast to the input shape {shape}") from None
 
 
-def _bin_upstream(grad_output, reduction, loss_shape):
-    """The upstream gradient as float64, broadcast to the loss shape."""
-    if grad_output is None:
-        return np.ones(loss_shape)
-    g = np.asarray(grad_output)
-    if g.dtype.kind not in "iuf":
-        raise TypeError(f"grad_output must be real, got dtype {g.dtype}")
-    if reduction != "none" and g.ndim != 0:
-        raise ValueError(f"grad_output must be a scalar for reduction={reduction!r}")
-    try:
-        return np.broadcast_to(g.astype(np.float64), loss_shape)
-    except ValueError:
-        raise ValueError(f"grad_output of shape {g.shape} does not broadcast to {loss_shape}") from None
-
-
-def _bin_reduce(loss, reduction, dtype, batch=None):
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # float16 overflow: inf
-        return _bin_reduce64(loss, reduction, dtype, batch)
-
-
-def _bin_reduce64(loss, reduction, dtype, batch):
-    if reduction == "none":
-        return loss.astype(dtype)
-    total = loss.sum()
-    if reduction == "sum":
-        return dtype.type(total)
-    if reduction == "batchmean":
-        return dtype.type(total / batch if batch is not None else total)
-    return dtype.type(total / loss.size if loss.size else np.nan)
-
-
 def _bin_scale(reduction, n, batch=None):
     """d(reduced)/d(loss element)."""
     if reduction == "mean":
@@ -972,21 +895,17 @@ def _bin_scale(reduction, n, batch=None):
 
 
 def _bin_finish_grad(grad, x, out):
-    if out is not None:  # checked by _check_out beforehand
-        with np.errstate(over="ignore", invalid="ignore"):
-            out[...] = grad
-        return out
-    with np.errstate(over="ignore", invalid="ignore"):
-        return grad.astype(x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # float16 overflow: inf
+        return _finish(grad, x.dtype, out)
 
 
 def _bin_bce_prepare(input, target, weight, reduction):
-    x0 = _bin_input(input)
+    x0 = _float_array(input)
     t0 = _bin_target(target)
     if t0.shape != x0.shape:
         raise ValueError(f"Using a target size ({t0.shape}) that is different to the input size "
                          f"({x0.shape}) is deprecated. Please ensure they have the same size.")
-    red = _bin_reduction(reduction)
+    red = _check_reduction(reduction)
     w = _bin_broadcast_to_input(weight, x0.shape, "weight")
     x = x0.astype(np.float64)
     y = t0.astype(x0.dtype).astype(np.float64)
@@ -1014,29 +933,29 @@ def _bin_bce_loss(x, y, w):
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     """Binary cross-entropy of probabilities (see the module docstring)."""
     x0, x, y, w, red = _bin_bce_prepare(input, target, weight, reduction)
-    return _bin_reduce(_bin_bce_loss(x, y, w), red, x0.dtype)
+    return _reduce(_bin_bce_loss(x, y, w), red, x0.dtype)
 
 
 def binary_cross_entropy_with_grad(input, target, weight=None, reduction="mean", grad_output=None,
                                    out=None):
     """(loss, d(sum(loss * grad_output)) / d(input)) for binary_cross_entropy."""
     x0, x, y, w, red = _bin_bce_prepare(input, target, weight, reduction)
-    s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size)
+    s = _check_grad_output(grad_output, red, x.shape) * _bin_scale(red, x.size)
     out = _check_out(out, x0, (("target", target), ("weight", weight), ("grad_output", grad_output)))
     loss = _bin_bce_loss(x, y, w)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         grad = (x - y) / np.maximum((1.0 - x) * x, _BIN_BCE_EPS) * s
         if w is not None:
             grad = grad * w
-    return _bin_reduce(loss, red, x0.dtype), _bin_finish_grad(grad, x0, out)
+    return _reduce(loss, red, x0.dtype), _bin_finish_grad(grad, x0, out)
 
 
 def _bin_bcel_prepare(input, target, weight, reduction, pos_weight):
-    x0 = _bin_input(input)
+    x0 = _float_array(input)
     t0 = _bin_target(target)
     if t0.shape != x0.shape:
         raise ValueError(f"Target size ({t0.shape}) must be the same as input size ({x0.shape})")
-    red = _bin_reduction(reduction)
+    red = _check_reduction(reduction)
     w = _bin_broadcast_to_input(weight, x0.shape, "weight")
     p = _bin_broadcast_to_input(pos_weight, x0.shape, "pos_weight")
     x = x0.astype(np.float64)
@@ -1066,14 +985,14 @@ def _bin_sigmoid(x):
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     """Binary cross-entropy of logits (see the module docstring)."""
     x0, x, y, w, p, red = _bin_bcel_prepare(input, target, weight, reduction, pos_weight)
-    return _bin_reduce(_bin_bcel_loss(x, y, w, p), red, _loss_dtype(x0, np.asarray(target)))
+    return _reduce(_bin_bcel_loss(x, y, w, p), red, _loss_dtype(x0, np.asarray(target)))
 
 
 def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduction="mean",
                                                pos_weight=None, grad_output=None, out=None):
     """(loss, d(sum(loss * grad_output)) / d(input)) for binary_cross_entropy_with_logits."""
     x0, x, y, w, p, red = _bin_bcel_prepare(input, target, weight, reduction, pos_weight)
-    s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size)
+    s = _check_grad_output(grad_output, red, x.shape) * _bin_scale(red, x.size)
     out = _check_out(out, x0, (("target", target), ("weight", weight), ("pos_weight", pos_weight),
                                ("grad_output", grad_output)))
     loss = _bin_bcel_loss(x, y, w, p)
@@ -1083,16 +1002,16 @@ def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduc
         grad = grad * s
         if w is not None:
             grad = grad * w
-    return _bin_reduce(loss, red, _loss_dtype(x0, np.asarray(target))), _bin_finish_grad(grad, x0, out)
+    return _reduce(loss, red, _loss_dtype(x0, np.asarray(target))), _bin_finish_grad(grad, x0, out)
 
 
 _BIN_KL_REDUCTIONS = ("none", "mean", "sum", "batchmean")
 
 
 def _bin_kl_prepare(input, target, reduction, log_target):
-    x0 = _bin_input(input)
+    x0 = _float_array(input)
     t0 = _bin_target(target)
-    red = _bin_reduction(reduction, _BIN_KL_REDUCTIONS)
+    red = _check_reduction(reduction, _BIN_KL_REDUCTIONS)
     if not isinstance(log_target, (bool, np.bool_)):
         raise TypeError(f"log_target must be a bool, got {type(log_target).__name__}")
     try:
@@ -1116,23 +1035,18 @@ def _bin_kl_loss(x, y, log_target):
 def kl_div(input, target, reduction="mean", log_target=False):
     """Kullback-Leibler divergence loss (see the module docstring)."""
     x0, x, y, red, lt, batch = _bin_kl_prepare(input, target, reduction, log_target)
-    return _bin_reduce(_bin_kl_loss(x, y, lt), red, _loss_dtype(x0, np.asarray(target)), batch)
+    return _reduce(_bin_kl_loss(x, y, lt), red, _loss_dtype(x0, np.asarray(target)), batch)
 
 
 def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_output=None, out=None):
     """(loss, d(sum(loss * grad_output)) / d(input)) for kl_div; when the input is
     broadcast against the target, the gradient is summed over the broadcast axes."""
     x0, x, y, red, lt, batch = _bin_kl_prepare(input, target, reduction, log_target)
-    s = _bin_upstream(grad_output, red, x.shape) * _bin_scale(red, x.size, batch)
+    s = _check_grad_output(grad_output, red, x.shape) * _bin_scale(red, x.size, batch)
     out = _check_out(out, x0, (("target", target), ("grad_output", grad_output)))
     loss = _bin_kl_loss(x, y, lt)
     with np.errstate(over="ignore", invalid="ignore"):
         grad = -(np.exp(y) if lt else y) * s
-    # sum over the axes the input was broadcast along
-    lead = grad.ndim - x0.ndim
-    grad = grad.sum(axis=tuple(range(lead))) if lead else grad
-    axes = tuple(d for d in range(x0.ndim) if x0.shape[d] == 1 and grad.shape[d] != 1)
-    if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
-    return _bin_reduce(loss, red, _loss_dtype(x0, np.asarray(target)), batch), _bin_finish_grad(grad, x0, out)
+    grad = _sum_to_shape(grad, x0.shape)  # the input may be broadcast against the target
+    return _reduce(loss, red, _loss_dtype(x0, np.asarray(target)), batch), _bin_finish_grad(grad, x0, out)
 

@@ -227,7 +227,9 @@ class Loss(torch.autograd.Function):
 # ---- log_softmax / softmax -------------------------------------------------------------------
 
 class _Normalize(torch.autograd.Function):
-    """Shared by LogSoftmax and Softmax: the output is kept for backward, as torch keeps it."""
+    """Shared by LogSoftmax and Softmax: the output is kept for backward, as torch keeps it.
+    forward and backward are defined once, here: ``ctx._forward_cls`` is the subclass whose
+    apply runs them (its ``log`` says which of the two)."""
     log: bool | None = None  # True: LogSoftmax, False: Softmax
 
     @classmethod
@@ -237,22 +239,23 @@ class _Normalize(torch.autograd.Function):
         (fastloss.log_softmax if cls.log else fastloss.softmax)(x, axis=dim, out=y)
         return to_tensor(y, input.dtype)
 
-    @classmethod
-    def _forward(cls, ctx, input, dim):
-        out = cls.compute(input, dim)
+    @staticmethod
+    def forward(ctx, input, dim):
+        out = ctx._forward_cls.compute(input, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
 
-    @classmethod
-    def _backward(cls, ctx, grad):
+    @staticmethod
+    def backward(ctx, grad):
         (out,) = ctx.saved_tensors
+        log = ctx._forward_cls.log
         if torch.is_grad_enabled():  # create_graph=True: torch's differentiable backward
-            backward = torch._log_softmax_backward_data if cls.log else torch._softmax_backward_data
+            backward = torch._log_softmax_backward_data if log else torch._softmax_backward_data
             return backward(grad, out, ctx.dim, out.dtype), None
         y = as_numpy(out)
         g = new_buffer(y.shape, y.dtype)
-        (fastloss.log_softmax_backward if cls.log else fastloss.softmax_backward)(
+        (fastloss.log_softmax_backward if log else fastloss.softmax_backward)(
             as_numpy(grad), y, axis=ctx.dim, out=g)
         return to_tensor(g, out.dtype), None
 
@@ -260,25 +263,9 @@ class _Normalize(torch.autograd.Function):
 class LogSoftmax(_Normalize):
     log = True
 
-    @staticmethod
-    def forward(ctx, input, dim):
-        return LogSoftmax._forward(ctx, input, dim)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return LogSoftmax._backward(ctx, grad)
-
 
 class Softmax(_Normalize):
     log = False
-
-    @staticmethod
-    def forward(ctx, input, dim):
-        return Softmax._forward(ctx, input, dim)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return Softmax._backward(ctx, grad)
 
 
 cross_entropy_apply = apply_of(CrossEntropy)

@@ -75,39 +75,42 @@ def _size_warning(input, target):
     return False
 
 
-def _torch_quietly(warned, fn, *args):
-    """torch's function, without repeating a warning _size_warning already gave."""
-    if not warned:
+def _torch_quietly(message, fn, *args):
+    """torch's function, without a warning this module already gave (``message``: how its
+    text starts; None: nothing to hold back)."""
+    if message is None:
         return fn(*args)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Using a target size", category=UserWarning)
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
         return fn(*args)
+
+
+def _loss(eligible, name, options, input, target, weight, pos_weight, torch_fn, *torch_args):
+    """One loss of _functions.SPECS: on the fast path when ``eligible`` (the caller's checks
+    of the tensors) and the kernels' checks accept the arguments; else torch's own function,
+    ``torch_fn(*torch_args)``."""
+    if eligible:
+        if torch.compiler.is_compiling():
+            if not target.requires_grad:  # a target that requires grad: torch's function
+                return _ops.loss(name, options, input, target, weight, pos_weight)
+        else:
+            spec = _functions.SPECS[name]
+            try:
+                if _needs_grad(input, target):
+                    return _functions.loss_apply(name, options, input, target, weight, pos_weight)
+                value = spec.loss(as_numpy(input), as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight))
+                return to_tensor(value, input.dtype)
+            except _REJECTED:
+                pass
+    return torch_fn(*torch_args)
 
 
 def _regression(name, options, input, target, weight, warned, torch_fn, *torch_args):
     """mse / l1 / smooth_l1 / huber: the kernels for same-shape, same-dtype pairs without
     ``weight=``; torch's function (``torch_fn(input, target, *torch_args)``) otherwise, or when
     the kernels' checks reject the arguments."""
-    if weight is None and _pair_ok(input, target):
-        result = _loss(name, options, input, target)
-        if result is not None:
-            return result
-    return _torch_quietly(warned, torch_fn, input, target, *torch_args)
-
-
-def _loss(name, options, input, target, weight=None, pos_weight=None):
-    """Run one loss of _functions.SPECS on the fast path; None when the kernels' checks
-    reject the arguments (the caller then runs torch's own function)."""
-    if torch.compiler.is_compiling():  # a target that requires grad: torch's function
-        return None if target.requires_grad else _ops.loss(name, options, input, target, weight, pos_weight)
-    spec = _functions.SPECS[name]
-    try:
-        if _needs_grad(input, target):
-            return _functions.loss_apply(name, options, input, target, weight, pos_weight)
-        value = spec.loss(as_numpy(input), as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight))
-        return to_tensor(value, input.dtype)
-    except _REJECTED:
-        return None
+    return _loss(weight is None and _pair_ok(input, target), name, options, input, target, None, None,
+                 _torch_quietly, "Using a target size" if warned else None, torch_fn, input, target, *torch_args)
 
 
 def cross_entropy(
@@ -164,11 +167,9 @@ def nll_loss(
     ``-w[t] * x[t]`` per position (0 where t == ignore_index); "mean" divides by the sum of
     w[t] over the kept positions."""
     reduction = _legacy(size_average, reduce, reduction)
-    if _class_target_ok(input, target, weight) and target.dtype in _INDEX_TARGETS:
-        result = _loss("nll_loss", (ignore_index, reduction), input, target, weight)
-        if result is not None:
-            return result
-    return F.nll_loss(input, target, weight, None, ignore_index, None, reduction)
+    return _loss(_class_target_ok(input, target, weight) and target.dtype in _INDEX_TARGETS,
+                 "nll_loss", (ignore_index, reduction), input, target, weight, None,
+                 F.nll_loss, input, target, weight, None, ignore_index, None, reduction)
 
 
 def binary_cross_entropy(
@@ -182,11 +183,8 @@ def binary_cross_entropy(
     """Binary cross-entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``:
     ``-w * (y * max(log x, -100) + (1 - y) * max(log(1 - x), -100))`` elementwise."""
     reduction = _legacy(size_average, reduce, reduction)
-    if _pair_ok(input, target, weight):
-        result = _loss("binary_cross_entropy", (reduction,), input, target, weight)
-        if result is not None:
-            return result
-    return F.binary_cross_entropy(input, target, weight, None, None, reduction)
+    return _loss(_pair_ok(input, target, weight), "binary_cross_entropy", (reduction,), input, target, weight, None,
+                 F.binary_cross_entropy, input, target, weight, None, None, reduction)
 
 
 def binary_cross_entropy_with_logits(
@@ -202,11 +200,9 @@ def binary_cross_entropy_with_logits(
     ``w * ((1 - y) * x + (1 + (p - 1) * y) * softplus(-x))`` elementwise, p = pos_weight
     (broadcast over the last axis)."""
     reduction = _legacy(size_average, reduce, reduction)
-    if _pair_ok(input, target, weight, pos_weight):
-        result = _loss("binary_cross_entropy_with_logits", (reduction,), input, target, weight, pos_weight)
-        if result is not None:
-            return result
-    return F.binary_cross_entropy_with_logits(input, target, weight, None, None, reduction, pos_weight)
+    return _loss(_pair_ok(input, target, weight, pos_weight), "binary_cross_entropy_with_logits", (reduction,),
+                 input, target, weight, pos_weight,
+                 F.binary_cross_entropy_with_logits, input, target, weight, None, None, reduction, pos_weight)
 
 
 def mse_loss(
@@ -294,13 +290,9 @@ def kl_div(
         reduction = _reduction.legacy_get_string(size_average, reduce)
     elif reduction == "mean":
         warnings.warn(_KL_MEAN_WARNING, stacklevel=2)
-    if _pair_ok(input, target):
-        result = _loss("kl_div", (reduction, log_target), input, target)
-        if result is not None:
-            return result
-    with warnings.catch_warnings():  # already warned above
-        warnings.filterwarnings("ignore", message="reduction: 'mean' divides", category=UserWarning)
-        return F.kl_div(input, target, None, None, reduction, log_target)
+    return _loss(_pair_ok(input, target), "kl_div", (reduction, log_target), input, target, None, None,
+                 _torch_quietly, "reduction: 'mean' divides",  # already warned above
+                 F.kl_div, input, target, None, None, reduction, log_target)
 
 
 def _normalize(fn, apply, torch_fn, name, input, dim, _stacklevel, dtype):
