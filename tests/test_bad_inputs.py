@@ -14,7 +14,7 @@ For every case:
 (b) the expected outcome of the row holds (a value, or the documented exception type);
 (c) torch.nn.functional (via the ``torch`` fixture) agrees: the same value, or it raises
     where we raise (our TypeError / ValueError / IndexError for its RuntimeError /
-    ValueError / IndexError / TypeError), except where the README documents a deliberate
+    ValueError / IndexError / TypeError), except where docs/ documents a deliberate
     difference (``TORCH_DIFFERS`` names each one and why);
 (d) no argument was modified (bytes compared before and after; ``out`` too when the call
     raises), including read-only and aliasing arguments;
@@ -250,7 +250,7 @@ def add(name, case_id, make, expect=None, in_place=False):
 
 
 def dtype_outcome(name, arg, dt):
-    """Which dtypes each argument accepts (README: 'dtypes', 'Friendlier inputs')."""
+    """Which dtypes each argument accepts (docs/inputs-and-errors.md 'Dtypes', docs/semantics.md)."""
     fam = family(name)
     if arg == "input" or fam == "smb":
         return None if dt in FLOATS else TypeError
@@ -521,8 +521,8 @@ def _family_cases(name):
             ValueError if fam == "bce" else None)
         add(name, "target_neg", lambda: _special(name, "target", (0, 1), -0.5),
             ValueError if fam == "bce" else None)
-    # float16 input, other operands of more precision: rounded to float16 first (README:
-    # "cast to the input's dtype"); the fast path used to keep them in float32
+    # float16 input, operands torch holds in the input's dtype, of more precision: rounded to
+    # float16 first (docs/inputs-and-errors.md, 'Dtypes'); the fast path used to keep them in float32
     if fam == "bce":
         add(name, "f16_input_target_1.0001", lambda: dict(input=np.array([0.5, 0.25], np.float16),
                                                          target=np.array([1.0001, 0.0])))
@@ -662,21 +662,21 @@ _CE = ("ce", "nll")
 _GRAD = tuple(n for n in FUNCTIONS if has_grad(n))
 TORCH_DIFFERS = [
     (_CE, ("target_int8", "target_int32", "target_uint64"),
-     "README 'Friendlier inputs': any integer target dtype (torch takes int64/uint8 only)"),
+     "docs/semantics.md: any integer target dtype (torch takes int64/uint8 only)"),
     (_CE, ("weight_float16", "weight_float32", "weight_int8", "weight_int32", "weight_int64",
            "weight_uint8", "weight_uint64"),
-     "README 'Friendlier inputs': integer or other-precision weights are cast to the input's dtype"),
+     "docs/inputs-and-errors.md 'Dtypes': integer or other-precision weights are rounded to the loss's dtype"),
     (("ce",), ("smoothing_negative", "smoothing_nan"),
-     "README: label_smoothing outside [0, 1] is a ValueError (torch accepts negatives and NaN)"),
+     "docs/semantics.md: label_smoothing outside [0, 1] is a ValueError (torch accepts negatives and NaN)"),
     (("cross_entropy_with_grad", "nll_loss_with_grad"), ("input_1d_target_shape1",),
-     "README 'Semantics': a (1,) target for 1-D input is accepted (torch's backward raises)"),
+     "docs/semantics.md: a (1,) target for 1-D input is accepted (torch's backward raises)"),
     (("bce",), ("input_float16", "input_float32", "target_float16", "target_float32"),
-     "README: target cast to the input's dtype (torch's BCE needs equal dtypes)"),
+     "docs/inputs-and-errors.md 'Dtypes': bce's target rounded to the input's dtype (torch's BCE needs equal dtypes)"),
     (("huber_loss_with_grad",), ("input_float16", "input_float32", "target_float16", "target_float32")
      + tuple(f"target_{d}" for d in INTS + ("bool",)),
-     "README: target cast to the input's dtype (torch's huber backward needs equal dtypes)"),
+     "docs/inputs-and-errors.md 'Dtypes': huber's target held in the input's dtype (torch's huber backward needs equal dtypes)"),
     (("l1_loss", "l1_loss_with_grad"), ("target_bool",),
-     "README: target cast to the input's dtype (torch cannot subtract a bool tensor)"),
+     "docs/inputs-and-errors.md 'Dtypes': a bool target taken as numbers in the input's dtype (torch cannot subtract a bool tensor)"),
     (("bce", "bcel"), ("weight_bool",),
      "weight must be an integer or floating array; a bool array is a TypeError (torch multiplies by it)"),
     (("bcel",), ("pos_weight_uint64",),
@@ -692,9 +692,9 @@ TORCH_DIFFERS = [
     (_GRAD, ("grad_output_bool",),
      "grad_output must be real numbers; a bool array is a TypeError (torch's backward casts it)"),
     (("bce",), ("f16_input_target_1.0001",),
-     "README: target cast to the input's dtype (torch's BCE needs equal dtypes)"),
+     "docs/inputs-and-errors.md 'Dtypes': bce's target rounded to the input's dtype (torch's BCE needs equal dtypes)"),
     (("nll",), ("f16_input_f64_weight",),
-     "README 'Friendlier inputs': weights cast to the input's dtype (torch needs equal dtypes)"),
+     "docs/inputs-and-errors.md 'Dtypes': weights rounded to the input's dtype (torch needs equal dtypes)"),
     (("huber_loss_with_grad",), ("f16_input_f32_target_equal_in_f16",),
      "docs/inputs-and-errors.md: huber's target held in the input's dtype, float16 here: the "
      "difference is 0 and so is the gradient"),
