@@ -4,7 +4,7 @@ arrays, determinism.
 The functions are the 22 kernels in ``SPECS_SRC.NAMES`` (every loss and its ``*_with_grad``
 twin, the four softmax functions). Their inputs are fixed; the "big" ones span several
 blocks of FL_BLOCK_ELEMENTS (32768) elements, so that their parallel regions really run on
-several threads, which each module's private ``_*_stats`` twin reports as ``threads_used``.
+several threads, which ``fastloss._plan.ran`` reports as ``threads_used`` (the team).
 
 * Determinism: thread counts 1, 2 and 4, repeated calls and ``out=`` vs a fresh result give
   the same bytes, for every reduction (softmax: two axes), float32 and float64, on every SIMD

@@ -1,6 +1,6 @@
 """Hardening of fastloss.torch (forward and backward through autograd): concurrency, fork,
 leaks, determinism. The NumPy layer's own hardening is test_hardening.py; this file reuses its
-subprocess runner, thread helpers and private ``_*_stats`` caller.
+subprocess runner, thread helpers and the ``fastloss._plan.ran`` caller.
 
 Every function of ``fastloss.torch`` (the 11 of ``FUNCTIONS``) runs through
 ``run(case)``: the call with a leaf input that requires grad, then
@@ -9,7 +9,7 @@ call took the kernels' path (the output's ``grad_fn`` belongs to one of fastloss
 autograd Functions, not torch's own implementation). The loss modules share ``run`` (the
 same call through a shared module instance). The "big" inputs are 256 x 1000 (nll_loss:
 32768 x 10), 8 blocks of FL_BLOCK_ELEMENTS, so the kernels' parallel regions really run on
-several threads (checked through the NumPy layer's ``_*_stats`` twins on the same arrays).
+several threads (checked through ``fastloss._plan.ran`` on the same arrays).
 
 * Determinism: fastloss thread counts 1, 2 and 4 and repeated calls (functional and module)
   give the same bytes of the loss and of the input gradient, for every reduction (softmax:
@@ -258,7 +258,7 @@ def _numpy_twins(case, output):
 def test_big_inputs_run_the_parallel_path(name, specs, restore_threads):
     """The inputs of the determinism and concurrency tests go through fastloss's autograd
     Functions (``run`` checks the grad_fn) and their shapes make the kernels' forward and
-    backward regions run on 2 threads when 2 are set (the NumPy layer's ``_*_stats`` twins on
+    backward regions run on 2 threads when 2 are set (``fastloss._plan.ran`` on
     the same arrays and options), and on 1 when 1 is."""
     fastloss.set_num_threads(2)
     for variant in (specs["variants"](name)[0], specs["variants"](name)[-1]):
