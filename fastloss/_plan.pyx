@@ -643,7 +643,11 @@ cdef class Call:
         if weight is not None:
             w0 = as_array(weight)
             self.w = class_weight(w0, dims[1], self.loss_type == cnp.NPY_FLOAT16, self.typenum)
-        loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:] if nd >= 2 else ()
+        # the loss's shape, needed only for a grad_output array or per-position losses (its
+        # tuple costs as much as the rest of a 64x10 call's checks)
+        loss_shape = ()
+        if nd >= 2 and (grad_output is not None or self.red == FL_REDUCE_NONE):
+            loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:]
         self.upstream(grad_output, loss_shape)
         self.check_out(out, t0, w0, None)
         self.x = class_view(self.kernel_input(), ax, ax + 1, &v[0])
