@@ -36,24 +36,21 @@
 #define FL_BIN_KL 2
 #define FL_BIN_KL_LOG 3
 
+/* an operand's element strides: [0] from row to row, [1] from column to column (0: broadcast) */
+typedef fl_index fl_bin_strides[2];
+
 typedef struct fl_bin_args {
     fl_call call; /* reduction may be FL_REDUCE_BATCHMEAN (kl_div) */
     int kind;
     fl_index rows, cols;
     const void *x;
-    fl_index x_sr, x_sk;
     const void *y;
-    fl_index y_sr, y_sk;
-    const void *w; /* NULL: 1 */
-    fl_index w_sr, w_sk;
+    const void *w;  /* NULL: 1 */
     const void *pw; /* NULL: 1 (FL_BIN_BCE_LOGITS only) */
-    fl_index pw_sr, pw_sk;
     const void *go; /* NULL: s = the gradient scale alone */
-    fl_index go_sr, go_sk;
-    void *grad; /* NULL: no gradient; may be x itself (same strides) */
-    fl_index g_sr, g_sk;
-    void *loss; /* NULL: no per-element loss */
-    fl_index l_sr, l_sk;
+    void *grad;     /* NULL: no gradient; may be x itself (same strides) */
+    void *loss;     /* NULL: no per-element loss */
+    fl_bin_strides xs, ys, ws, pws, gos, gs, ls; /* each operand's, in the same order */
 } fl_bin_args;
 
 /* The entry point: for FL_BIN_BCE the [0, 1] domain check of x and y first (FL_ERR_DOMAIN,

@@ -15,8 +15,8 @@ static fl_index FL_DT(bin_find_bad)(const fl_bin_args *a, const unsigned char *f
         const fl_index hi = (b + 1) * FL_BLOCK_ELEMENTS < total ? (b + 1) * FL_BLOCK_ELEMENTS : total;
         for (fl_index i = b * FL_BLOCK_ELEMENTS; i < hi; i++) {
             const fl_index r = i / a->cols, k = i - r * a->cols;
-            const FL_T xv = ((const FL_T *)a->x)[r * a->x_sr + k * a->x_sk];
-            const FL_T yv = ((const FL_T *)a->y)[r * a->y_sr + k * a->y_sk];
+            const FL_T xv = ((const FL_T *)a->x)[r * a->xs[0] + k * a->xs[1]];
+            const FL_T yv = ((const FL_T *)a->y)[r * a->ys[0] + k * a->ys[1]];
             if (!(xv >= 0 && xv <= 1)) {
                 *which = 0;
                 return i;

@@ -172,30 +172,30 @@ static FL_BIN_INLINE FL_ATTR double FL_KN(bin_rowseg)(const int kind, const bin_
                                                      fl_index n)
 {
     const fl_bin_args *a = cx->a;
-    const FL_T *x = (const FL_T *)a->x + r * a->x_sr + k0 * a->x_sk;
-    const FL_T *y = (const FL_T *)a->y + r * a->y_sr + k0 * a->y_sk;
-    const FL_T *w = a->w ? (const FL_T *)a->w + r * a->w_sr + k0 * a->w_sk : NULL;
-    const FL_T *pw = a->pw ? (const FL_T *)a->pw + r * a->pw_sr + k0 * a->pw_sk : NULL;
-    const FL_T *go = a->go ? (const FL_T *)a->go + r * a->go_sr + k0 * a->go_sk : NULL;
-    FL_T *g = a->grad ? (FL_T *)a->grad + r * a->g_sr + k0 * a->g_sk : NULL;
-    FL_T *l = a->loss ? (FL_T *)a->loss + r * a->l_sr + k0 * a->l_sk : NULL;
+    const FL_T *x = (const FL_T *)a->x + r * a->xs[0] + k0 * a->xs[1];
+    const FL_T *y = (const FL_T *)a->y + r * a->ys[0] + k0 * a->ys[1];
+    const FL_T *w = a->w ? (const FL_T *)a->w + r * a->ws[0] + k0 * a->ws[1] : NULL;
+    const FL_T *pw = a->pw ? (const FL_T *)a->pw + r * a->pws[0] + k0 * a->pws[1] : NULL;
+    const FL_T *go = a->go ? (const FL_T *)a->go + r * a->gos[0] + k0 * a->gos[1] : NULL;
+    FL_T *g = a->grad ? (FL_T *)a->grad + r * a->gs[0] + k0 * a->gs[1] : NULL;
+    FL_T *l = a->loss ? (FL_T *)a->loss + r * a->ls[0] + k0 * a->ls[1] : NULL;
     FL_KN(bin_run) R;
     R.has_w = w != NULL;
     R.has_pw = pw != NULL;
     /* operands constant along the row become values */
-    R.wv = w && a->w_sk == 0 ? *w : (FL_T)1;
-    R.pwv = pw && a->pw_sk == 0 ? *pw : (FL_T)1;
+    R.wv = w && a->ws[1] == 0 ? *w : (FL_T)1;
+    R.pwv = pw && a->pws[1] == 0 ? *pw : (FL_T)1;
     R.sv = (FL_T)cx->scale;
     const FL_T *go_run = go;
-    if (go && a->go_sk == 0) {
+    if (go && a->gos[1] == 0) {
         R.sv = (FL_T)((double)*go * cx->scale);
         go_run = NULL;
     }
-    const FL_T *w_run = w && a->w_sk != 0 ? w : NULL;
-    const FL_T *pw_run = pw && a->pw_sk != 0 ? pw : NULL;
+    const FL_T *w_run = w && a->ws[1] != 0 ? w : NULL;
+    const FL_T *pw_run = pw && a->pws[1] != 0 ? pw : NULL;
 
-    const int direct = a->x_sk == 1 && a->y_sk == 1 && (!g || a->g_sk == 1) && (!l || a->l_sk == 1) &&
-                       (!w_run || a->w_sk == 1) && (!pw_run || a->pw_sk == 1) && (!go_run || a->go_sk == 1);
+    const int direct = a->xs[1] == 1 && a->ys[1] == 1 && (!g || a->gs[1] == 1) && (!l || a->ls[1] == 1) &&
+                       (!w_run || a->ws[1] == 1) && (!pw_run || a->pws[1] == 1) && (!go_run || a->gos[1] == 1);
     if (direct) {
         R.x = x, R.y = y, R.w = w_run, R.pw = pw_run, R.go = go_run, R.g = g, R.l = l;
         return FL_KN(bin_seg_any)(kind, &R, n);
@@ -206,20 +206,20 @@ static FL_BIN_INLINE FL_ATTR double FL_KN(bin_rowseg)(const int kind, const bin_
     double sum = 0.0;
     for (fl_index i = 0; i < n; i += CH) {
         const fl_index m = n - i < CH ? n - i : CH;
-        R.x = FL_KN(bin_gather)(x + i * a->x_sk, a->x_sk, m, bx);
-        R.y = FL_KN(bin_gather)(y + i * a->y_sk, a->y_sk, m, by);
-        R.w = w_run ? FL_KN(bin_gather)(w_run + i * a->w_sk, a->w_sk, m, bw) : NULL;
-        R.pw = pw_run ? FL_KN(bin_gather)(pw_run + i * a->pw_sk, a->pw_sk, m, bp) : NULL;
-        R.go = go_run ? FL_KN(bin_gather)(go_run + i * a->go_sk, a->go_sk, m, bgo) : NULL;
-        R.g = g ? (a->g_sk == 1 ? g + i : bg) : NULL;
-        R.l = l ? (a->l_sk == 1 ? l + i : bl) : NULL;
+        R.x = FL_KN(bin_gather)(x + i * a->xs[1], a->xs[1], m, bx);
+        R.y = FL_KN(bin_gather)(y + i * a->ys[1], a->ys[1], m, by);
+        R.w = w_run ? FL_KN(bin_gather)(w_run + i * a->ws[1], a->ws[1], m, bw) : NULL;
+        R.pw = pw_run ? FL_KN(bin_gather)(pw_run + i * a->pws[1], a->pws[1], m, bp) : NULL;
+        R.go = go_run ? FL_KN(bin_gather)(go_run + i * a->gos[1], a->gos[1], m, bgo) : NULL;
+        R.g = g ? (a->gs[1] == 1 ? g + i : bg) : NULL;
+        R.l = l ? (a->ls[1] == 1 ? l + i : bl) : NULL;
         sum += FL_KN(bin_seg_any)(kind, &R, m);
-        if (g && a->g_sk != 1)
+        if (g && a->gs[1] != 1)
             for (fl_index k = 0; k < m; k++)
-                g[(i + k) * a->g_sk] = bg[k];
-        if (l && a->l_sk != 1)
+                g[(i + k) * a->gs[1]] = bg[k];
+        if (l && a->ls[1] != 1)
             for (fl_index k = 0; k < m; k++)
-                l[(i + k) * a->l_sk] = bl[k];
+                l[(i + k) * a->ls[1]] = bl[k];
     }
     return sum;
 }
@@ -291,9 +291,9 @@ static FL_ATTR void FL_KN(bin_blk_check)(void *vctx, fl_index b, double *sums)
         const fl_index r = lo / a->cols, k0 = lo - r * a->cols;
         const fl_index n = a->cols - k0 < hi - lo ? a->cols - k0 : hi - lo;
         for (int which = 0; which < 2 && !bad; which++) {
-            const FL_T *p = which ? (const FL_T *)a->y + r * a->y_sr + k0 * a->y_sk
-                                  : (const FL_T *)a->x + r * a->x_sr + k0 * a->x_sk;
-            const fl_index sk = which ? a->y_sk : a->x_sk;
+            const FL_T *p = which ? (const FL_T *)a->y + r * a->ys[0] + k0 * a->ys[1]
+                                  : (const FL_T *)a->x + r * a->xs[0] + k0 * a->xs[1];
+            const fl_index sk = which ? a->ys[1] : a->xs[1];
             if (sk == 1) {
                 bad = FL_KN(bin_unit_bad)(p, n);
                 continue;

@@ -16,7 +16,7 @@
 
 static inline fl_index ce_target(const fl_ce_args *a, fl_index i, fl_index j)
 {
-    const fl_index off = i * a->t_sn + j * a->t_ss;
+    const fl_index off = i * a->tv.sn + j * a->tv.ss;
     if (a->target_kind == FL_TARGET_I32)
         return (fl_index)((const int32_t *)a->target)[off];
     return (fl_index)((const int64_t *)a->target)[off];
@@ -59,8 +59,8 @@ int fl_cross_entropy_kernels(int simd, const char **names, int max)
 static int ce_layout(const fl_ce_args *a)
 {
     const int prob = a->target_kind == FL_TARGET_PROB;
-    return fl_layout(a->x_sc == 1 && (!a->grad || a->g_sc == 1) && (!prob || a->t_sc == 1),
-                     a->x_ss == 1 && (!a->grad || a->g_ss == 1) && (!prob || a->t_ss == 1), a->s);
+    return fl_layout(a->xv.sc == 1 && (!a->grad || a->gv.sc == 1) && (!prob || a->tv.sc == 1),
+                     a->xv.ss == 1 && (!a->grad || a->gv.ss == 1) && (!prob || a->tv.ss == 1), a->s);
 }
 
 static double ce_weight_total(const fl_ce_args *a)
@@ -83,7 +83,7 @@ int fl_cross_entropy(fl_call *call)
     /* 1. targets, before anything is written */
     double kept = (double)npos; /* the mean's denominator */
     if (!prob) {
-        const int st = fl_check_class_targets(a->target_kind, a->target, a->n, a->s, a->t_sn, a->t_ss, a->c,
+        const int st = fl_check_class_targets(a->target_kind, a->target, a->n, a->s, a->tv.sn, a->tv.ss, a->c,
                                               a->ignore_index, a->weight, call->dtype, &kept, call);
         if (st != FL_OK)
             return st;

@@ -28,11 +28,11 @@ typedef struct fl_ce_args {
     fl_index n, c, s;
     /* logits; strides in elements */
     const void *x;
-    fl_index x_sn, x_sc, x_ss;
+    fl_view xv;
     /* targets: indices (n, s) or probabilities (n, c, s) */
     int target_kind;
     const void *target;
-    fl_index t_sn, t_sc, t_ss;
+    fl_view tv;
     /* class weights: NULL or c contiguous elements of x's dtype */
     const void *weight;
     fl_index ignore_index;
@@ -40,11 +40,11 @@ typedef struct fl_ce_args {
     /* upstream gradient per position (reduction none): grad_out[i, j] * call.grad_scale, or
      * call.grad_scale alone when NULL */
     const void *grad_out;
-    fl_index go_sn, go_ss;
+    fl_view gov; /* sc unused */
     /* outputs: the gradient (NULL: forward only; may be x itself) and per-position losses
      * (NULL, or n * s contiguous elements) */
     void *grad;
-    fl_index g_sn, g_sc, g_ss;
+    fl_view gv;
     void *loss;
     /* per-position log-sum-exp, n * s contiguous doubles in position order (p = i * s + j):
      * lse_out (NULL, or written: lse of each kept position, 0 for ignored ones) and lse_in

@@ -29,14 +29,14 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
 {
     const fl_ce_args *a = cx->a;
     *smooth = 0.0;
-    const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
-    FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
+    const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
+    FL_T *g = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j * a->gv.ss : NULL;
     const FL_T *w = (const FL_T *)a->weight;
-    const fl_index C = a->c, xs = a->x_sc, gs = a->g_sc;
+    const fl_index C = a->c, xs = a->xv.sc, gs = a->gv.sc;
     const double eps = a->label_smoothing;
     double sc = cx->scale;
     if (a->grad_out)
-        sc *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
+        sc *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
 
     if (a->target_kind == FL_TARGET_PROB) {
         if (C == 0) {
@@ -44,8 +44,8 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
                 a->lse_out[i * a->s + j] = -INFINITY;
             return -0.0; /* torch: -(empty sum) */
         }
-        const FL_T *y = (const FL_T *)a->target + i * a->t_sn + j * a->t_ss;
-        const fl_index ys = a->t_sc;
+        const FL_T *y = (const FL_T *)a->target + i * a->tv.sn + j * a->tv.ss;
+        const fl_index ys = a->tv.sc;
         const FL_T one_m = (FL_T)(1.0 - eps), eps_c = (FL_T)(eps / (double)C);
         /* loss = lse sum_k w y'_k - sum_k w y'_k x_k = log(sum) sy + sum_k w y'_k (m - x_k):
          * every term is a difference to the max, so the rounding scales with the loss, not

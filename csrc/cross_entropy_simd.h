@@ -227,11 +227,11 @@ static FL_ATTR void FL_KN(ce_rows_small)(const ce_ctx *cx, fl_index p0, fl_index
                 i++;
                 j = 0;
             }
-            const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
-            gp[r] = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
+            const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
+            gp[r] = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j * a->gv.ss : NULL;
             sc[r] = cx->scale;
             if (a->grad_out)
-                sc[r] *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
+                sc[r] *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
             t[r] = ce_target(a, i, j);
             ign[r] = t[r] == a->ignore_index;
             if (ign[r]) {
@@ -302,14 +302,14 @@ static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, d
             i++;
             j = 0;
         }
-        const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
-        FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j * a->g_ss : NULL;
+        const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
+        FL_T *g = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j * a->gv.ss : NULL;
         double sc = cx->scale;
         if (a->grad_out)
-            sc *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
+            sc *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
         double nll, smooth = 0.0, lse = a->lse_in ? a->lse_in[p] : 0.0;
         if (a->target_kind == FL_TARGET_PROB) {
-            const FL_T *y = (const FL_T *)a->target + i * a->t_sn + j * a->t_ss;
+            const FL_T *y = (const FL_T *)a->target + i * a->tv.sn + j * a->tv.ss;
             nll = FL_KN(ce_row_prob)(a, x, y, g, sc, &lse);
         } else {
             const fl_index t = ce_target(a, i, j);
@@ -333,7 +333,7 @@ static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, d
     sums[1] = s_smooth;
 }
 
-/* Positions [j0, j1) of item i in the column layout (x_ss == 1, and g_ss == 1, t_ss == 1 for
+/* Positions [j0, j1) of item i in the column layout (xv.ss == 1, and gv.ss == 1, tv.ss == 1 for
  * probabilities). A vector holds L neighbouring positions; the class axis is walked by its
  * stride. Per lane the arithmetic is that of the row kernel. */
 static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl_index j1, double *sums)
@@ -341,16 +341,16 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
     const fl_ce_args *a = cx->a;
     double s_nll = sums[0], s_smooth = sums[1]; /* stored back once, at the end */
     enum { L = FL_L };
-    const fl_index C = a->c, xs = a->x_sc, gs = a->g_sc, ys = a->t_sc;
+    const fl_index C = a->c, xs = a->xv.sc, gs = a->gv.sc, ys = a->tv.sc;
     const FL_T *w = (const FL_T *)a->weight;
     const double eps = a->label_smoothing;
     const int prob = a->target_kind == FL_TARGET_PROB;
     FL_T *loss_out = (FL_T *)a->loss;
     fl_index j = j0;
     for (; j + L <= j1 && C > 0; j += L) {
-        const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j;
-        FL_T *g = a->grad ? (FL_T *)a->grad + i * a->g_sn + j : NULL;
-        const FL_T *y = prob ? (const FL_T *)a->target + i * a->t_sn + j : NULL;
+        const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j;
+        FL_T *g = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j : NULL;
+        const FL_T *y = prob ? (const FL_T *)a->target + i * a->tv.sn + j : NULL;
         double sc[L], xt[L], wt[L], mx[L], sum[L], s1[L], s2[L], nll[L], smooth[L];
         fl_index t[L];
         int ignored[L];
@@ -360,7 +360,7 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
             xt[l] = wt[l] = 0.0;
             sc[l] = cx->scale;
             if (a->grad_out)
-                sc[l] *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + (j + l) * a->go_ss];
+                sc[l] *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + (j + l) * a->gov.ss];
             if (!prob) {
                 t[l] = ce_target(a, i, j + l);
                 ignored[l] = t[l] == a->ignore_index;

@@ -47,7 +47,9 @@
  * every result is bitwise identical for any number of threads.
  *
  * All index arithmetic is 64-bit (fl_index); strides are in elements, not bytes, and may be
- * negative or zero. No C file in csrc/ has global or static mutable state.
+ * negative or zero. The class-axis families see each operand as (n, c, s) with its strides
+ * in one fl_view; the elementwise ones walk merged axes with one stride array per operand
+ * (fl_bin_strides, fl_reg_dims). No C file in csrc/ has global or static mutable state.
  */
 #ifndef FASTLOSS_H
 #define FASTLOSS_H
@@ -57,6 +59,13 @@
 #include <stdint.h>
 
 typedef int64_t fl_index;
+
+/* An operand of the class-axis families (cross_entropy, nll_loss, softmax) seen as (n, c, s):
+ * its element strides from row to row, class to class and position to position (0: broadcast,
+ * or an axis the operand does not have). */
+typedef struct fl_view {
+    fl_index sn, sc, ss;
+} fl_view;
 
 /* Token pasting after macro expansion (kernel names from FL_TS, FL_PATH, ...). */
 #define FL_XCAT_(a, b) a##b

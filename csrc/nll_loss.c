@@ -13,7 +13,7 @@
 
 static inline fl_index nll_target(const fl_nll_args *a, fl_index i, fl_index j)
 {
-    const fl_index off = i * a->t_sn + j * a->t_ss;
+    const fl_index off = i * a->tv.sn + j * a->tv.ss;
     if (a->target_kind == FL_TARGET_I32)
         return (fl_index)((const int32_t *)a->target)[off];
     return (fl_index)((const int64_t *)a->target)[off];
@@ -58,7 +58,7 @@ int fl_nll_loss(fl_call *call)
     ctx.a = a;
     ctx.npos = a->n * a->s;
     double kept = (double)ctx.npos;
-    const int st = fl_check_class_targets(a->target_kind, a->target, a->n, a->s, a->t_sn, a->t_ss, a->c,
+    const int st = fl_check_class_targets(a->target_kind, a->target, a->n, a->s, a->tv.sn, a->tv.ss, a->c,
                                           a->ignore_index, a->weight, call->dtype, &kept, call);
     if (st != FL_OK)
         return st;

@@ -22,22 +22,22 @@ typedef struct fl_nll_args {
     fl_index n, c, s;
     /* log-probabilities; strides in elements */
     const void *x;
-    fl_index x_sn, x_sc, x_ss;
+    fl_view xv;
     /* class-index targets (n, s), int32 or int64 */
     int target_kind;
     const void *target;
-    fl_index t_sn, t_ss;
+    fl_view tv; /* sc unused */
     /* class weights: NULL or c contiguous elements of x's dtype */
     const void *weight;
     fl_index ignore_index;
     /* upstream gradient per position (reduction none): grad_out[i, j] * call.grad_scale, or
      * call.grad_scale alone when NULL */
     const void *grad_out;
-    fl_index go_sn, go_ss;
+    fl_view gov; /* sc unused */
     /* outputs: the gradient (NULL: forward only; may be x itself) and per-position losses
      * (NULL, or n * s contiguous elements) */
     void *grad;
-    fl_index g_sn, g_sc, g_ss;
+    fl_view gv;
     void *loss;
 } fl_nll_args;
 

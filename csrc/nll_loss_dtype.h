@@ -5,7 +5,7 @@
 /* Losses of positions [j0, j1) of item i, added to *sum. */
 static void FL_DT(nll_losses)(const fl_nll_args *a, fl_index i, fl_index j0, fl_index j1, double *sum)
 {
-    const FL_T *x = (const FL_T *)a->x + i * a->x_sn;
+    const FL_T *x = (const FL_T *)a->x + i * a->xv.sn;
     const FL_T *w = (const FL_T *)a->weight;
     FL_T *loss = (FL_T *)a->loss;
     double s = 0.0;
@@ -14,7 +14,7 @@ static void FL_DT(nll_losses)(const fl_nll_args *a, fl_index i, fl_index j0, fl_
         double l = 0.0;
         if (t != a->ignore_index) {
             /* the product of two floats is exact in double: one rounding, as torch */
-            l = -((w ? (double)w[t] : 1.0) * (double)x[t * a->x_sc + j * a->x_ss]);
+            l = -((w ? (double)w[t] : 1.0) * (double)x[t * a->xv.sc + j * a->xv.ss]);
         }
         if (loss)
             loss[i * a->s + j] = (FL_T)l;
@@ -28,8 +28,8 @@ static void FL_DT(nll_grad)(const nll_ctx *cx, fl_index i, fl_index j0, fl_index
 {
     const fl_nll_args *a = cx->a;
     const FL_T *w = (const FL_T *)a->weight;
-    FL_T *g = (FL_T *)a->grad + i * a->g_sn;
-    const fl_index C = a->c, gs = a->g_sc, gj = a->g_ss;
+    FL_T *g = (FL_T *)a->grad + i * a->gv.sn;
+    const fl_index C = a->c, gs = a->gv.sc, gj = a->gv.ss;
     if (gs == 1 && gj == C) { /* the positions' rows are one contiguous run */
         memset(g + j0 * gj, 0, (size_t)((j1 - j0) * C) * sizeof(FL_T));
     } else if (gs == 1) {
@@ -49,7 +49,7 @@ static void FL_DT(nll_grad)(const nll_ctx *cx, fl_index i, fl_index j0, fl_index
             continue;
         double sc = cx->scale;
         if (a->grad_out)
-            sc *= (double)((const FL_T *)a->grad_out)[i * a->go_sn + j * a->go_ss];
+            sc *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
         g[t * gs + j * gj] = (FL_T)(-(w ? (double)w[t] : 1.0) * sc);
     }
 }

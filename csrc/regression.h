@@ -26,27 +26,25 @@
 
 #define FL_REG_MAXDIM 64
 
+/* an iteration shape, or an operand's element strides along it (0: broadcast) */
+typedef fl_index fl_reg_dims[FL_REG_MAXDIM];
+
 typedef struct fl_reg_args {
     fl_call call;
     int kind;
     double param; /* beta (smooth_l1) or delta (huber) */
-    /* the iteration shape (C order) and each operand's strides in elements (0: broadcast) */
-    int ndim;
-    fl_index shape[FL_REG_MAXDIM];
     const void *x;
-    fl_index xs[FL_REG_MAXDIM];
     const void *y;
-    fl_index ys[FL_REG_MAXDIM];
     /* upstream gradient per element (reduction none; times call.grad_scale), or
      * call.grad_scale alone when NULL */
     const void *grad_out;
-    fl_index gos[FL_REG_MAXDIM];
     /* outputs, each NULL when not wanted: the gradient (may be x or y exactly) and the
      * per-element losses */
     void *grad;
-    fl_index gs[FL_REG_MAXDIM];
     void *loss;
-    fl_index ls[FL_REG_MAXDIM];
+    /* the iteration shape (C order, ndim axes) and each operand's element strides along it */
+    int ndim;
+    fl_reg_dims shape, xs, ys, gos, gs, ls;
 } fl_reg_args;
 
 /* The entry point: kernel and reduction ("mean": over the element count, NaN for none).

@@ -37,8 +37,8 @@ int fl_softmax_kernels(int simd, const char **names, int max)
 
 static int sm_layout(const fl_softmax_args *a)
 {
-    return fl_layout(a->x_sc == 1 && a->o_sc == 1 && (!a->backward || a->y_sc == 1),
-                     a->x_ss == 1 && a->o_ss == 1 && (!a->backward || a->y_ss == 1), a->s);
+    return fl_layout(a->xv.sc == 1 && a->ov.sc == 1 && (!a->backward || a->yv.sc == 1),
+                     a->xv.ss == 1 && a->ov.ss == 1 && (!a->backward || a->yv.ss == 1), a->s);
 }
 
 int fl_softmax(fl_call *call)

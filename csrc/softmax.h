@@ -30,12 +30,12 @@ typedef struct fl_softmax_args {
     /* forward: x = the input; backward: x = the upstream gradient, y = the forward output.
      * Strides in elements. */
     const void *x;
-    fl_index x_sn, x_sc, x_ss;
+    fl_view xv;
     const void *y;
-    fl_index y_sn, y_sc, y_ss;
+    fl_view yv;
     /* result (may be x or y itself, exactly) */
     void *out;
-    fl_index o_sn, o_sc, o_ss;
+    fl_view ov;
 } fl_softmax_args;
 
 /* The entry point, forward or backward, log or not: FL_OK (it cannot fail). */

@@ -10,9 +10,9 @@
 
 static void FL_DT(sm_position_fwd)(const fl_softmax_args *a, fl_index i, fl_index j)
 {
-    const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
-    FL_T *o = (FL_T *)a->out + i * a->o_sn + j * a->o_ss;
-    const fl_index C = a->c, xs = a->x_sc, os = a->o_sc;
+    const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
+    FL_T *o = (FL_T *)a->out + i * a->ov.sn + j * a->ov.ss;
+    const fl_index C = a->c, xs = a->xv.sc, os = a->ov.sc;
     double m = -INFINITY;
     for (fl_index k = 0; k < C; k++) {
         const double xk = (double)x[k * xs];
@@ -34,10 +34,10 @@ static void FL_DT(sm_position_fwd)(const fl_softmax_args *a, fl_index i, fl_inde
 
 static void FL_DT(sm_position_bwd)(const fl_softmax_args *a, fl_index i, fl_index j)
 {
-    const FL_T *g = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
-    const FL_T *y = (const FL_T *)a->y + i * a->y_sn + j * a->y_ss;
-    FL_T *o = (FL_T *)a->out + i * a->o_sn + j * a->o_ss;
-    const fl_index C = a->c, gs = a->x_sc, ys = a->y_sc, os = a->o_sc;
+    const FL_T *g = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
+    const FL_T *y = (const FL_T *)a->y + i * a->yv.sn + j * a->yv.ss;
+    FL_T *o = (FL_T *)a->out + i * a->ov.sn + j * a->ov.ss;
+    const fl_index C = a->c, gs = a->xv.sc, ys = a->yv.sc, os = a->ov.sc;
     double sum = 0.0;
     if (a->log) {
         for (fl_index k = 0; k < C; k++)

@@ -113,16 +113,16 @@ static inline FL_ATTR void FL_KN(sm_st)(FL_T *p, FL_V v, fl_index r)
         FL_OP(storen)(p, v, r);
 }
 
-/* Positions [j0, j1) of outer position i, column layout (x_ss == o_ss == 1, and y_ss == 1
+/* Positions [j0, j1) of outer position i, column layout (xv.ss == ov.ss == 1, and yv.ss == 1
  * backward). */
 static FL_ATTR void FL_KN(sm_cols)(const fl_softmax_args *a, int backward, fl_index i, fl_index j0, fl_index j1)
 {
     enum { L = FL_L };
-    const fl_index C = a->c, xs = a->x_sc, ys = a->y_sc, os = a->o_sc;
+    const fl_index C = a->c, xs = a->xv.sc, ys = a->yv.sc, os = a->ov.sc;
     for (fl_index j = j0; j < j1; j += L) {
         const fl_index r = j1 - j < L ? j1 - j : L;
-        const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j;
-        FL_T *o = (FL_T *)a->out + i * a->o_sn + j;
+        const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j;
+        FL_T *o = (FL_T *)a->out + i * a->ov.sn + j;
         double sum[L];
         FL_T f[L];
         if (!backward) {
@@ -147,7 +147,7 @@ static FL_ATTR void FL_KN(sm_cols)(const fl_softmax_args *a, int backward, fl_in
                 for (fl_index k = 0; k < C; k++)
                     FL_KN(sm_st)(o + k * os, FL_OP(mul)(FL_KN(sm_ld)(o + k * os, r), vf), r);
         } else {
-            const FL_T *y = (const FL_T *)a->y + i * a->y_sn + j;
+            const FL_T *y = (const FL_T *)a->y + i * a->yv.sn + j;
             FL_ACC as = FL_OP(acc_zero)();
             for (fl_index k = 0; k < C; k++) {
                 const FL_V gv = FL_KN(sm_ld)(x + k * xs, r);
@@ -181,10 +181,10 @@ static FL_ATTR void FL_KN(sm_blk_rows)(void *vctx, fl_index b, double *sums)
             i++;
             j = 0;
         }
-        const FL_T *x = (const FL_T *)a->x + i * a->x_sn + j * a->x_ss;
-        FL_T *o = (FL_T *)a->out + i * a->o_sn + j * a->o_ss;
+        const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
+        FL_T *o = (FL_T *)a->out + i * a->ov.sn + j * a->ov.ss;
         if (a->backward)
-            FL_KN(sm_row_bwd)(a, x, (const FL_T *)a->y + i * a->y_sn + j * a->y_ss, o);
+            FL_KN(sm_row_bwd)(a, x, (const FL_T *)a->y + i * a->yv.sn + j * a->yv.ss, o);
         else
             FL_KN(sm_row_fwd)(a, x, o);
     }

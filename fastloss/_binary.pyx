@@ -21,13 +21,8 @@ from fastloss._plan import document
 
 cnp.import_array()
 
-# which loss (kl_div's two forms are told apart by log_target)
-cdef enum:
-    K_BCE = 0
-    K_LOGITS = 1
-    K_KL = 2
-
-_NAMES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div")
+_NAMES = {FL_BIN_BCE: "binary_cross_entropy", FL_BIN_BCE_LOGITS: "binary_cross_entropy_with_logits",
+          FL_BIN_KL: "kl_div"}
 
 
 cdef cnp.ndarray _operand(Call p, cnp.ndarray v, str what, tuple shape):
@@ -36,77 +31,61 @@ cdef cnp.ndarray _operand(Call p, cnp.ndarray v, str what, tuple shape):
     if not (cnp.PyArray_ISINTEGER(v) or cnp.PyArray_ISFLOAT(v)):
         raise TypeError(f"{what} must be a real array, got dtype {v.dtype}")
     try:
-        np.broadcast_to(v, shape)
+        return np.broadcast_to(p.operand(v), shape)
     except ValueError:
         raise ValueError(f"{what} of shape {list(np.shape(v))} does not broadcast to the input "
                          f"shape {list(shape)}") from None
-    return np.broadcast_to(p.operand(v), shape)
 
 
-cdef object _binary(int which, object input, object target, object weight, object pos_weight,
+cdef object _binary(int kind, object input, object target, object weight, object pos_weight,
                     object reduction, object log_target, object grad_output, object out,
                     bint want_grad):
     cdef Call p = start(input, "input", want_grad)
     cdef cnp.ndarray x0 = p.x0, t0 = as_array(target), w0 = None, p0 = None, w = None, pw = None
     if not is_float(t0):
         raise TypeError(f"target must be a floating array, got dtype {t0.dtype}")
-    if which == K_KL and isinstance(reduction, str) and reduction == "batchmean":
-        p.red = FL_REDUCE_BATCHMEAN
-    else:
-        try:
-            p.red = parse_reduction(reduction)
-        except ValueError:
-            if which == K_KL:
-                raise ValueError(f"{reduction!r} is not a valid value for reduction "
-                                 "(expected 'none', 'batchmean', 'mean' or 'sum')") from None
-            raise
-    cdef int kind = FL_BIN_BCE if which == K_BCE else FL_BIN_BCE_LOGITS
-    if which == K_KL:
-        if not isinstance(log_target, (bool, np.bool_)):
-            raise TypeError(f"log_target must be a bool, got {type(log_target).__name__}")
-        kind = FL_BIN_KL_LOG if log_target else FL_BIN_KL
-    if which != K_BCE:
+    p.red = parse_reduction(reduction, kind == FL_BIN_KL)
+    if kind == FL_BIN_KL and not isinstance(log_target, (bool, np.bool_)):
+        raise TypeError(f"log_target must be a bool, got {type(log_target).__name__}")
+    if kind != FL_BIN_BCE:
         p.promote(t0)  # torch promotes kl_div's and bce_with_logits' targets, not bce's
 
     cdef tuple xshape = np.shape(x0), shape = xshape
-    if which == K_KL:
+    if kind == FL_BIN_KL:
         try:
             shape = tuple(np.broadcast_shapes(xshape, np.shape(t0)))
         except ValueError:
             raise ValueError(f"The size of input {list(xshape)} and target {list(np.shape(t0))} "
                              "do not broadcast") from None
-    elif not same_shape(t0, x0):
-        if which == K_BCE:
+    elif not cnp.PyArray_SAMESHAPE(t0, x0):
+        if kind == FL_BIN_BCE:
             raise ValueError(f"Using a target size ({list(np.shape(t0))}) that is different to the "
                              f"input size ({list(xshape)}) is deprecated. Please ensure they have "
                              "the same size.")
         raise ValueError(f"Target size ({list(np.shape(t0))}) must be the same as input size "
                          f"({list(xshape)})")
     p.batch = <double>xshape[0] if xshape else 1.0
-    if weight is not None and which != K_KL:
+    if weight is not None and kind != FL_BIN_KL:
         w0 = as_array(weight)
         w = _operand(p, w0, "weight", shape)
-    if pos_weight is not None and which == K_LOGITS:
+    if pos_weight is not None and kind == FL_BIN_BCE_LOGITS:
         p0 = as_array(pos_weight)
         pw = _operand(p, p0, "pos_weight", shape)
     p.upstream(grad_output, shape)
-    p.check_out(out, t0, w0, p0)
+    p.check_out(out, t0, "target", w0, p0)
 
     # ---- every operand in the loss's shape, axes merged into (rows, cols) in memory order ------
-    cdef cnp.ndarray x = p.kernel_input(), t = p.operand(t0), go = p.kernel_go(shape)
+    cdef cnp.ndarray x = p.operand(x0), t = p.operand(t0), go = p.kernel_go(shape)
     cdef cnp.ndarray xb = x if shape == xshape else np.broadcast_to(x, shape)
-    cdef cnp.ndarray tb = t if same_shape(t, xb) else np.broadcast_to(t, shape)
+    cdef cnp.ndarray tb = t if cnp.PyArray_SAMESHAPE(t, xb) else np.broadcast_to(t, shape)
     order = memory_order(xb if shape == xshape else tb)
     if want_grad:
         p.elementwise_grad(x, shape, order)
     p.loss_buffer(shape, order)
     cdef fl_bin_args a
     cdef fl_index sizes[2]
-    cdef fl_index st[7][2]
     cdef fl_index *strides[7]
-    cdef int k
-    for k in range(7):
-        strides[k] = st[k]
+    strides[:] = [&a.xs[0], &a.ys[0], &a.ws[0], &a.pws[0], &a.gos[0], &a.gs[0], &a.ls[0]]
     if merge_axes(shape, order, [xb, tb, w, pw, go, p.g, p.losses], 2, 2, sizes, strides) < 0:
         # axes that do not merge into two: every operand C-contiguous in the loss's shape
         xb, tb, w, pw, go = [None if o is None else np.ascontiguousarray(np.broadcast_to(o, shape))
@@ -117,22 +96,17 @@ cdef object _binary(int which, object input, object target, object weight, objec
             p.losses = np.empty(shape, dtype=p.losses.dtype)
         merge_axes(shape, list(range(len(shape))), [xb, tb, w, pw, go, p.g, p.losses], 2, 2, sizes,
                    strides)
-    a.kind, a.rows, a.cols = kind, sizes[0], sizes[1]
+    a.kind = FL_BIN_KL_LOG if kind == FL_BIN_KL and log_target else kind  # kl_div's two forms
+    a.rows, a.cols = sizes[0], sizes[1]
     a.x, a.y, a.w, a.pw, a.go = data(xb), data(tb), data(w), data(pw), data(go)
     a.grad, a.loss = data(p.g), data(p.losses)
-    a.x_sr, a.x_sk, a.y_sr, a.y_sk = st[0][0], st[0][1], st[1][0], st[1][1]
-    a.w_sr, a.w_sk, a.pw_sr, a.pw_sk = st[2][0], st[2][1], st[3][0], st[3][1]
-    a.go_sr, a.go_sk, a.g_sr, a.g_sk = st[4][0], st[4][1], st[5][0], st[5][1]
-    a.l_sr, a.l_sk = st[6][0], st[6][1]
     stats = recording()
     if stats is not None:  # the (rows, cols) view, for the tests
         stats["rows"], stats["cols"] = a.rows, a.cols
-    return p.run(fl_binary, &a.call, a.rows * a.cols, _NAMES[which])
+    return p.run(fl_binary, &a.call, a.rows * a.cols, _NAMES[kind])
 
 
-# ------------------------------------------------------------------------------------------------
-# public functions
-# ------------------------------------------------------------------------------------------------
+# ---- public functions ----------------------------------------------------------------------------
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     """Binary cross-entropy between probabilities and targets, as
@@ -169,7 +143,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     element outside [0, 1] or NaN ("all elements of input should be between 0 and 1";
     torch raises RuntimeError there).
     """
-    return _binary(K_BCE, input, target, weight, None, reduction, False, None, None, False)
+    return _binary(FL_BIN_BCE, input, target, weight, None, reduction, False, None, None, False)
 
 
 def binary_cross_entropy_with_grad(input, target, weight=None, reduction="mean", grad_output=None,
@@ -188,7 +162,8 @@ def binary_cross_entropy_with_grad(input, target, weight=None, reduction="mean",
 
     Every element is checked before anything is written.
     """
-    return _binary(K_BCE, input, target, weight, None, reduction, False, grad_output, out, True)
+    return _binary(FL_BIN_BCE, input, target, weight, None, reduction, False, grad_output, out,
+                   True)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
@@ -224,19 +199,17 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     which is -w * (p * y * log(sigmoid(x)) + (1 - y) * log(1 - sigmoid(x))). NaN and inf
     propagate as in torch (e.g. x = +inf with y = 1 gives nan: (1 - y) * x).
     """
-    return _binary(K_LOGITS, input, target, weight, pos_weight, reduction, False, None, None, False)
+    return _binary(FL_BIN_BCE_LOGITS, input, target, weight, pos_weight, reduction, False, None,
+                   None, False)
 
 
 def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduction="mean",
                                                pos_weight=None, grad_output=None, out=None):
     """Binary cross-entropy on logits and its gradient with respect to the input, in one pass.
 
-    Parameters are those of :func:`binary_cross_entropy_with_logits`, plus ``grad_output``
-    and ``out`` as in :func:`binary_cross_entropy_with_grad`.
+    Parameters are those of :func:`binary_cross_entropy_with_logits`, plus:
 
-    Returns
-    -------
-    (loss, grad) : grad = d(sum(loss * g)) / d(input), the input's shape and dtype.
+    @GRAD_PARAMS@
 
     Notes
     -----
@@ -246,8 +219,8 @@ def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduc
 
     (without pos_weight: s * w * (sigmoid(x) - y)).
     """
-    return _binary(K_LOGITS, input, target, weight, pos_weight, reduction, False, grad_output, out,
-                   True)
+    return _binary(FL_BIN_BCE_LOGITS, input, target, weight, pos_weight, reduction, False,
+                   grad_output, out, True)
 
 
 def kl_div(input, target, reduction="mean", log_target=False):
@@ -276,19 +249,15 @@ def kl_div(input, target, reduction="mean", log_target=False):
         log_target=False:  loss = xlogy(y, y) - y * x      (0 where y == 0; nan for y < 0)
         log_target=True:   loss = exp(y) * (y - x)
     """
-    return _binary(K_KL, input, target, None, None, reduction, log_target, None, None, False)
+    return _binary(FL_BIN_KL, input, target, None, None, reduction, log_target, None, None, False)
 
 
 def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_output=None, out=None):
     """Kullback-Leibler divergence loss and its gradient with respect to the input.
 
-    Parameters are those of :func:`kl_div`, plus ``grad_output`` (a scalar for reductions; for
-    "none" a scalar or an array broadcasting to the loss's shape) and ``out`` as in
-    :func:`binary_cross_entropy_with_grad`.
+    Parameters are those of :func:`kl_div`, plus:
 
-    Returns
-    -------
-    (loss, grad) : grad = d(sum(loss * g)) / d(input), the input's shape and dtype.
+    @GRAD_PARAMS@
 
     Notes
     -----
@@ -300,12 +269,13 @@ def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_out
     When the input is broadcast against the target, the gradient is summed over the
     broadcast axes (computed in a temporary of the loss's shape).
     """
-    return _binary(K_KL, input, target, None, None, reduction, log_target, grad_output, out, True)
+    return _binary(FL_BIN_KL, input, target, None, None, reduction, log_target, grad_output, out,
+                   True)
 
 
+document(binary_cross_entropy_with_grad, binary_cross_entropy_with_logits_with_grad,
+         kl_div_with_grad)
 
-
-document(binary_cross_entropy_with_grad)
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_binary_kernels)

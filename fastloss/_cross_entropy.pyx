@@ -47,7 +47,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {eps}")
     ignore = int64_option(ignore_index, "ignore_index")
     cdef fl_index C = cnp.PyArray_DIM(x0, 1 if nd >= 2 else 0)
-    cdef bint prob = same_shape(t0, x0)
+    cdef bint prob = cnp.PyArray_SAMESHAPE(t0, x0)
     if prob:
         if not is_float(t0):
             raise TypeError(f"class-probability targets must be floating, got dtype {t0.dtype}")
@@ -58,16 +58,13 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     else:
         t = index_target(t0, x0, C, ignore)
     cdef fl_ce_args a
-    cdef view3 v[4]  # x, target, grad_output, gradient
+    cdef fl_view v[4]  # x, target, grad_output, gradient
     cdef fl_index dims[3]
     p.class_operands(t0, t, prob, weight, grad_output, out, v, dims)
     a.n, a.c, a.s = dims[0], dims[1], dims[2]
-    a.t_sn, a.t_sc, a.t_ss = v[1].sn, v[1].sc, v[1].ss
-    a.x, a.target, a.weight = data(p.x), data(p.t), data(p.w)
-    a.x_sn, a.x_sc, a.x_ss = v[0].sn, v[0].sc, v[0].ss
-    a.grad_out, a.go_sn, a.go_ss = data(p.go), v[2].sn, v[2].ss
+    a.xv, a.tv, a.gov, a.gv = v[0], v[1], v[2], v[3]
+    a.x, a.target, a.weight, a.grad_out = data(p.x), data(p.t), data(p.w), data(p.go)
     a.grad, a.loss = data(p.g), data(p.losses)
-    a.g_sn, a.g_sc, a.g_ss = v[3].sn, v[3].sc, v[3].ss
     a.target_kind = FL_TARGET_PROB if prob else (FL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_TARGET_I64)
     a.ignore_index = <int64_t>ignore
     a.label_smoothing = eps
@@ -148,7 +145,6 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
                           grad_output, out, True)
 
 
-
 def _cross_entropy_forward_lse(input, target, weight, ignore_index, reduction, label_smoothing, lse):
     """For fastloss.torch's autograd Function: the loss of :func:`cross_entropy`, and each
     position's log-sum-exp written into ``lse`` (float64, C-contiguous, one per position in
@@ -167,8 +163,8 @@ def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, 
                           grad_output, out, True, None, lse)[1]
 
 
-
 document(cross_entropy_with_grad)
+
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_cross_entropy_kernels)

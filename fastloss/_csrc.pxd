@@ -5,6 +5,8 @@ from libc.stdint cimport int64_t
 
 cdef extern from "fastloss.h" nogil:
     ctypedef int64_t fl_index
+    ctypedef struct fl_view:  # an operand seen as (n, c, s): element strides of the three axes
+        fl_index sn, sc, ss
     int FL_OK, FL_ERR_NOMEM, FL_ERR_TARGET, FL_ERR_DOMAIN, FL_BLOCK_ELEMENTS
     int FL_REDUCE_NONE, FL_REDUCE_MEAN, FL_REDUCE_SUM, FL_REDUCE_BATCHMEAN
     int FL_DTYPE_F32, FL_DTYPE_F64, FL_TARGET_I32, FL_TARGET_I64
@@ -29,7 +31,8 @@ cdef extern from "cross_entropy.h" nogil:
     int FL_TARGET_PROB
     ctypedef struct fl_ce_args:
         fl_call call
-        fl_index n, c, s, x_sn, x_sc, x_ss, t_sn, t_sc, t_ss, go_sn, go_ss, g_sn, g_sc, g_ss
+        fl_index n, c, s
+        fl_view xv, tv, gov, gv
         const void *x
         const void *target
         const void *weight
@@ -48,8 +51,8 @@ cdef extern from "nll_loss.h" nogil:
     ctypedef struct fl_nll_args:
         fl_call call
         int target_kind
-        fl_index ignore_index, n, c, s, x_sn, x_sc, x_ss, t_sn, t_ss, go_sn, go_ss, g_sn, g_sc
-        fl_index g_ss
+        fl_index ignore_index, n, c, s
+        fl_view xv, tv, gov, gv
         const void *x
         const void *target
         const void *weight
@@ -62,7 +65,8 @@ cdef extern from "nll_loss.h" nogil:
 cdef extern from "softmax.h" nogil:
     ctypedef struct fl_softmax_args:
         fl_call call
-        fl_index n, c, s, x_sn, x_sc, x_ss, y_sn, y_sc, y_ss, o_sn, o_sc, o_ss
+        fl_index n, c, s
+        fl_view xv, yv, ov
         int log, backward
         const void *x
         const void *y
@@ -72,16 +76,12 @@ cdef extern from "softmax.h" nogil:
 
 cdef extern from "regression.h" nogil:
     int FL_REG_MSE, FL_REG_L1, FL_REG_SMOOTH_L1, FL_REG_HUBER, FL_REG_MAXDIM
+    ctypedef fl_index fl_reg_dims[64]  # [FL_REG_MAXDIM]
     ctypedef struct fl_reg_args:
         fl_call call
         int kind, ndim
         double param
-        fl_index shape[64]
-        fl_index xs[64]
-        fl_index ys[64]
-        fl_index gos[64]
-        fl_index gs[64]
-        fl_index ls[64]
+        fl_reg_dims shape, xs, ys, gos, gs, ls
         const void *x
         const void *y
         const void *grad_out
@@ -92,11 +92,12 @@ cdef extern from "regression.h" nogil:
 
 cdef extern from "binary.h" nogil:
     int FL_BIN_BCE, FL_BIN_BCE_LOGITS, FL_BIN_KL, FL_BIN_KL_LOG
+    ctypedef fl_index fl_bin_strides[2]
     ctypedef struct fl_bin_args:
         fl_call call
         int kind
-        fl_index rows, cols, x_sr, x_sk, y_sr, y_sk, w_sr, w_sk, pw_sr, pw_sk, go_sr, go_sk
-        fl_index g_sr, g_sk, l_sr, l_sk
+        fl_index rows, cols
+        fl_bin_strides xs, ys, ws, pws, gos, gs, ls
         const void *x
         const void *y
         const void *w

@@ -30,16 +30,13 @@ cdef object _nll_loss(object input, object target, object weight, object ignore_
     ignore = int64_option(ignore_index, "ignore_index")
     cdef cnp.ndarray t = index_target(t0, x0, cnp.PyArray_DIM(x0, 1 if nd >= 2 else 0), ignore)
     cdef fl_nll_args a
-    cdef view3 v[4]  # x, target, grad_output, gradient
+    cdef fl_view v[4]  # x, target, grad_output, gradient
     cdef fl_index dims[3]
     p.class_operands(t0, t, False, weight, grad_output, out, v, dims)
     a.n, a.c, a.s = dims[0], dims[1], dims[2]
-    a.t_sn, a.t_ss = v[1].sn, v[1].ss
-    a.x, a.target, a.weight = data(p.x), data(p.t), data(p.w)
-    a.x_sn, a.x_sc, a.x_ss = v[0].sn, v[0].sc, v[0].ss
-    a.grad_out, a.go_sn, a.go_ss = data(p.go), v[2].sn, v[2].ss
+    a.xv, a.tv, a.gov, a.gv = v[0], v[1], v[2], v[3]
+    a.x, a.target, a.weight, a.grad_out = data(p.x), data(p.t), data(p.w), data(p.go)
     a.grad, a.loss = data(p.g), data(p.losses)
-    a.g_sn, a.g_sc, a.g_ss = v[3].sn, v[3].sc, v[3].ss
     a.target_kind = FL_TARGET_I32 if cnp.PyArray_ITEMSIZE(t) == 4 else FL_TARGET_I64
     a.ignore_index = <int64_t>ignore
     return p.run(fl_nll_loss, &a.call, a.n * a.s * (a.c if want_grad and a.c > 1 else 1), "nll_loss")
@@ -102,9 +99,8 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
     return _nll_loss(input, target, weight, ignore_index, reduction, grad_output, out, True)
 
 
-
-
 document(nll_loss_with_grad)
+
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_nll_loss_kernels)

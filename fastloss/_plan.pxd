@@ -2,13 +2,11 @@
 # (fastloss/_plan.pyx).
 cimport numpy as cnp
 
-from fastloss._csrc cimport fl_index, fl_call, fl_entry, fl_kernels_fn
-
-cdef struct view3:  # an operand seen as (n, c, s): element strides of the three axes
-    fl_index sn, sc, ss
+from fastloss._csrc cimport fl_index, fl_call, fl_entry, fl_kernels_fn, fl_view
 
 cdef class Call:
     cdef cnp.ndarray x0    # the caller's input (grad_output for softmax backward)
+    cdef str name                   # its name in errors
     cdef int typenum                # the kernels' dtype: NPY_FLOAT or NPY_DOUBLE
     cdef int loss_type              # the dtype of the loss returned
     cdef int red                    # FL_REDUCE_*
@@ -25,18 +23,16 @@ cdef class Call:
 
     cdef int promote(self, cnp.ndarray t0) except -1
     cdef int upstream(self, object grad_output, tuple loss_shape) except -1
-    cdef int check_out(self, object out, object target, object weight, object pos_weight,
-                       bint target_may_alias=*) except -1
-    cdef cnp.ndarray kernel_input(self)
+    cdef int check_out(self, object out, cnp.ndarray a, str what, cnp.ndarray weight=*,
+                       cnp.ndarray pos_weight=*, bint alias=*) except -1
     cdef cnp.ndarray operand(self, cnp.ndarray a)
     cdef cnp.ndarray kernel_go(self, tuple loss_shape)
-    cdef cnp.ndarray class_grad(self, cnp.ndarray x, int axis, view3 *v)
+    cdef cnp.ndarray class_grad(self, cnp.ndarray x, int axis, fl_view *v)
     cdef int class_operands(self, cnp.ndarray t0, cnp.ndarray t, bint prob, object weight,
-                            object grad_output, object out, view3 *v, fl_index *dims) except -1
+                            object grad_output, object out, fl_view *v, fl_index *dims) except -1
     cdef cnp.ndarray elementwise_grad(self, cnp.ndarray x, tuple shape, list order)
     cdef cnp.ndarray loss_buffer(self, tuple shape, list order)
     cdef object run(self, fl_entry entry, fl_call *c, fl_index work, str name)
-    cdef void prepare(self, fl_call *c)
     cdef int finish(self, int status, fl_call *c, str name) except -1
     cdef object gradient(self)
     cdef object result(self, fl_call *c)
@@ -45,13 +41,11 @@ cdef Call start(object input, str what, bint want_grad)
 cdef dict recording()
 
 # argument checks
-cdef int parse_reduction(object reduction) except -1
+cdef int parse_reduction(object reduction, bint batchmean=*) except -1
 cdef cnp.ndarray as_array(object a)
 cdef int float_compute_type(cnp.ndarray a, str what) except -1
 cdef bint shares_memory(cnp.ndarray a, cnp.ndarray b) except -1
 cdef bint same_view(cnp.ndarray a, cnp.ndarray b)
-cdef bint same_shape(cnp.ndarray a, cnp.ndarray b)
-cdef cnp.ndarray check_out(object out, cnp.ndarray input, str what)
 cdef double real_option(object value, str what) except? -1.0
 cdef object int_option(object value, str what)
 cdef object int64_option(object value, str what)
@@ -61,8 +55,8 @@ cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object
 cdef bint is_float(cnp.ndarray a)
 cdef void *data(cnp.ndarray a)
 cdef object cast(cnp.ndarray a, int typenum)
-cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, view3 *v)
-cdef void rows_as_positions(fl_index *n, fl_index *s, view3 *v, int count)
+cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, fl_view *v)
+cdef void rows_as_positions(fl_index *n, fl_index *s, fl_view *v, int count)
 cdef list memory_order(cnp.ndarray lead)
 cdef int merge_axes(tuple shape, list order, list ops, int maxd, int pad, fl_index *sizes,
                     fl_index **strides) except -2

@@ -1,7 +1,8 @@
 # Type stubs for the compiled module fastloss._plan (fastloss/_plan.pyx): the argument
 # checks, operand planner and call finisher shared by the loss modules, at C level (cdef,
-# exported through its .pxd); to Python it exposes only the tests" view of what ran.
+# exported through its .pxd); to Python it exposes only the tests' view of what ran.
 # Checked by .ci/stubs (mypy.stubtest).
+from contextlib import AbstractContextManager
 from typing import Any, Callable, TypeVar
 
 from typing_extensions import disjoint_base
@@ -12,11 +13,7 @@ _R = TypeVar("_R")
 class Call:
     """The state of one kernel call (its fields and methods are C-level only)."""
 
-class record:
-    stats: dict[str, Any]
-    outer: dict[str, Any] | None
-    def __enter__(self) -> dict[str, Any]: ...
-    def __exit__(self, *exc: object) -> bool: ...
+def record() -> AbstractContextManager[dict[str, Any]]: ...
 
 def ran(fn: Callable[..., _R], *args: Any, **kwargs: Any) -> tuple[_R, dict[str, Any]]: ...
 

@@ -24,6 +24,7 @@ kernel's dtype first; float16 is computed in float32.
 cimport cython
 cimport numpy as cnp
 
+import contextlib
 import threading
 
 import numpy as np
@@ -39,7 +40,8 @@ cnp.import_array()
 # ---- argument checks shared by every loss (one place for each rule); they run with the GIL
 # held, before any kernel: a kernel never sees an input it would have to reject -------------
 
-cdef int parse_reduction(object reduction) except -1:
+cdef int parse_reduction(object reduction, bint batchmean=False) except -1:
+    """FL_REDUCE_* of a reduction name ("batchmean" too where kl_div allows it)."""
     if isinstance(reduction, str):  # str and its subclasses (np.str_)
         if reduction == "mean":
             return FL_REDUCE_MEAN
@@ -47,8 +49,10 @@ cdef int parse_reduction(object reduction) except -1:
             return FL_REDUCE_SUM
         if reduction == "none":
             return FL_REDUCE_NONE
-    raise ValueError(f"{reduction!r} is not a valid value for reduction "
-                     "(expected 'none', 'mean' or 'sum')")
+        if batchmean and reduction == "batchmean":
+            return FL_REDUCE_BATCHMEAN
+    raise ValueError(f"{reduction!r} is not a valid value for reduction (expected 'none', "
+                     + ("'batchmean', " if batchmean else "") + "'mean' or 'sum')")
 
 
 cdef cnp.ndarray as_array(object a):
@@ -68,14 +72,16 @@ cdef int float_compute_type(cnp.ndarray a, str what) except -1:
     raise TypeError(f"{what} must be a float16, float32 or float64 array, got dtype {a.dtype}")
 
 
-cdef bint is_native_aligned(cnp.ndarray a):
-    return cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a)
+cdef bint kernel_ready(cnp.ndarray a):
+    """Whether a kernel can read a as it is: native byte order, aligned, strides in whole
+    elements (its dtype is the caller's to check)."""
+    return cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a) and strides_in_elements(a)
 
 
 cdef cnp.ndarray as_kernel_array(cnp.ndarray a, int typenum):
-    """a itself when it is native, aligned and of dtype typenum; else a copy that is (same
-    memory layout). Big-endian and unaligned inputs are copied here."""
-    if cnp.PyArray_TYPE(a) == typenum and is_native_aligned(a):
+    """a itself when it is kernel_ready and of dtype typenum; else a copy that is (same memory
+    layout). Big-endian, unaligned and oddly strided inputs are copied here."""
+    if cnp.PyArray_TYPE(a) == typenum and kernel_ready(a):
         return a
     return np.array(a, dtype=cnp.PyArray_DescrFromType(typenum), order="K", copy=True)
 
@@ -161,25 +167,6 @@ cdef bint same_view(cnp.ndarray a, cnp.ndarray b):
     return True
 
 
-cdef bint same_shape(cnp.ndarray a, cnp.ndarray b):
-    return cnp.PyArray_SAMESHAPE(a, b)
-
-
-cdef cnp.ndarray check_out(object out, cnp.ndarray input, str what):
-    """out= for a result shaped and typed like input: an ndarray, same shape and dtype,
-    writeable. Overlap is checked by the caller, which knows every input."""
-    if type(out) is not cnp.ndarray and not isinstance(out, np.ndarray):
-        raise TypeError(f"{what} must be a numpy.ndarray, got {type(out).__name__}")
-    cdef cnp.ndarray o = <cnp.ndarray>out
-    if not same_shape(o, input):
-        raise ValueError(f"{what} has shape {np.shape(o)}, expected {np.shape(input)}")
-    if cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(input):
-        raise TypeError(f"{what} has dtype {o.dtype}, expected {input.dtype}")
-    if not cnp.PyArray_ISWRITEABLE(o):
-        raise ValueError(f"{what} is read-only")
-    return o
-
-
 cdef double real_option(object value, str what) except? -1.0:
     """A real number (Python or NumPy; not bool), else TypeError."""
     if type(value) is float:
@@ -252,8 +239,7 @@ cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object
             raise ValueError(f"Expected target size {[np.shape(x0)[0]] + list(np.shape(x0)[2:])}, "
                              f"got {list(np.shape(t0))}")
     cdef int item = cnp.PyArray_ITEMSIZE(t0)
-    if cnp.PyArray_ISSIGNED(t0) and (item == 4 or item == 8) and is_native_aligned(t0) \
-            and strides_in_elements(t0):
+    if cnp.PyArray_ISSIGNED(t0) and (item == 4 or item == 8) and kernel_ready(t0):
         return t0
     if cnp.PyArray_ISUNSIGNED(t0) and item == 8:
         # values from 2**63 on do not fit in int64: reported here, with their true value;
@@ -286,51 +272,17 @@ cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, bint half, int typenum
                          f"but got weight of shape: {list(np.shape(w0))}")
     # ascontiguousarray keeps an unaligned array as it is: the kernels need aligned elements
     cdef cnp.ndarray w = np.ascontiguousarray(rounded_to_half(w0) if half else w0, dtype=cnp.PyArray_DescrFromType(typenum))
-    return w if is_native_aligned(w) else np.array(w, copy=True)
+    return w if kernel_ready(w) else np.array(w, copy=True)
 
 
-cdef tuple upstream_gradient(object grad_output, bint per_position, tuple loss_shape):
-    """The upstream gradient g of a *_with_grad call, as (scalar, array): None means 1. When
-    the loss is reduced (per_position False) g must be a real scalar (ValueError for an array
-    of more than 0 dimensions); for reduction="none" it may also be a real array, which must
-    broadcast to loss_shape and is returned as given (the caller makes its kernel form)."""
-    cdef cnp.ndarray go0
-    if grad_output is None:
-        return 1.0, None
-    if not per_position or not isinstance(grad_output, (np.ndarray, list, tuple)):
-        if isinstance(grad_output, (np.ndarray, list, tuple)) and np.ndim(grad_output) != 0:
-            raise ValueError("grad_output must be a scalar unless reduction='none', "
-                             f"got shape {np.shape(grad_output)}")
-        return real_option(grad_output if not isinstance(grad_output, np.ndarray)
-                           else grad_output[()], "grad_output"), None
-    go0 = as_array(grad_output)
-    if not (cnp.PyArray_ISINTEGER(go0) or cnp.PyArray_ISFLOAT(go0)):
-        raise TypeError(f"grad_output must be a real array, got dtype {go0.dtype}")
-    if go0.ndim == 0:
-        return float(go0), None
-    try:
-        fits = np.broadcast_shapes(np.shape(go0), loss_shape) == loss_shape
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ValueError(f"grad_output of shape {np.shape(go0)} does not broadcast to the loss "
-                         f"shape {loss_shape}")
-    return 1.0, go0
-
-
-cdef bint out_in_place(cnp.ndarray out, cnp.ndarray input, object target, object weight,
-                       object pos_weight, object grad_output) except -1:
-    """out= against the arguments: True when out is exactly the input (the gradient is written
-    over it); a ValueError when it partially overlaps the input or overlaps any other argument
-    (those a loss does not have, or lets out alias, are passed as None)."""
-    cdef bint in_place = same_view(out, input)
-    if not in_place and shares_memory(out, input):
-        raise ValueError("out partially overlaps input (out=input, exactly, computes in place)")
-    for other, what in ((target, "target"), (weight, "weight"), (pos_weight, "pos_weight"),
-                        (grad_output, "grad_output")):
-        if other is not None and shares_memory(out, <cnp.ndarray>other):
-            raise ValueError(f"out overlaps {what}")
-    return in_place
+cdef int no_overlap(cnp.ndarray out, cnp.ndarray other, str what, bint exact_ok) except -1:
+    """A ValueError when out shares memory with other (None: absent); exact_ok: out may be
+    exactly other, and the message says so."""
+    if other is not None and shares_memory(out, other):
+        if exact_ok:
+            raise ValueError(f"out partially overlaps {what} (out={what}, exactly, computes in place)")
+        raise ValueError(f"out overlaps {what}")
+    return 0
 
 
 # ---- small helpers -------------------------------------------------------------------------------
@@ -344,21 +296,17 @@ cdef void *data(cnp.ndarray a):
     return NULL if a is None else cnp.PyArray_DATA(a)
 
 
-cdef inline cnp.dtype descr(int typenum):
-    return cnp.PyArray_DescrFromType(typenum)
-
-
 cdef object cast(cnp.ndarray a, int typenum):
     """a in dtype typenum (itself when it already is); float16 overflow gives inf, as in torch."""
     if cnp.PyArray_TYPE(a) == typenum:
         return a
     with np.errstate(over="ignore"):
-        return a.astype(descr(typenum))
+        return a.astype(cnp.PyArray_DescrFromType(typenum))
 
 
 # ---- the (n, c, s) view of cross_entropy, nll_loss and softmax ---------------------------------
 
-cdef bint _view(cnp.ndarray a, int lo, int hi, view3 *v):
+cdef bint _view(cnp.ndarray a, int lo, int hi, fl_view *v):
     """Axes [0, lo) as n, axis lo as c when hi == lo + 1 (none when hi == lo), axes [hi, ndim)
     as s, each group merged into one element stride; False when the memory does not allow it."""
     if not strides_in_elements(a):
@@ -369,7 +317,7 @@ cdef bint _view(cnp.ndarray a, int lo, int hi, view3 *v):
     return True
 
 
-cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, view3 *v):
+cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, fl_view *v):
     """a itself when its axes merge into the (n, c, s) view (strides in *v), else a C-ordered
     copy (whose axes always merge). None (an operand not given) has strides 0."""
     if a is None:
@@ -382,7 +330,7 @@ cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, view3 *v):
     return a
 
 
-cdef void rows_as_positions(fl_index *n, fl_index *s, view3 *v, int count):
+cdef void rows_as_positions(fl_index *n, fl_index *s, fl_view *v, int count):
     """(n, c, 1) becomes (1, c, n): rows are then positions along s, so that one rule picks the
     kernel layout from the strides (classes contiguous -> rows, positions contiguous ->
     columns, anything else -> a strided loop)."""
@@ -409,11 +357,12 @@ cdef cnp.ndarray empty_in_order(tuple shape, list order, int typenum):
     """An empty array of `shape` whose memory runs in the axis order `order` (C order: None)."""
     cdef int i, nd = len(shape)
     if order is None or order == list(range(nd)):
-        return np.empty(shape, dtype=descr(typenum))
+        return np.empty(shape, dtype=cnp.PyArray_DescrFromType(typenum))
     inverse = [0] * nd
     for i in range(nd):
         inverse[<int>order[i]] = i
-    return np.empty([shape[d] for d in order], dtype=descr(typenum)).transpose(inverse)
+    return np.empty([shape[d] for d in order],
+                    dtype=cnp.PyArray_DescrFromType(typenum)).transpose(inverse)
 
 
 cdef int merge_axes(tuple shape, list order, list ops, int maxd, int pad, fl_index *sizes,
@@ -479,13 +428,14 @@ GRAD_PARAMS = """grad_output : float or array_like, optional
         or an array that broadcasts to the loss's shape.
     out : ndarray, optional
         Where to write the gradient: the input's shape and dtype, writeable, any layout.
-        ``out=input`` (exactly that array) overwrites the input with the gradient; an ``out``
-        that otherwise overlaps an argument is a ValueError.
+        ``out=input`` (exactly that array) is overwritten with the gradient; an ``out`` that
+        otherwise overlaps an argument is a ValueError.
 
     Returns
     -------
     (loss, grad) : loss as without the gradient; grad = d(sum(loss * g)) / d(input), of the
-        input's shape and dtype (``out`` when given)."""
+        input's shape and dtype (``out`` when given; an input broadcast against the target
+        gets its gradient summed over the broadcast axes)."""
 
 
 def document(*functions):
@@ -508,24 +458,21 @@ cdef int _recorders = 0  # open record() contexts, any thread (changed with the 
 _recorded = threading.local()
 
 
-class record:
+@contextlib.contextmanager
+def record():
     """For tests: ``with record() as stats: fastloss.cross_entropy(x, t)`` fills ``stats`` with
     what the calling thread's last kernel call ran: ``threads_used`` (the OpenMP team),
     ``threads_active`` (threads that ran at least one block), ``kernel`` (the dispatch-table
     entry), ``simd`` (the path in use), and ``rows``/``cols`` for the binary losses."""
-
-    def __enter__(self):
-        global _recorders
-        self.stats, self.outer = {}, getattr(_recorded, "stats", None)
-        _recorded.stats = self.stats
-        _recorders += 1
-        return self.stats
-
-    def __exit__(self, *exc):
-        global _recorders
+    global _recorders
+    outer, stats = getattr(_recorded, "stats", None), {}
+    _recorded.stats = stats
+    _recorders += 1
+    try:
+        yield stats
+    finally:
         _recorders -= 1
-        _recorded.stats = self.outer
-        return False
+        _recorded.stats = outer
 
 
 def ran(fn, *args, **kwargs):
@@ -543,9 +490,9 @@ cdef dict recording():
 # ---- one call ------------------------------------------------------------------------------------
 
 cdef Call start(object input, str what, bint want_grad):
-    """A call on `input` (checked: a float16/32/64 array)."""
+    """A call on `input` (checked: a float16/32/64 array; `what` names it in errors)."""
     cdef Call p = Call.__new__(Call)
-    p.x0 = as_array(input)
+    p.x0, p.name = as_array(input), what
     p.typenum = float_compute_type(p.x0, what)
     p.loss_type = cnp.PyArray_TYPE(p.x0)
     p.red = FL_REDUCE_MEAN
@@ -576,50 +523,85 @@ cdef class Call:
         return 0
 
     cdef int upstream(self, object grad_output, tuple loss_shape) except -1:
-        if self.want_grad and grad_output is not None:
-            self.go_scalar, self.go0 = upstream_gradient(grad_output, self.red == FL_REDUCE_NONE,
-                                                         loss_shape)
-        return 0
-
-    cdef int check_out(self, object out, object target, object weight, object pos_weight,
-                       bint target_may_alias=False) except -1:
-        """out= for the gradient (target_may_alias: out may be exactly the target too)."""
-        if not self.want_grad or out is None:
+        """The upstream gradient g of a *_with_grad call (None means 1): a real scalar when the
+        loss is reduced (ValueError for an array of more than 0 dimensions); for
+        reduction="none" also a real array broadcasting to loss_shape, kept as given in go0
+        (kernel_go makes its kernel form)."""
+        cdef cnp.ndarray go0
+        if not self.want_grad or grad_output is None:
             return 0
-        self.out = check_out(out, self.x0, "out")
-        if target_may_alias and same_view(self.out, <cnp.ndarray>target):
-            target = None
-        self.in_place = out_in_place(self.out, self.x0, target, weight, pos_weight, self.go0)
+        if self.red != FL_REDUCE_NONE or not isinstance(grad_output, (np.ndarray, list, tuple)):
+            if isinstance(grad_output, (np.ndarray, list, tuple)) and np.ndim(grad_output) != 0:
+                raise ValueError("grad_output must be a scalar unless reduction='none', "
+                                 f"got shape {np.shape(grad_output)}")
+            self.go_scalar = real_option(grad_output if not isinstance(grad_output, np.ndarray)
+                                         else grad_output[()], "grad_output")
+            return 0
+        go0 = as_array(grad_output)
+        if not (cnp.PyArray_ISINTEGER(go0) or cnp.PyArray_ISFLOAT(go0)):
+            raise TypeError(f"grad_output must be a real array, got dtype {go0.dtype}")
+        if go0.ndim == 0:
+            self.go_scalar = float(go0)
+            return 0
+        try:
+            fits = np.broadcast_shapes(np.shape(go0), loss_shape) == loss_shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"grad_output of shape {np.shape(go0)} does not broadcast to the "
+                             f"loss shape {loss_shape}")
+        self.go0 = go0
         return 0
 
-    cdef cnp.ndarray kernel_input(self):
-        return as_kernel_array(self.x0, self.typenum)
+    cdef int check_out(self, object out, cnp.ndarray a, str what, cnp.ndarray weight=None,
+                       cnp.ndarray pos_weight=None, bint alias=False) except -1:
+        """out= for the gradient: an ndarray of the input's shape and dtype, writeable. It may be
+        exactly the input (computed in place) or, with alias, exactly `a` (the target, named
+        `what`, or softmax's output); any other overlap with an argument is a ValueError.
+        Returns whether out is exactly `a`."""
+        if not self.want_grad or out is None:
+            return False
+        if type(out) is not cnp.ndarray and not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        cdef cnp.ndarray o = <cnp.ndarray>out, x0 = self.x0
+        if not cnp.PyArray_SAMESHAPE(o, x0):
+            raise ValueError(f"out has shape {np.shape(o)}, expected {np.shape(x0)}")
+        if cnp.PyArray_TYPE(o) != cnp.PyArray_TYPE(x0):
+            raise TypeError(f"out has dtype {o.dtype}, expected {x0.dtype}")
+        if not cnp.PyArray_ISWRITEABLE(o):
+            raise ValueError("out is read-only")
+        self.out, self.in_place = o, same_view(o, x0)
+        cdef bint exact = alias and a is not None and same_view(o, a)
+        if not self.in_place:
+            no_overlap(o, x0, self.name, True)
+        if not exact:
+            no_overlap(o, a, what, alias)
+        no_overlap(o, weight, "weight", False)
+        no_overlap(o, pos_weight, "pos_weight", False)
+        no_overlap(o, self.go0, "grad_output", False)
+        return exact
 
     cdef cnp.ndarray operand(self, cnp.ndarray a):
-        """An operand in the kernel's dtype (strides in whole elements), first rounded to
-        float16 for a float16 loss (an operand that promoted the loss keeps its precision)."""
+        """An operand or the input in the kernel's dtype (strides in whole elements), rounded
+        to float16 first for a float16 loss (one that promoted the loss keeps its precision)."""
         if self.loss_type == cnp.NPY_FLOAT16:
             a = rounded_to_half(a)
-        a = as_kernel_array(a, self.typenum)
-        return a if strides_in_elements(a) else np.ascontiguousarray(a)
+        return as_kernel_array(a, self.typenum)
 
     cdef cnp.ndarray kernel_go(self, tuple loss_shape):
         """The upstream gradient array broadcast (stride 0, cast while still small) to the
         loss's shape, or None when it is one number."""
         if self.go0 is None:
             return None
-        cdef cnp.ndarray go = as_kernel_array(self.go0, self.typenum)
-        if not strides_in_elements(go):
-            go = np.ascontiguousarray(go)
-        return np.broadcast_to(go, loss_shape)
+        return np.broadcast_to(as_kernel_array(self.go0, self.typenum), loss_shape)
 
-    cdef cnp.ndarray class_grad(self, cnp.ndarray x, int axis, view3 *v):
+    cdef cnp.ndarray class_grad(self, cnp.ndarray x, int axis, fl_view *v):
         """Where the gradient of x (in its (n, c, s) view) goes: x itself in place, the
         caller's out when the kernel can write it, else a new array laid out like x."""
         cdef cnp.ndarray o = self.out, g
         if self.in_place:
             g = x
-        elif (o is not None and cnp.PyArray_TYPE(o) == self.typenum and is_native_aligned(o)
+        elif (o is not None and cnp.PyArray_TYPE(o) == self.typenum and kernel_ready(o)
               and cnp.PyArray_NDIM(o) == cnp.PyArray_NDIM(x) and _view(o, axis, axis + 1, v)):
             self.g = o
             return o
@@ -629,7 +611,7 @@ cdef class Call:
         return self.g
 
     cdef int class_operands(self, cnp.ndarray t0, cnp.ndarray t, bint prob, object weight,
-                            object grad_output, object out, view3 *v, fl_index *dims) except -1:
+                            object grad_output, object out, fl_view *v, fl_index *dims) except -1:
         """cross_entropy's and nll_loss's operands after their own checks: the class weight,
         grad_output and out= checked, then the (n, c, s) views of the input, the target t
         (probabilities when prob, else checked class indices; t0 as the caller gave it), the
@@ -649,8 +631,8 @@ cdef class Call:
         if nd >= 2 and (grad_output is not None or self.red == FL_REDUCE_NONE):
             loss_shape = np.shape(x0)[:1] + np.shape(x0)[2:]
         self.upstream(grad_output, loss_shape)
-        self.check_out(out, t0, w0, None)
-        self.x = class_view(self.kernel_input(), ax, ax + 1, &v[0])
+        self.check_out(out, t0, "target", w0)
+        self.x = class_view(self.operand(x0), ax, ax + 1, &v[0])
         self.t = class_view(self.operand(t) if prob else t, ax, ax + prob, &v[1])
         self.go = class_view(self.kernel_go(loss_shape), ax, ax, &v[2])
         if self.want_grad:
@@ -669,8 +651,7 @@ cdef class Call:
             self.g = empty_in_order(shape, order, self.typenum)
         elif self.in_place:
             self.g = x
-        elif (o is not None and cnp.PyArray_TYPE(o) == self.typenum and is_native_aligned(o)
-              and strides_in_elements(o)):
+        elif o is not None and cnp.PyArray_TYPE(o) == self.typenum and kernel_ready(o):
             self.g = o
         else:
             self.g = empty_in_order(shape, order, self.typenum)
@@ -683,10 +664,14 @@ cdef class Call:
         return self.losses
 
     cdef object run(self, fl_entry entry, fl_call *c, fl_index work, str name):
-        """The one C call of a loss: its inputs set, the GIL released for work worth the round
-        trip (one block and more), the status checked, the results returned."""
+        """The one C call of a loss: its inputs set (dtype, SIMD path, threads, reduction,
+        upstream scalar; the "out" part is the entry point's to reset), the GIL released for
+        work worth the round trip (one block and more), the status checked, the results
+        returned."""
         cdef int status
-        self.prepare(c)
+        c.dtype = FL_DTYPE_F32 if self.typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
+        c.simd, c.nthreads = simd_path(), _threads._num_threads
+        c.reduction, c.grad_scale, c.batch = self.red, self.go_scalar, self.batch
         if work >= FL_BLOCK_ELEMENTS:
             with nogil:
                 status = entry(c)
@@ -694,15 +679,6 @@ cdef class Call:
             status = entry(c)
         self.finish(status, c, name)
         return self.gradient() if self.output_only else self.result(c)
-
-    cdef void prepare(self, fl_call *c):
-        """The call's inputs: dtype, SIMD path, threads, reduction, upstream scalar."""
-        c.dtype = FL_DTYPE_F32 if self.typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
-        c.simd = simd_path()
-        c.nthreads = _threads._num_threads
-        c.reduction = self.red
-        c.grad_scale = self.go_scalar
-        c.batch = self.batch  # the "out" part is the entry point's to reset
 
     cdef int finish(self, int status, fl_call *c, str name) except -1:
         """The entry point's status as an exception; what ran, for record()."""
@@ -725,7 +701,7 @@ cdef class Call:
         """The gradient (or softmax's output) as the caller gets it: in out= / the input, summed
         back to a broadcast input's shape, in the input's dtype."""
         cdef cnp.ndarray g = self.g, x0 = self.x0
-        if not same_shape(g, x0):
+        if not cnp.PyArray_SAMESHAPE(g, x0):
             g = g.reshape(np.shape(x0)) if g.size == x0.size else summed_to(g, np.shape(x0))
         if self.out is None:
             return cast(g, cnp.PyArray_TYPE(x0))

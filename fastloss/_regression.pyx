@@ -17,6 +17,8 @@ import numpy as np
 from fastloss._csrc cimport *
 from fastloss._plan cimport *
 
+from fastloss import _plan
+
 cnp.import_array()
 
 _NAMES = {0: "mse_loss", 1: "l1_loss", 2: "smooth_l1_loss", 3: "huber_loss"}
@@ -46,7 +48,7 @@ cdef object _regression(int kind, object input, object target, object reduction,
     if kind != FL_REG_HUBER:
         p.promote(t0)  # torch promotes mse/l1/smooth_l1 targets; huber keeps the input's dtype
     cdef tuple xshape = np.shape(x0), tshape = np.shape(t0), shape = xshape
-    cdef bint same = same_shape(x0, t0)
+    cdef bint same = cnp.PyArray_SAMESHAPE(x0, t0)
     if not same:
         try:
             shape = tuple(np.broadcast_shapes(xshape, tshape))
@@ -57,17 +59,17 @@ cdef object _regression(int kind, object input, object target, object reduction,
                       f"({xshape}). This will likely lead to incorrect results due to "
                       "broadcasting. Please ensure they have the same size.", UserWarning, stacklevel=3)
     p.upstream(grad_output, shape)
-    p.check_out(out, t0, None, None, same)  # out=target, exactly, is allowed too
+    p.check_out(out, t0, "target", None, None, same)  # out=target, exactly, too
 
     # ---- every operand in the loss's shape, axes merged in the input's memory order ------------
-    cdef cnp.ndarray x = p.kernel_input(), xb, tb, go = p.kernel_go(shape)
+    cdef cnp.ndarray x = p.operand(x0), xb, tb, go = p.kernel_go(shape)
     xb = x if xshape == shape else np.broadcast_to(x, shape)
     tb = p.operand(t0)
     tb = tb if same or tshape == shape else np.broadcast_to(tb, shape)
     order = memory_order(xb)
     cdef fl_reg_args a
     cdef fl_index *strides[5]
-    strides[0], strides[1], strides[2], strides[3], strides[4] = a.xs, a.ys, a.gos, a.gs, a.ls
+    strides[:] = [&a.xs[0], &a.ys[0], &a.gos[0], &a.gs[0], &a.ls[0]]
     ops = [xb, tb, go, p.elementwise_grad(x, shape, order) if want_grad else None,
            p.loss_buffer(shape, order)]
     a.ndim = merge_axes(shape, order, ops, FL_REG_MAXDIM, 1, a.shape, strides)
@@ -108,6 +110,13 @@ def huber_loss_with_grad(input, target, reduction="mean", delta=1.0, grad_output
     return _regression(FL_REG_HUBER, input, target, reduction, delta, grad_output, out, True)
 
 
+_GRAD_PARAMS = _plan.GRAD_PARAMS.replace(  # out= may be the target too
+    """``out=input`` (exactly that array) is overwritten with the gradient; an ``out`` that
+        otherwise overlaps an argument is a ValueError.""",
+    """``out=input`` or ``out=target`` (exactly that array; a target of the input's shape
+        and dtype) is overwritten with the gradient; any other overlap is a ValueError.""")
+
+
 cdef _document(f, f_grad, str title, str target_dtype, str option, str notes, str grad_notes):
     """The docstrings of one loss and its _with_grad twin, from their parts."""
     params = f"""
@@ -141,19 +150,7 @@ cdef _document(f, f_grad, str title, str target_dtype, str option, str notes, st
 {raises}"""
     f_grad.__doc__ = f"""{title} and its gradient with respect to the input, in one pass.
 {params}
-    grad_output : float or array_like, optional
-        The upstream gradient g (default 1): a scalar for "mean"/"sum"; for "none" a scalar
-        or an array that broadcasts to the loss's shape.
-    out : ndarray, optional
-        Where to write the gradient: the input's shape and dtype, writeable, any layout.
-        ``out=input`` or ``out=target`` (exactly that array, of the input's shape and dtype)
-        overwrites it; an ``out`` that otherwise overlaps an argument is a ValueError.
-
-    Returns
-    -------
-    (loss, grad) : loss as without gradient; grad = d(sum(loss * g)) / d(input), of the
-        input's shape and dtype (``out`` when given). When the input is broadcast (its shape
-        smaller than the loss's), the gradient is summed back to the input's shape.
+    {_GRAD_PARAMS}
 
     Notes
     -----
@@ -196,6 +193,7 @@ _document(huber_loss, huber_loss_with_grad, "Huber loss", "held in the input's d
         grad = delta * s      if d > delta
                -delta * s     if d < -delta
                d * s          otherwise""")
+
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_regression_kernels)

@@ -26,36 +26,24 @@ cdef int _normalize_axis(object axis, int nd) except -1:
 
 
 cdef object _softmax(object input, object output, object axis, object out, bint log, bint backward):
-    cdef str xname = "grad_output" if backward else "input"
-    cdef Call p = start(input, xname, True)
+    cdef Call p = start(input, "grad_output" if backward else "input", True)
     p.output_only = True
     cdef cnp.ndarray x0 = p.x0, y0 = None, x, y = None
     if backward:
         y0 = as_array(output)
         float_compute_type(y0, "output")
-        if not same_shape(y0, x0):
+        if not cnp.PyArray_SAMESHAPE(y0, x0):
             raise ValueError(f"output has shape {np.shape(y0)}, expected the shape of grad_output "
                              f"{np.shape(x0)}")
     cdef int ax = _normalize_axis(axis, cnp.PyArray_NDIM(x0)), d
-    cdef bint in_y = False
-    if out is not None:  # out= may be exactly grad_output / input or exactly output
-        p.out = check_out(out, x0, "out")
-        p.in_place = same_view(p.out, x0)
-        if not p.in_place and shares_memory(p.out, x0):
-            raise ValueError(f"out partially overlaps {xname} (out={xname}, exactly, computes in place)")
-        if y0 is not None:
-            in_y = same_view(p.out, y0)
-            if not in_y and shares_memory(p.out, y0):
-                raise ValueError("out partially overlaps output (out=output, exactly, computes in place)")
+    # out= may be exactly grad_output / input or exactly output
+    cdef bint in_y = p.check_out(out, y0, "output", None, None, True)
 
     # the (n, C, s) views of x, y and the result; 0-d input is taken as shape (1,)
-    cdef view3 v[3]
-    x = p.kernel_input()
-    if backward:
-        y = p.operand(y0)
+    cdef fl_view v[3]
+    x, y = p.operand(x0), p.operand(y0) if backward else None
     if cnp.PyArray_NDIM(x0) == 0:
-        x = x.reshape(1)
-        y = y.reshape(1) if backward else None
+        x, y = x.reshape(1), y.reshape(1) if backward else None
     x = class_view(x, ax, ax + 1, &v[0])
     y = class_view(y, ax, ax + 1, &v[1])
     if in_y:
@@ -71,9 +59,7 @@ cdef object _softmax(object input, object output, object axis, object out, bint 
     rows_as_positions(&a.n, &a.s, v, 3)
     a.log, a.backward = log, backward
     a.x, a.y, a.out = data(x), data(y), data(p.g)
-    a.x_sn, a.x_sc, a.x_ss = v[0].sn, v[0].sc, v[0].ss
-    a.y_sn, a.y_sc, a.y_ss = v[1].sn, v[1].sc, v[1].ss
-    a.o_sn, a.o_sc, a.o_ss = v[2].sn, v[2].sc, v[2].ss
+    a.xv, a.yv, a.ov = v[0], v[1], v[2]
     return p.run(fl_softmax, &a.call, a.n * a.s * a.c, "softmax")
 
 
@@ -169,8 +155,6 @@ def softmax_backward(grad_output, output, axis=-1, out=None):
     the sum accumulated in double.
     """
     return _softmax(grad_output, output, axis, out, False, True)
-
-
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds
     return kernel_names(fl_softmax_kernels)

@@ -126,27 +126,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const fl_index numel = dims[0] * dims[1];
 
-#define SET(field, arr)                                                                       \
+#define SET(field, strides, arr)                                                              \
     do {                                                                                      \
         a.field = (arr) ? (arr)->base : NULL;                                                 \
-        a.field##_sr = (arr) ? (arr)->st[0] : 0;                                              \
-        a.field##_sk = (arr) ? (arr)->st[1] : 0;                                              \
+        a.strides[0] = (arr) ? (arr)->st[0] : 0;                                              \
+        a.strides[1] = (arr) ? (arr)->st[1] : 0;                                              \
     } while (0)
-    a.x = x->base;
-    a.x_sr = x->st[0];
-    a.x_sk = x->st[1];
-    a.y = y->base;
-    a.y_sr = y->st[0];
-    a.y_sk = y->st[1];
-    SET(w, w);
-    SET(pw, pw);
-    SET(go, go);
-    a.grad = g ? g->base : NULL;
-    a.g_sr = g ? g->st[0] : 0;
-    a.g_sk = g ? g->st[1] : 0;
-    a.loss = loss ? loss->base : NULL;
-    a.l_sr = loss ? loss->st[0] : 0;
-    a.l_sk = loss ? loss->st[1] : 0;
+    SET(x, xs, x);
+    SET(y, ys, y);
+    SET(w, ws, w);
+    SET(pw, pws, pw);
+    SET(go, gos, go);
+    SET(grad, gs, g);
+    SET(loss, ls, loss);
 
     fz_snap sx = fz_snapshot(x), sy = {NULL, NULL}, sw = {NULL, NULL}, spw = {NULL, NULL}, sgo = {NULL, NULL};
     fz_snap sg = {NULL, NULL}, sl = {NULL, NULL};

@@ -47,9 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_strides(&in, 3, dims, xst, 1);
     fz_arr *x = fz_float_array(&in, 3, dims, xst, es, FZ_ANY, &moderate, NULL);
     a.x = x->base;
-    a.x_sn = xst[0];
-    a.x_sc = xst[1];
-    a.x_ss = xst[2];
+    a.xv.sn = xst[0];
+    a.xv.sc = xst[1];
+    a.xv.ss = xst[2];
 
     /* ---- targets -------------------------------------------------------------------------------- */
     fz_arr *t = NULL;
@@ -67,13 +67,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fz_strides(&in, 3, dims, tst, 1);
             t = fz_float_array(&in, 3, dims, tst, es, FZ_ANY, &moderate, NULL);
         }
-        a.t_sn = t->st[0];
-        a.t_sc = t->st[1];
-        a.t_ss = t->st[2];
+        a.tv.sn = t->st[0];
+        a.tv.sc = t->st[1];
+        a.tv.ss = t->st[2];
     } else {
         t = fz_class_targets(&in, n, s, c, kind == FL_TARGET_I64, ignore);
-        a.t_sn = t->st[0];
-        a.t_ss = t->st[1];
+        a.tv.sn = t->st[0];
+        a.tv.ss = t->st[1];
     }
     a.target = t->base;
 
@@ -103,8 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_strides(&in, 2, gd, gst, 1);
         go = fz_float_array(&in, 2, gd, gst, es, FZ_ANY, &moderate, NULL);
         a.grad_out = go->base;
-        a.go_sn = gst[0];
-        a.go_ss = gst[1];
+        a.gov.sn = gst[0];
+        a.gov.ss = gst[1];
     }
     fz_arr *loss = NULL;
     if (red == FL_REDUCE_NONE) {
@@ -125,9 +125,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             g = fz_output(3, dims, gst, es);
         }
         a.grad = g->base;
-        a.g_sn = g->st[0];
-        a.g_sc = g->st[1];
-        a.g_ss = g->st[2];
+        a.gv.sn = g->st[0];
+        a.gv.sc = g->st[1];
+        a.gv.ss = g->st[2];
     }
 
     /* ---- the one call ------------------------------------------------------------------------- */

@@ -40,16 +40,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_strides(&in, 3, dims, xst, 1);
     fz_arr *x = fz_float_array(&in, 3, dims, xst, es, FZ_ANY, &moderate, NULL);
     a.x = x->base;
-    a.x_sn = xst[0];
-    a.x_sc = xst[1];
-    a.x_ss = xst[2];
+    a.xv.sn = xst[0];
+    a.xv.sc = xst[1];
+    a.xv.ss = xst[2];
 
     const fl_index ignore = fz_ignore_index(&in, c);
     a.ignore_index = ignore;
     fz_arr *t = fz_class_targets(&in, n, s, c, kind == FL_NLL_TARGET_I64, ignore);
     a.target = t->base;
-    a.t_sn = t->st[0];
-    a.t_ss = t->st[1];
+    a.tv.sn = t->st[0];
+    a.tv.ss = t->st[1];
 
     fz_arr *w = NULL;
     if (fz_chance(&in, 100)) {
@@ -67,8 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_strides(&in, 2, t->dims, gst, 1);
         go = fz_float_array(&in, 2, t->dims, gst, es, FZ_ANY, &moderate, NULL);
         a.grad_out = go->base;
-        a.go_sn = gst[0];
-        a.go_ss = gst[1];
+        a.gov.sn = gst[0];
+        a.gov.ss = gst[1];
     }
     fz_arr *loss = NULL;
     if (red == FL_REDUCE_NONE) {
@@ -88,9 +88,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             g = fz_output(3, dims, gst, es);
         }
         a.grad = g->base;
-        a.g_sn = g->st[0];
-        a.g_sc = g->st[1];
-        a.g_ss = g->st[2];
+        a.gv.sn = g->st[0];
+        a.gv.sc = g->st[1];
+        a.gv.ss = g->st[2];
     }
 
     fz_snap sx = fz_snapshot(x), st = fz_snapshot(t);

@@ -75,19 +75,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         o = fz_output(3, dims, ost, es);
     }
     a.x = x->base;
-    a.x_sn = xst[0];
-    a.x_sc = xst[1];
-    a.x_ss = xst[2];
+    a.xv.sn = xst[0];
+    a.xv.sc = xst[1];
+    a.xv.ss = xst[2];
     if (y) {
         a.y = y->base;
-        a.y_sn = y->st[0];
-        a.y_sc = y->st[1];
-        a.y_ss = y->st[2];
+        a.yv.sn = y->st[0];
+        a.yv.sc = y->st[1];
+        a.yv.ss = y->st[2];
     }
     a.out = o->base;
-    a.o_sn = o->st[0];
-    a.o_sc = o->st[1];
-    a.o_ss = o->st[2];
+    a.ov.sn = o->st[0];
+    a.ov.sc = o->st[1];
+    a.ov.ss = o->st[2];
 
     fz_snap sx = fz_snapshot(x), sy = {NULL, NULL};
     if (y && y != x)
@@ -104,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (fl_index i = 0; i < a.n; i++)
             for (fl_index j = 0; j < a.s; j++)
                 for (fl_index k = 0; k < a.c; k++) {
-                    const char *p = o->base + (i * a.o_sn + k * a.o_sc + j * a.o_ss) * es;
+                    const char *p = o->base + (i * a.ov.sn + k * a.ov.sc + j * a.ov.ss) * es;
                     double v;
                     if (es == 4) {
                         float f;
