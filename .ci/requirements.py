@@ -1,6 +1,7 @@
 """Print requirements declared in pyproject.toml, one a line, for `pip install`:
 `python .ci/requirements.py build test` gives [build-system] requires and the `test` extra.
-Used by .ci/sanitize, which builds in place and runs the tests without installing fastloss."""
+Used by .ci/sanitize and .ci/mutation, which build in place (and run the tests) without
+installing fastloss."""
 import sys
 from pathlib import Path
 
