@@ -1,72 +1,55 @@
-"""Cross-entropy benchmarks: fastloss vs fastloss.reference vs torch (eager), float32, mean.
+"""Cross-entropy benchmarks: fastloss against every installed peer and the memory limit,
+float32, mean, class-index targets, at the shapes of ``python -m fastloss``.
 
 Run:  pytest bench/ --benchmark-only --benchmark-group-by=group --benchmark-columns=min,median,rounds
-Groups are "<shape> fwd" and "<shape> fwd+bwd", so each table compares the three sides.
+Groups are "<shape> fwd", "<shape> fwd+bwd" and "<shape> memory limit", so each table
+compares the sides at one shape.
 
-How each side is timed (as its users run it):
-  fastloss  cross_entropy(x, t); cross_entropy_with_grad(x, t, out=g) with g preallocated
-  reference the same calls on fastloss.reference (NumPy, float64 inside)
-  torch     F.cross_entropy(x, t); F.cross_entropy(x.requires_grad_(), t).backward() with
-            x.grad reset each round
+The sides and how each is called are fastloss/_report.py's (one definition for the report
+and this suite): fastloss with ``out=``, the NumPy reference (small shapes), torch eager and
+torch.compile, JAX (jit, block_until_ready), scikit-learn's HalfMultinomialLoss, and the
+copy / read passes of the memory limit. A peer that is not installed is skipped.
 """
 import numpy as np
+import pytest
 
-import fastloss
-from fastloss import reference
+from fastloss import _report
 
 from conftest import shape_id
 
-
-def _group(benchmark, problem, what):
-    x, _ = problem
-    benchmark.group = f"{shape_id(x.shape)} {what}"
+SIDES = ["fastloss", "numpy reference", "torch", "torch.compile", "JAX", "scikit-learn"]
 
 
-def test_fastloss_fwd(benchmark, problem):
-    x, t = problem
-    _group(benchmark, problem, "fwd")
-    loss = benchmark(fastloss.cross_entropy, x, t)
-    assert np.isfinite(loss)
+@pytest.fixture(scope="module", params=_report.IN_CACHE + _report.SWEEP, ids=shape_id)
+def cases(request, peers):
+    n, c = request.param
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c), dtype=np.float32)
+    t = rng.integers(0, c, n)
+    fwd, fb = peers.case_fns(x, t, reference_ok=n * c <= 1 << 21)
+    return shape_id((n, c)), fwd, fb, peers.limit_fns(x)
 
 
-def test_fastloss_fwd_bwd(benchmark, problem):
-    x, t = problem
-    _group(benchmark, problem, "fwd+bwd")
-    g = np.empty_like(x)
-    loss, grad = benchmark(fastloss.cross_entropy_with_grad, x, t, out=g)
-    assert grad is g and np.isfinite(loss)
+def _run(benchmark, fns, side, group):
+    if side not in fns:
+        pytest.skip(f"{side}: not installed, or not timed at this shape")
+    benchmark.group = group
+    benchmark(fns[side])
 
 
-def test_reference_fwd_bwd(benchmark, problem):
-    x, t = problem
-    _group(benchmark, problem, "fwd+bwd")
-    loss, _ = benchmark.pedantic(reference.cross_entropy_with_grad, (x, t), rounds=1 if x.size > 10**6 else 5)
-    assert np.isfinite(loss)
+@pytest.mark.parametrize("side", SIDES)
+def test_fwd(benchmark, cases, side):
+    shape, fwd, _, _ = cases
+    _run(benchmark, fwd, side, f"{shape} fwd")
 
 
-def test_torch_fwd(benchmark, problem, torch_or_skip):
-    torch = torch_or_skip
-    import torch.nn.functional as F
-
-    x, t = problem
-    _group(benchmark, problem, "fwd")
-    xt, tt = torch.from_numpy(x), torch.from_numpy(t)
-    loss = benchmark(F.cross_entropy, xt, tt)
-    assert torch.isfinite(loss)
+@pytest.mark.parametrize("side", SIDES)
+def test_fwd_bwd(benchmark, cases, side):
+    shape, _, fb, _ = cases
+    _run(benchmark, fb, side, f"{shape} fwd+bwd")
 
 
-def test_torch_fwd_bwd(benchmark, problem, torch_or_skip):
-    torch = torch_or_skip
-    import torch.nn.functional as F
-
-    x, t = problem
-    _group(benchmark, problem, "fwd+bwd")
-    xt = torch.from_numpy(x.copy()).requires_grad_()
-    tt = torch.from_numpy(t)
-
-    def step():
-        xt.grad = None
-        F.cross_entropy(xt, tt).backward()
-
-    benchmark(step)
-    assert xt.grad is not None
+@pytest.mark.parametrize("side", _report.LIMITS)
+def test_memory_limit(benchmark, cases, side):
+    shape, _, _, limits = cases
+    _run(benchmark, limits, side, f"{shape} memory limit")

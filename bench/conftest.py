@@ -29,3 +29,12 @@ def torch_or_skip():
         pytest.skip("torch is not installed")
     torch.set_num_threads(fastloss.get_num_threads())
     return torch
+
+
+@pytest.fixture(scope="session")
+def peers():
+    """The installed peers of the cross-entropy report (fastloss/_report.py), every side on
+    fastloss's thread count."""
+    from fastloss import _report
+
+    return _report.Peers(fastloss.get_num_threads())

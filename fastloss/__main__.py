@@ -1,12 +1,15 @@
-"""``python -m fastloss``: self-check and speed tables on this machine.
+"""``python -m fastloss``: self-check and speed report on this machine.
 
 Prints the version and kernel_info(), checks the fast path against fastloss.reference on a
-few inputs (it exits non-zero on a mismatch), then times cross-entropy forward and
-forward+backward at the benchmark shapes against the NumPy reference and, when it is
-installed, torch (eager, as its users call it), and the rest of the family in a compact
-table. Ratios are measured in this run.
+few inputs (it exits non-zero on a mismatch), then the cross-entropy speed report
+(fastloss/_report.py: fastloss against every installed peer -- the NumPy reference, torch
+eager and torch.compile, JAX, scikit-learn -- and against the memory limit, in one run, a
+line per shape as it completes), the fastloss.torch drop-in against torch.nn, and the rest
+of the family in a compact table.
 
-Options: --quick (small shapes only), --repeat K (best of K, default 5), --no-torch.
+Options: --quick (small shapes only), --repeat K (best of K, default 7), --rounds R (median
+of R rounds, default 3), --no-torch, --no-compile, --json PATH (every figure), --plot PATH.png
+(the chart; needs matplotlib: pip install ".[plot]").
 """
 import argparse
 import platform
@@ -16,7 +19,7 @@ import time
 import numpy as np
 
 import fastloss
-from fastloss import reference
+from fastloss import _report, reference
 
 SHAPES = [(64, 10), (4096, 1000), (8192, 1000), (2048, 32000), (512, 128256)]
 
@@ -49,16 +52,6 @@ def _fwd_bwd_ms(loss_fn, x, args, repeat, **kwargs):
         loss_fn(x, *args, **kwargs).backward()
 
     return _best_ms(step, repeat)
-
-
-def _torch_or_none(use_torch):
-    if not use_torch:
-        return None
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
 
 
 def self_check():
@@ -96,28 +89,6 @@ def self_check():
             worst = max(worst, float(np.max(np.abs(np.asarray(lf, np.float64) - lr))) / scale,
                         float(np.max(np.abs(gf.astype(np.float64) - gr))) / max(1e-30, float(np.max(np.abs(gr)))))
     return worst
-
-
-def speed_table(shapes, repeat, torch):
-    """cross_entropy at ``shapes``: fastloss, the NumPy reference and (``torch`` not None)
-    torch, whose thread count the caller has set."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for n, c in shapes:
-        x = rng.standard_normal((n, c), dtype=np.float32)
-        t = rng.integers(0, c, n)
-        g = np.empty_like(x)
-        r = {"shape": f"{n}x{c}"}
-        r["fl_fwd"] = _best_ms(lambda: fastloss.cross_entropy(x, t), repeat)
-        r["fl_fb"] = _best_ms(lambda: fastloss.cross_entropy_with_grad(x, t, out=g), repeat)
-        r["ref_fb"] = _best_ms(lambda: reference.cross_entropy_with_grad(x, t), 1 if n * c > 1e6 else repeat)
-        if torch is not None:
-            F = torch.nn.functional
-            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
-            r["t_fwd"] = _best_ms(lambda: F.cross_entropy(xt, tt), repeat)
-            r["t_fb"] = _fwd_bwd_ms(F.cross_entropy, xt.clone().requires_grad_(), (tt,), repeat)
-        rows.append(r)
-    return rows
 
 
 def family_table(repeat, torch, quick):
@@ -206,8 +177,12 @@ def dropin_table(shapes, repeat, torch):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m fastloss", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small shapes only")
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--repeat", type=int, default=7, help="best of K calls per figure (default 7)")
+    p.add_argument("--rounds", type=int, default=3, help="median of R rounds per figure (default 3)")
+    p.add_argument("--no-torch", action="store_true", help="leave torch out (and torch.compile)")
+    p.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    p.add_argument("--json", metavar="PATH", help="write every figure to PATH")
+    p.add_argument("--plot", metavar="PATH.png", help="draw the chart (needs matplotlib)")
     args = p.parse_args(argv)
 
     print(f"fastloss {fastloss.__version__} | numpy {np.__version__} | Python {platform.python_version()} "
@@ -219,38 +194,25 @@ def main(argv=None):
           f"{worst:.2e} -> {'OK' if ok else 'MISMATCH'}")
 
     # every side runs on fastloss's thread count, set before anything is timed
-    torch = _torch_or_none(not args.no_torch)
     threads = fastloss.get_num_threads()
-    if torch is not None:
-        torch.set_num_threads(threads)
-    shapes = SHAPES[:3] if args.quick else SHAPES
-    rows = speed_table(shapes, args.repeat, torch)
-    print(f"\ncross_entropy float32, mean, {threads} threads, best-of-{args.repeat} ms"
-          + (f" (torch {torch.__version__}, eager)" if torch is not None else " (torch not installed)"))
-    head = f"{'N x C':>12} | {'fwd':>8} {'fwd+bwd':>8} | {'ref fwd+bwd':>11} {'x ref':>6}"
-    if torch is not None:
-        head += f" | {'torch fwd':>9} {'x':>5} {'torch f+b':>9} {'x':>5}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        line = (f"{r['shape']:>12} | {r['fl_fwd']:8.4f} {r['fl_fb']:8.4f} | {r['ref_fb']:11.3f} "
-                f"{r['ref_fb'] / r['fl_fb']:6.1f}")
-        if torch is not None:
-            line += (f" | {r['t_fwd']:9.4f} {r['t_fwd'] / r['fl_fwd']:5.1f} {r['t_fb']:9.4f} "
-                     f"{r['t_fb'] / r['fl_fb']:5.1f}")
-        print(line)
-    print("\nfastloss fwd+bwd = cross_entropy_with_grad(x, t, out=g) with g preallocated; torch fwd+bwd ="
-          " F.cross_entropy(x.requires_grad_(), t).backward() with x.grad reset each round.")
+    peers = _report.Peers(threads, use_torch=not args.no_torch, use_compile=not args.no_compile)
+    torch = peers.torch
+    shapes = _report.QUICK if args.quick else _report.IN_CACHE + _report.SWEEP
+    print()
+    report = _report.run(peers, shapes, args.rounds, args.repeat,
+                         () if args.quick else _report.ONE_THREAD)
 
     if torch is not None:
         dropin_shapes = [(64, 10), (8192, 1000)] + ([] if args.quick else [(2048, 32000)])
         print(f"\nfastloss.torch.CrossEntropyLoss vs torch.nn.CrossEntropyLoss, float32, {threads} threads, "
               f"best-of-{args.repeat} ms: loss(x, t).backward() through autograd, x.grad reset each round")
-        for r in dropin_table(dropin_shapes, args.repeat, torch):
+        report["dropin"] = dropin_table(dropin_shapes, args.repeat, torch)
+        for r in report["dropin"]:
             print(f"{r['shape']:>12} | fastloss.torch {r['fl']:9.4f} | torch {r['torch']:9.4f} "
                   f"| x {r['torch'] / r['fl']:5.1f}")
 
     rows = family_table(args.repeat, torch, args.quick)
+    report["family"] = rows
     print(f"\nthe rest of the family, float32, {threads} threads, best-of-{args.repeat} ms "
           "(fastloss with out=; torch: autograd fwd+bwd, or out= for softmax)")
     width = max(len(r["name"]) for r in rows)
@@ -259,6 +221,12 @@ def main(argv=None):
         if "torch" in r:
             line += f" | torch {r['torch']:9.4f} | x {r['torch'] / r['fl']:5.1f}"
         print(line)
+    if args.json:
+        _report.write_json(report, args.json)
+        print(f"\nfigures written to {args.json}")
+    if args.plot:
+        _report.plot(report, args.plot)
+        print(f"chart written to {args.plot}")
     return 0 if ok else 1
 
 

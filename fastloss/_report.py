@@ -1,0 +1,303 @@
+"""The cross-entropy speed report of ``python -m fastloss``: fastloss against every installed
+peer and against the memory limit, measured in one process.
+
+Protocol (what every figure means)
+----------------------------------
+float32 logits, int64 class-index targets, reduction "mean". Each figure is the median over
+``rounds`` rounds of the best of ``best_of`` calls (tiny calls are timed in batches); the
+implementations take turns within a round, so a ratio compares figures taken side by side.
+A ratio is the median of its per-round ratios. Every side runs on the same thread count,
+set before anything is timed.
+
+- fastloss: ``cross_entropy(x, t)`` (forward) and ``cross_entropy_with_grad(x, t, out=g)``
+  with ``g`` preallocated (fwd+bwd).
+- torch: ``F.cross_entropy`` under ``no_grad`` (forward); ``F.cross_entropy(x, t).backward()``
+  with ``x.grad`` reset (fwd+bwd). torch.compile: the same through ``torch.compile``, warmed.
+- JAX: ``jax.jit`` of optax's integer-label cross-entropy (mean) and ``jax.jit(jax.value_and_grad(...))``,
+  on JAX arrays, with ``block_until_ready``.
+- scikit-learn: ``HalfMultinomialLoss.loss`` / ``loss_gradient`` into preallocated outputs
+  (``n_threads`` set; it returns per-sample values, which is the whole of its work).
+- the NumPy reference (fastloss.reference), at the shapes where it takes under a second.
+- the memory limit: "copy" is ``torch.Tensor.copy_`` between two preallocated arrays of the
+  input's size, "read" is ``torch.sum`` of the input, both on the same thread count (without
+  torch: ``np.copyto`` and ``x.max()``, one thread, said so in the output).
+"""
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+import fastloss
+from fastloss import reference
+
+# (N, C): the 8.2M-element sweep over the class count, the two large vocabularies, in cache
+SWEEP = [(65536, 125), (32768, 250), (8192, 1000), (2048, 4000), (2048, 32000), (512, 128256)]
+IN_CACHE = [(64, 10), (64, 1000), (1024, 1000)]
+QUICK = [(64, 10), (1024, 1000)]
+ONE_THREAD = [(8192, 1000), (2048, 32000)]
+LIMITS = ("copy", "read")
+
+
+def best_seconds(fn, best_of, budget_s=1.5):
+    """The best time of ``best_of`` calls of fn (batched when a call is under 1 ms; fewer
+    calls, at least two, once ``budget_s`` is spent)."""
+    fn()  # warm-up: page faults, thread pools, compiled code
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    inner = max(1, int(1e-3 / max(once, 1e-7))) if once < 1e-3 else 1
+    best, start = float("inf"), time.perf_counter()
+    for k in range(best_of):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / inner)
+        if k >= 1 and time.perf_counter() - start > budget_s:
+            break
+    return best
+
+
+def measure(fns, rounds, best_of):
+    """{name: [best seconds of each round]}: the functions take turns within each round."""
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(best_seconds(fn, best_of))
+    return times
+
+
+def median_ratio(num, den):
+    return statistics.median(a / b for a, b in zip(num, den))
+
+
+class Peers:
+    """The installed peers, imported once, each set to ``threads`` threads."""
+
+    def __init__(self, threads, use_torch=True, use_compile=True, use_jax=True, use_sklearn=True):
+        self.threads, self.skipped = threads, []
+        self.torch = self._import("torch", "torch") if use_torch else None
+        if self.torch is not None:
+            self.torch.set_num_threads(threads)
+        self.compile = self.torch is not None and use_compile
+        self.jax = self.optax = None
+        if use_jax:
+            if threads < (os.cpu_count() or threads) and "XLA_FLAGS" not in os.environ:
+                # XLA's CPU thread pool is sized when jax is imported
+                os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
+                                           f"intra_op_parallelism_threads={threads}")
+            self.jax = self._import("jax", "JAX")
+            self.optax = self._import("optax", "optax (JAX's losses)") if self.jax is not None else None
+            if self.optax is None:
+                self.jax = None
+        self.sklearn = None
+        if use_sklearn:
+            loss = self._import("sklearn._loss.loss", "scikit-learn")
+            self.sklearn = None if loss is None else loss.HalfMultinomialLoss
+
+    def _import(self, module, label):
+        import importlib
+
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            self.skipped.append(f"{label} is not installed: skipped")
+            return None
+
+    def versions(self):
+        v = {"fastloss": fastloss.__version__, "numpy": np.__version__}
+        if self.torch is not None:
+            v["torch"] = self.torch.__version__
+        if self.jax is not None:
+            v["jax"] = self.jax.__version__
+        if self.sklearn is not None:
+            from importlib.metadata import version
+
+            v["scikit-learn"] = version("scikit-learn")
+        return v
+
+    def limit_fns(self, x):
+        """The memory limit's passes over an array like x: {"copy": fn, "read": fn}."""
+        if self.torch is not None:
+            src = self.torch.from_numpy(x)
+            dst = self.torch.empty_like(src)
+            return {"copy": lambda: dst.copy_(src), "read": lambda: self.torch.sum(src)}
+        y = np.empty_like(x)
+        return {"copy": lambda: np.copyto(y, x), "read": lambda: x.max()}
+
+    def case_fns(self, x, t, reference_ok):
+        """({name: forward fn}, {name: fwd+bwd fn}) for every installed peer at (x, t)."""
+        g = np.empty_like(x)
+        fwd = {"fastloss": lambda: fastloss.cross_entropy(x, t)}
+        fb = {"fastloss": lambda: fastloss.cross_entropy_with_grad(x, t, out=g)}
+        if reference_ok:
+            fwd["numpy reference"] = lambda: reference.cross_entropy(x, t)
+            fb["numpy reference"] = lambda: reference.cross_entropy_with_grad(x, t)
+        if self.torch is not None:
+            torch, F = self.torch, self.torch.nn.functional
+            xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+            xg = xt.clone().requires_grad_()
+            if self.compile:
+                # compiled afresh for each shape, as a program with one shape would be (one
+                # cache across shapes hits dynamo's recompile limit and falls back to eager)
+                torch._dynamo.reset()
+            for name, f in [("torch", F.cross_entropy)] + (
+                    [("torch.compile", torch.compile(F.cross_entropy))] if self.compile else []):
+                fwd[name] = _no_grad(torch, f, xt, tt)
+                fb[name] = _backward(f, xg, tt)
+        if self.jax is not None:
+            jax, optax = self.jax, self.optax
+
+            def mean_ce(z, labels):
+                return optax.softmax_cross_entropy_with_integer_labels(z, labels).mean()
+
+            xj, tj = jax.numpy.asarray(x), jax.numpy.asarray(t.astype(np.int32))
+            jf, jfb = jax.jit(mean_ce), jax.jit(jax.value_and_grad(mean_ce))
+            fwd["JAX"] = lambda: jf(xj, tj).block_until_ready()
+            fb["JAX"] = lambda: jax.block_until_ready(jfb(xj, tj))
+        if self.sklearn is not None:
+            loss = self.sklearn(n_classes=x.shape[1])
+            yt = t.astype(np.float32)
+            lo, go = np.empty(x.shape[0], np.float32), np.empty_like(x)
+            fwd["scikit-learn"] = lambda: loss.loss(yt, x, loss_out=lo, n_threads=self.threads)
+            fb["scikit-learn"] = lambda: loss.loss_gradient(yt, x, loss_out=lo, gradient_out=go,
+                                                            n_threads=self.threads)
+        return fwd, fb
+
+
+def _no_grad(torch, f, x, t):
+    def run():
+        with torch.no_grad():
+            return f(x, t)
+    return run
+
+
+def _backward(f, x, t):
+    def run():
+        x.grad = None
+        f(x, t).backward()
+    return run
+
+
+def measure_shape(peers, n, c, rounds, best_of, seed=0):
+    """Every figure at one (N, C): {"fwd": {name: ms}, "fwd_bwd": {...}, "limits": {...},
+    "ratios": {...}} (medians over the rounds; see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c), dtype=np.float32)
+    t = rng.integers(0, c, n)
+    fwd, fb = peers.case_fns(x, t, reference_ok=n * c <= 1 << 21)
+    limits = peers.limit_fns(x)
+    fns = {**{("fwd", k): f for k, f in fwd.items()}, **{("fwd_bwd", k): f for k, f in fb.items()},
+           **{("limit", k): f for k, f in limits.items()}}
+    raw = measure(fns, rounds, best_of)
+    row = {"shape": f"{n}x{c}", "n": n, "c": c, "threads": peers.threads,
+           "fwd": {}, "fwd_bwd": {}, "limits": {}, "ratios": {}}
+    for (kind, name), secs in raw.items():
+        row["limits" if kind == "limit" else kind][name] = statistics.median(secs) * 1e3
+    ours_f, ours_fb = raw[("fwd", "fastloss")], raw[("fwd_bwd", "fastloss")]
+    for lim in LIMITS:
+        row["ratios"][f"fwd / {lim}"] = median_ratio(ours_f, raw[("limit", lim)])
+        row["ratios"][f"fwd_bwd / {lim}"] = median_ratio(ours_fb, raw[("limit", lim)])
+    for name in fwd:
+        if name != "fastloss":
+            row["ratios"][f"{name} fwd / fastloss"] = median_ratio(raw[("fwd", name)], ours_f)
+            row["ratios"][f"{name} fwd_bwd / fastloss"] = median_ratio(raw[("fwd_bwd", name)], ours_fb)
+    return row
+
+
+def format_row(row):
+    """One line: fastloss's times, its ratios to the copy pass, and how much slower each peer
+    is (forward / fwd+bwd)."""
+    r = row["ratios"]
+    peers = ", ".join(f"{p} {r[p + ' fwd / fastloss']:.1f}x/{r[p + ' fwd_bwd / fastloss']:.1f}x"
+                      for p in row["fwd"] if p != "fastloss")
+    return (f"{row['shape']:>12} {row['threads']}t | fwd {row['fwd']['fastloss']:9.4f} ms, "
+            f"fwd+bwd {row['fwd_bwd']['fastloss']:9.4f} ms | / copy: fwd {r['fwd / copy']:.2f}x, "
+            f"fwd+bwd {r['fwd_bwd / copy']:.2f}x | peers' time / ours: {peers or '-'}")
+
+
+def machine():
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = fastloss.kernel_info()
+    return {"cpu": cpu, "cores": os.cpu_count(), "simd": info["simd"], "python": platform.python_version(),
+            "date": datetime.date.today().isoformat()}
+
+
+def run(peers, shapes, rounds, best_of, one_thread_shapes=(), echo=print):
+    """The whole report: a row per shape (echoed as it completes), then the one-thread rows
+    (fastloss, torch eager and the limits)."""
+    echo(f"cross_entropy float32, mean, index targets; median of {rounds} rounds of best-of-{best_of}; "
+         f"{peers.threads} threads on every side")
+    for line in peers.skipped:
+        echo(f"  {line}")
+    if peers.torch is None:
+        echo("  memory limit without torch: np.copyto / x.max() on one thread")
+    rows = []
+    for n, c in shapes:
+        rows.append(measure_shape(peers, n, c, rounds, best_of))
+        echo(format_row(rows[-1]))
+    one = []
+    if one_thread_shapes:
+        solo = Peers(1, use_torch=peers.torch is not None, use_compile=False, use_jax=False,
+                     use_sklearn=False)
+        echo("one thread on every side:")
+        before = fastloss.get_num_threads()
+        fastloss.set_num_threads(1)
+        try:
+            for n, c in one_thread_shapes:
+                one.append(measure_shape(solo, n, c, rounds, best_of))
+                echo(format_row(one[-1]))
+        finally:
+            fastloss.set_num_threads(before)
+            if peers.torch is not None:
+                peers.torch.set_num_threads(peers.threads)
+    return {"machine": machine(), "versions": peers.versions(), "threads": peers.threads,
+            "rounds": rounds, "best_of": best_of, "rows": rows, "one_thread": one,
+            "skipped": peers.skipped, "protocol": __doc__}
+
+
+def write_json(report, path):
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def plot(report, path):
+    """Time per element against the class count, forward and fwd+bwd, one line per
+    implementation and one for the memory limit (the copy pass), log axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    big = [r for r in report["rows"] if r["n"] * r["c"] >= 1 << 22]  # the sweep, not in cache
+    rows = sorted(big or report["rows"], key=lambda r: r["c"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for ax, kind, title in ((axes[0], "fwd", "forward"), (axes[1], "fwd_bwd", "forward + backward")):
+        names = [n for n in rows[0][kind]] if rows else []
+        for name in names:
+            pts = [(r["c"], r[kind][name] * 1e6 / (r["n"] * r["c"])) for r in rows if name in r[kind]]
+            ax.plot(*zip(*pts), marker="o", lw=2.2 if name == "fastloss" else 1.2, label=name)
+        lim = [(r["c"], r["limits"]["copy"] * 1e6 / (r["n"] * r["c"])) for r in rows]
+        if lim:
+            ax.plot(*zip(*lim), "k--", lw=1.5, label="memory limit (copy pass)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("classes C (N x C = 8.2M elements up to C = 4000, then 65.5M)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("ns per logit")
+    axes[1].legend(fontsize=8)
+    m, v = report["machine"], report["versions"]
+    fig.suptitle(f"cross_entropy float32, mean: {m['cpu']} ({m['simd']}), {report['threads']} threads, "
+                 + ", ".join(f"{k} {s}" for k, s in v.items()) + f", {m['date']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
