@@ -329,7 +329,10 @@ class _Problem:
         if self.kind == "prob":
             y = np.moveaxis(t, self.class_axis, -1)
             if self.eps > 0.0 and self.C > 0:
-                y = y * (1.0 - self.eps) + self.eps / self.C
+                # torch smooths in the target's compute dtype (float32 for float16 and
+                # float32): eps / C can round to 0 there, and 0 * -inf stays NaN
+                ct = np.float64 if self.loss_dtype == np.float64 else np.float32
+                y = (y.astype(ct) * ct(1.0 - self.eps) + ct(self.eps / self.C)).astype(np.float64)
             self.y = y                                     # smoothed targets y'
             self.n_positions = int(np.prod(self.loss_shape))   # N * d1 * ... * dk
         else:

@@ -280,6 +280,26 @@ def test_ignored_row_gradient_is_torchs(torch, reduction, eps):
     assert np.isnan(tgrad[ignored]).sum() == 9
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("eps", [1e-300, 1e-44, 0.25], ids=["underflows", "subnormal", "eps0.25"])
+def test_prob_smoothing_in_compute_dtype(torch, dtype, eps):
+    """torch smooths probability targets in their compute dtype: in float32, eps / C = 5e-301
+    is 0 and the row with a -inf logit and a 0 target gives 0 * -inf = NaN; in float64 (and
+    for a subnormal float32 eps / C) it gives +inf. The reference and the kernels agree."""
+    import fastloss
+    x = np.array([[-INF, 0.0], [1.0, 2.0]], dtype=dtype)
+    y = np.array([[0.0, 1.0], [0.25, 0.75]], dtype=dtype)
+    ct = torch.float64 if dtype == np.float64 else torch.float32
+    xt = torch.tensor(x.astype(np.float64), dtype=ct)
+    want = torch.nn.functional.cross_entropy(xt, torch.tensor(y.astype(np.float64), dtype=ct),
+                                             reduction="none", label_smoothing=eps).double().numpy()
+    assert np.isnan(want[0]) == (dtype != np.float64 and eps == 1e-300)
+    for got in (ref.cross_entropy(x, y, reduction="none", label_smoothing=eps),
+                fastloss.cross_entropy(x, y, reduction="none", label_smoothing=eps)):
+        tol = 1e-12 if dtype == np.float64 else np.finfo(dtype).eps * 4
+        np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=tol, atol=0, equal_nan=True)
+
+
 # --------------------------------------------------------------------------
 # errors that torch also raises
 # --------------------------------------------------------------------------
