@@ -31,6 +31,13 @@ static inline double ce_combine(const fl_ce_args *a, double nll, double smooth)
     return (1.0 - eps) * nll + eps / (double)a->c * smooth;
 }
 
+/* The row kernel takes the rows of index targets CE_BATCH at a time when their C elements
+ * each fit in CE_BATCH_BYTES together (ce_rows_batch); longer rows go one by one. */
+#define CE_BATCH 16
+#ifndef CE_BATCH_BYTES
+#define CE_BATCH_BYTES (64.0 * 1024)
+#endif
+
 /* The per-call context the kernels read (the args stay const). */
 typedef struct {
     const fl_ce_args *a;

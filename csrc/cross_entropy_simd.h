@@ -59,61 +59,88 @@ static inline FL_ATTR FL_V FL_KN(ce_exp_term)(const FL_T *x, const FL_T *g, fl_i
     return FL_OP(loadn)(g, r, 0);
 }
 
-/* One position, index target t (not ignored), classes contiguous: returns the nll term,
- * stores the smoothing term; *lse: the row's log-sum-exp, read with a->lse_in, written
- * otherwise. With a->lse_in the smoothing term is not computed. */
-static FL_ATTR double FL_KN(ce_row_index)(const ce_ctx *cx, const FL_T *x, FL_T *g, fl_index t, double sc,
-                                          double *smooth, double *lse)
+/* One row, index target t (not ignored), classes contiguous, in two halves: ce_row_head
+ * takes the row's max and exp-sum (the terms stored in g when there is a gradient, x being
+ * read first: g may be x), ce_row_tail, given log(sum), its nll term (returned), smoothing term
+ * and gradient. The row kernels run the heads of several rows, then one vector log of
+ * their sums, then their tails. */
+typedef struct {
+    double xt, wt, sum, sdx; /* x_t, w_t, sum_k exp(x_k - m), sum_k w_k (m - x_k) (smoothing) */
+    FL_T m;
+} FL_KN(ce_row);
+
+static inline FL_ATTR void FL_KN(ce_row_head)(const ce_ctx *cx, const FL_T *x, FL_T *g, fl_index t,
+                                              FL_KN(ce_row) *r)
+{
+    const fl_ce_args *a = cx->a;
+    const FL_T *w = (const FL_T *)a->weight;
+    const fl_index C = a->c;
+    r->xt = (double)x[t];
+    r->wt = w ? (double)w[t] : 1.0;
+    r->m = FL_KN(fl_rowmax)(x, C);
+    r->sdx = a->label_smoothing != 0.0 ? FL_KN(ce_dot)(x, w, C, r->m) : 0.0; /* before g overwrites x */
+    r->sum = g ? FL_KN(fl_expsum)(x, g, C, r->m, 1) : FL_KN(fl_expsum)(x, NULL, C, r->m, 0);
+}
+
+/* from_lse: r came from a->lse_in (ce_from_lse), g holds no terms: they are computed from x,
+ * and there is no smoothing term. *lse: m + log(sum). */
+static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x, FL_T *g, fl_index t,
+                                                const FL_KN(ce_row) *r, double logsum, double sc, int from_lse,
+                                                double *smooth, double *lse)
 {
     const fl_ce_args *a = cx->a;
     const FL_T *w = (const FL_T *)a->weight;
     const fl_index C = a->c, L = FL_L;
-    const double eps = a->label_smoothing;
-    const double xt = (double)x[t], wt = w ? (double)w[t] : 1.0;
-    FL_T m;
-    double sum, sdx = 0.0;
-    int from_lse;
-    if (a->lse_in && g) {
-        FL_KN(ce_from_lse)(*lse, &m, &sum);
-        /* a pure read pass first brings the row into cache: measured faster than one pass
-         * that interleaves the row's reads from memory with the gradient's writes (software
-         * prefetch was not) */
-        volatile FL_T touch = FL_KN(fl_rowmax)(x, C);
-        (void)touch;
-        from_lse = 1;
-    } else {
-        m = FL_KN(fl_rowmax)(x, C);
-        sdx = eps != 0.0 ? FL_KN(ce_dot)(x, w, C, m) : 0.0; /* before g overwrites x */
-        from_lse = 0;
-        sum = g ? FL_KN(fl_expsum)(x, g, C, m, 1) : FL_KN(fl_expsum)(x, NULL, C, m, 0);
-    }
-    const double logsum = log(sum);
-    const double nll = wt * (((double)m - xt) + logsum);
-    *lse = (double)m + logsum;
+    const double eps = a->label_smoothing, wt = r->wt;
+    const double nll = wt * (((double)r->m - r->xt) + logsum);
+    *lse = (double)r->m + logsum;
     double A = wt;
     *smooth = 0.0;
     if (eps != 0.0) {
-        *smooth = from_lse ? 0.0 : logsum * cx->weight_total + sdx;
+        *smooth = from_lse ? 0.0 : logsum * cx->weight_total + r->sdx;
         A = (1.0 - eps) * wt + eps / (double)C * cx->weight_total;
     }
     if (g) {
-        const double et = from_lse ? exp(xt - (double)m) : (double)g[t];
-        const double f = sc * A / sum, c = sc * eps / (double)C;
-        const FL_V vf = FL_OP(set1)((FL_T)f), vc = FL_OP(set1)((FL_T)c), vm = FL_OP(set1)(m);
+        const double et = from_lse ? exp(r->xt - (double)r->m) : (double)g[t];
+        const double f = sc * A / r->sum, c = sc * eps / (double)C;
+        const FL_V vf = FL_OP(set1)((FL_T)f), vc = FL_OP(set1)((FL_T)c), vm = FL_OP(set1)(r->m);
         for (fl_index k = 0; k < C; k += L) {
-            const fl_index r = C - k < L ? C - k : L;
-            FL_V gv = FL_OP(mul)(FL_KN(ce_exp_term)(x + k, g + k, r, vm, from_lse), vf);
+            const fl_index n = C - k < L ? C - k : L;
+            FL_V gv = FL_OP(mul)(FL_KN(ce_exp_term)(x + k, g + k, n, vm, from_lse), vf);
             if (eps != 0.0)
-                gv = FL_OP(fnmadd)(vc, w ? FL_OP(loadn)(w + k, r, 0) : FL_OP(set1)(1), gv);
-            if (r == L)
+                gv = FL_OP(fnmadd)(vc, w ? FL_OP(loadn)(w + k, n, 0) : FL_OP(set1)(1), gv);
+            if (n == L)
                 FL_OP(store)(g + k, gv);
             else
-                FL_OP(storen)(g + k, gv, r);
+                FL_OP(storen)(g + k, gv, n);
         }
         /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
         g[t] = (FL_T)FL_MUTATE_GRAD(et * f - sc * (1.0 - eps) * wt - (eps != 0.0 ? c * wt : 0.0));
     }
     return nll;
+}
+
+/* One row as above, on its own: the gradient from a->lse_in (the backward of a forward that
+ * saved it), or a row too long for a batch of them to stay in cache (CE_BATCH_BYTES). */
+static FL_ATTR double FL_KN(ce_row_index)(const ce_ctx *cx, const FL_T *x, FL_T *g, fl_index t, double sc,
+                                          double *smooth, double *lse)
+{
+    FL_KN(ce_row) r;
+    const int from_lse = cx->a->lse_in && g;
+    if (from_lse) {
+        r.xt = (double)x[t];
+        r.wt = cx->a->weight ? (double)((const FL_T *)cx->a->weight)[t] : 1.0;
+        r.sdx = 0.0;
+        FL_KN(ce_from_lse)(*lse, &r.m, &r.sum);
+        /* a pure read pass first brings the row into cache: measured faster than one pass
+         * that interleaves the row's reads from memory with the gradient's writes (software
+         * prefetch was not) */
+        volatile FL_T touch = FL_KN(fl_rowmax)(x, cx->a->c);
+        (void)touch;
+    } else {
+        FL_KN(ce_row_head)(cx, x, g, t, &r);
+    }
+    return FL_KN(ce_row_tail)(cx, x, g, t, &r, log(r.sum), sc, from_lse, smooth, lse);
 }
 
 /* The gradient of an ignored row (classes contiguous): zeros when every logit is finite
@@ -199,83 +226,56 @@ static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, con
     return loss;
 }
 
-/* Positions [p0, p1) of the row layout with index targets and at most L classes: each row
- * is one vector, its exp terms stay in e[], and the logs of 16 rows' sums are taken at once
- * with the vector log in double (a scalar log per row costs more than the rest of the row).
- * The arithmetic per row is that of ce_row_index. */
-static FL_ATTR void FL_KN(ce_rows_small)(const ce_ctx *cx, fl_index p0, fl_index p1, double *sums)
+/* Positions [p0, p1) of the row layout with index targets, B rows at a time: their heads,
+ * one vector log (in double) of their sums, their tails. A scalar log per row cost more than
+ * the rest of a row of 16 classes and a third of one of 128 (AVX-512). The rows' terms
+ * wait in the gradient (in cache: B C elements <= CE_BATCH_BYTES) between head and tail. */
+static FL_ATTR void FL_KN(ce_rows_batch)(const ce_ctx *cx, fl_index p0, fl_index p1, double *sums)
 {
     const fl_ce_args *a = cx->a;
     double s_nll = sums[0], s_smooth = sums[1]; /* stored back once, at the end */
-    enum { L = FL_L, B = 16, LD = FL_XCAT(FL_PD, LANES) };
+    enum { B = CE_BATCH, LD = FL_XCAT(FL_PD, LANES) };
     const fl_index S = a->s, C = a->c;
-    const FL_T *w = (const FL_T *)a->weight;
-    const double eps = a->label_smoothing;
     FL_T *loss_out = (FL_T *)a->loss;
     fl_index i = p0 / S, j = p0 - i * S;
     for (fl_index pb = p0; pb < p1; pb += B) {
         const int nb = (int)(p1 - pb < B ? p1 - pb : B);
-        FL_T e[B][L];
+        FL_KN(ce_row) row[B];
+        const FL_T *xp[B];
         FL_T *gp[B];
-        double sum[B], logsum[B], xt[B], wt[B], sc[B], mx[B], sdx[B];
+        double sum[B], logsum[B], sc[B];
         fl_index t[B];
-        int ign[B];
         for (int r = 0; r < B; r++)
-            sum[r] = 1.0; /* padding rows: log 1 */
+            sum[r] = 1.0; /* padding and ignored rows: log 1 */
         for (int r = 0; r < nb; r++, j++) {
-            if (j == S) {
+            if (j == S) { /* next item: no division per position */
                 i++;
                 j = 0;
             }
-            const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
+            xp[r] = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
             gp[r] = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j * a->gv.ss : NULL;
             sc[r] = cx->scale;
             if (a->grad_out)
                 sc[r] *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
             t[r] = ce_target(a, i, j);
-            ign[r] = t[r] == a->ignore_index;
-            if (ign[r]) {
+            if (t[r] == a->ignore_index) {
                 if (gp[r])
-                    FL_KN(ce_ignored_row)(x, gp[r], C);
+                    FL_KN(ce_ignored_row)(xp[r], gp[r], C);
                 continue;
             }
-            xt[r] = (double)x[t[r]];
-            wt[r] = w ? (double)w[t[r]] : 1.0;
-            const FL_V xv = FL_OP(loadn)(x, C, -INFINITY);
-            const FL_T m = FL_OP(hmax)(xv);
-            mx[r] = (double)m;
-            sdx[r] = eps != 0.0 ? FL_KN(ce_dot)(x, w, C, m) : 0.0;
-            const FL_V ev = FL_OP(exp_le0)(FL_OP(sub)(xv, FL_OP(set1)(m)));
-            FL_OP(store)(e[r], ev);
-            sum[r] = FL_OP(acc_hsum)(FL_OP(acc_add)(FL_OP(acc_zero)(), ev));
+            FL_KN(ce_row_head)(cx, xp[r], gp[r], t[r], &row[r]);
+            sum[r] = row[r].sum;
         }
         for (int k = 0; k < B; k += LD)
             FL_XCAT(FL_PD, store)(logsum + k, FL_XCAT(FL_PD, log)(FL_XCAT(FL_PD, load)(sum + k)));
         for (int r = 0; r < nb; r++) {
-            double nll = 0.0, smooth = 0.0;
-            FL_T *g = gp[r];
-            if (!ign[r]) {
-                nll = wt[r] * ((mx[r] - xt[r]) + logsum[r]);
-                double A = wt[r];
-                if (eps != 0.0) {
-                    smooth = logsum[r] * cx->weight_total + sdx[r];
-                    A = (1.0 - eps) * wt[r] + eps / (double)C * cx->weight_total;
-                }
-                if (g) {
-                    const double f = sc[r] * A / sum[r], c = sc[r] * eps / (double)C;
-                    FL_V gv = FL_OP(mul)(FL_OP(load)(e[r]), FL_OP(set1)((FL_T)f));
-                    if (eps != 0.0)
-                        gv = FL_OP(fnmadd)(FL_OP(set1)((FL_T)c), w ? FL_OP(loadn)(w, C, 0) : FL_OP(set1)(1), gv);
-                    FL_OP(storen)(g, gv, C);
-                    /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
-                    g[t[r]] = (FL_T)FL_MUTATE_GRAD((double)e[r][t[r]] * f - sc[r] * (1.0 - eps) * wt[r] -
-                                                   (eps != 0.0 ? c * wt[r] : 0.0));
-                }
-            }
+            double nll = 0.0, smooth = 0.0, lse = 0.0;
+            if (t[r] != a->ignore_index)
+                nll = FL_KN(ce_row_tail)(cx, xp[r], gp[r], t[r], &row[r], logsum[r], sc[r], 0, &smooth, &lse);
             if (loss_out)
                 loss_out[pb + r] = (FL_T)ce_combine(a, nll, smooth);
             if (a->lse_out)
-                a->lse_out[pb + r] = ign[r] ? 0.0 : mx[r] + logsum[r];
+                a->lse_out[pb + r] = lse;
             s_nll += nll;
             s_smooth += smooth;
         }
@@ -290,8 +290,9 @@ static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, d
 {
     const fl_ce_args *a = cx->a;
     const fl_index S = a->s, C = a->c;
-    if (a->target_kind != FL_TARGET_PROB && C > 0 && C <= FL_L) {
-        FL_KN(ce_rows_small)(cx, p0, p1, sums);
+    if (a->target_kind != FL_TARGET_PROB && !(a->lse_in && a->grad) && C > 0 &&
+        (double)C * CE_BATCH * sizeof(FL_T) <= CE_BATCH_BYTES) {
+        FL_KN(ce_rows_batch)(cx, p0, p1, sums);
         return;
     }
     double s_nll = sums[0], s_smooth = sums[1];
