@@ -43,6 +43,8 @@ FL_AVX2_INLINE void avx2_f32_storen(float *p, __m256 v, fl_index n)
 FL_AVX2_INLINE __m256 avx2_f32_add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
 FL_AVX2_INLINE __m256 avx2_f32_sub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
 FL_AVX2_INLINE __m256 avx2_f32_mul(__m256 a, __m256 b) { return _mm256_mul_ps(a, b); }
+/* fmadd/fnmadd round once (simd_exp.h picks its polynomial by this) */
+#define avx2_f32_FUSED_FMA 1
 FL_AVX2_INLINE __m256 avx2_f32_fmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
 FL_AVX2_INLINE __m256 avx2_f32_fnmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fnmadd_ps(a, b, c); }
 FL_AVX2_INLINE __m256 avx2_f32_max(__m256 a, __m256 b) { return _mm256_max_ps(a, b); }

@@ -34,6 +34,8 @@ FL_AVX512_INLINE void avx512_f32_storen(float *p, __m512 v, fl_index n)
 FL_AVX512_INLINE __m512 avx512_f32_add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
 FL_AVX512_INLINE __m512 avx512_f32_sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
 FL_AVX512_INLINE __m512 avx512_f32_mul(__m512 a, __m512 b) { return _mm512_mul_ps(a, b); }
+/* fmadd/fnmadd round once (simd_exp.h picks its polynomial by this) */
+#define avx512_f32_FUSED_FMA 1
 FL_AVX512_INLINE __m512 avx512_f32_fmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
 FL_AVX512_INLINE __m512 avx512_f32_fnmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fnmadd_ps(a, b, c); }
 FL_AVX512_INLINE __m512 avx512_f32_max(__m512 a, __m512 b) { return _mm512_max_ps(a, b); }

@@ -8,8 +8,12 @@
  *
  * Method (Cephes-style): n = round(x / ln 2) with the magic-number trick (adding 1.5 * 2^m
  * leaves n in the low mantissa bits, which also gives 2^n by integer arithmetic), r = x - n ln 2
- * in two parts (|r| <= ln2 / 2), e^r by a polynomial (float32: Cephes' degree-5 minimax
- * polynomial, about 1 ulp; float64: the Taylor series to r^13, truncation < 1e-17), times 2^n.
+ * in two parts (|r| <= ln2 / 2), e^r by a polynomial, times 2^n. float32: minimax polynomials
+ * for relative error on [-ln2/2, ln2/2] in Horner form, of degree 5 on paths whose fmadd is
+ * fused (P##FUSED_FMA) and 6 where multiply and add round apart (generic); measured over every
+ * float32 x in [-87.33, 0]: at most 1.98 ulp on AVX-512 and AVX2, 1.33 ulp on generic (the
+ * Cephes form used before took 8 operations for 1.26 ulp; the degree-5 form takes 5);
+ * float64: the Taylor series to r^13, truncation < 1e-17.
  * Range: results that would be subnormal (x < LO = ln of the smallest normal) are exactly 0,
  * so a -inf logit has probability 0; x > HI gives +inf; NaN stays NaN (both range tests are
  * ordered compares, false for NaN, and the NaN flows through the arithmetic). HI is just under
@@ -49,13 +53,24 @@
 static inline FL_ATTR FL_EV FL_EOP(exp_poly)(FL_EV r)
 {
 #if FL_F32
-    FL_EV p = FL_EOP(set1)(1.9875691500e-4f);
-    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.3981999507e-3f));
-    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(8.3334519073e-3f));
-    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(4.1665795894e-2f));
-    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.6666665459e-1f));
-    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(5.0000001201e-1f));
-    return FL_EOP(fmadd)(p, FL_EOP(mul)(r, r), FL_EOP(add)(r, FL_EOP(set1)(1.0f)));
+#if FL_XCAT(FL_P, FUSED_FMA)
+    /* degree-5 minimax of e^r (relative error, p(0) = 1), Horner: 5 fma */
+    FL_EV p = FL_EOP(set1)(8.2902973518e-03f);
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(4.1898041964e-02f));
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.6667637229e-01f));
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(4.9999147654e-01f));
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(9.9999970198e-01f));
+    return FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.0f));
+#else
+    /* separate multiply and add round twice: one degree more (degree-6 minimax) */
+    FL_EV p = FL_EOP(set1)(1.3843635097e-03f);
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(8.3741713315e-03f));
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(4.1668001562e-02f));
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.6666431725e-01f));
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(4.9999994040e-01f));
+    p = FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.0f));
+    return FL_EOP(fmadd)(p, r, FL_EOP(set1)(1.0f));
+#endif
 #else
     /* 1/k! for k = 13 .. 0, Horner */
     static const double c[] = {1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08,
