@@ -85,6 +85,8 @@ int fl_binary(fl_call *call)
     ctx.a = a;
     ctx.total = a->rows * a->cols;
     ctx.flags = NULL;
+    if (call->dtype != FL_DTYPE_F32 && call->dtype != FL_DTYPE_F64)
+        return FL_ERR_DTYPE; /* no half-precision kernels here: the planner computes them in float32 */
     const int f32 = call->dtype == FL_DTYPE_F32;
     const int kind = a->kind >= 0 && a->kind < BIN_CHECK ? a->kind : FL_BIN_KL_LOG;
     const fl_kernel *row = BIN_KERNELS[fl_simd_row(call->simd)][f32 ? 0 : 1];

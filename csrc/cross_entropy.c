@@ -1,6 +1,6 @@
 /*
- * Cross-entropy: the templates instantiated for float32 / float64 and the generic / AVX2 /
- * AVX-512 paths, their dispatch table, and the entry point fl_cross_entropy (the call
+ * Cross-entropy: the templates instantiated for float32 / float64 / bfloat16 / float16 and the
+ * generic / AVX2 / AVX-512 paths, their dispatch table, and the entry point fl_cross_entropy (the call
  * protocol of fastloss.h: check targets, scale, kernel, reduction). Formulas and argument
  * conventions: cross_entropy.h.
  */
@@ -44,8 +44,12 @@ typedef struct {
     fl_index npos, block;
     double scale;        /* call.grad_scale over the mean's denominator (1 for none / sum) */
     double weight_total; /* sum of the class weights, c without weights */
+    float *scratch;      /* half dtypes with a gradient: slots x scratch_len floats (ce_scratch) */
+    fl_index scratch_len;
+    int slots;
 } ce_ctx;
 
+#define FL_HALF
 #define FL_TEMPLATE "cross_entropy_dtype.h"
 #include "fl_instantiate_dtype.h"
 
@@ -76,8 +80,8 @@ static double ce_weight_total(const fl_ce_args *a)
         return (double)a->c;
     double total = 0.0;
     for (fl_index k = 0; k < a->c; k++)
-        total += a->call.dtype == FL_DTYPE_F32 ? (double)((const float *)a->weight)[k]
-                                               : ((const double *)a->weight)[k];
+        total += fl_weight_f32(a->call.dtype) ? (double)((const float *)a->weight)[k]
+                                              : ((const double *)a->weight)[k];
     return total;
 }
 
@@ -111,12 +115,27 @@ int fl_cross_entropy(fl_call *call)
     if (layout == FL_COLS)
         block = (block + 7) / 8 * 8;
     cx.block = block;
-    double sums[2] = {0.0, 0.0}; /* nll terms, smoothing terms */
-    if (npos > 0) {
-        const fl_kernel *k = &CE_KERNELS[fl_simd_row(call->simd)][call->dtype == FL_DTYPE_F32 ? 0 : 1][layout];
-        if (fl_parallel_run(k, &cx, (npos + block - 1) / block, 2, sums, call) != FL_OK)
+    /* the half dtypes' terms between passes: per thread, a row (a batch of CE_BATCH short
+     * rows), or L positions of the column layout (16 lanes at most) */
+    cx.scratch = NULL;
+    cx.scratch_len = 0;
+    cx.slots = call->nthreads > 1 ? call->nthreads : 1;
+    const int half = call->dtype == FL_DTYPE_BF16 || call->dtype == FL_DTYPE_F16;
+    if (half && a->grad && npos > 0 && a->c > 0) {
+        cx.scratch_len = (layout == FL_COLS ? 16 : CE_BATCH) * a->c;
+        cx.scratch = (float *)malloc((size_t)cx.slots * (size_t)cx.scratch_len * sizeof(float));
+        if (cx.scratch == NULL)
             return FL_ERR_NOMEM;
     }
+    double sums[2] = {0.0, 0.0}; /* nll terms, smoothing terms */
+    int status = FL_OK;
+    if (npos > 0) {
+        const fl_kernel *k = &CE_KERNELS[fl_simd_row(call->simd)][fl_dtype_row(call->dtype)][layout];
+        status = fl_parallel_run(k, &cx, (npos + block - 1) / block, 2, sums, call);
+    }
+    free(cx.scratch);
+    if (status != FL_OK)
+        return status;
     /* 4. the two terms reduced as torch reduces them */
     const double eps = a->label_smoothing, eps_c = eps / (double)a->c; /* c == 0: inf, and inf * 0 gives torch's NaN */
     const double nll = sums[0], smooth = sums[1];
@@ -125,8 +144,10 @@ int fl_cross_entropy(fl_call *call)
             for (fl_index p = 0; p < npos; p++) {
                 if (call->dtype == FL_DTYPE_F32)
                     ((float *)a->loss)[p] = NAN;
-                else
+                else if (call->dtype == FL_DTYPE_F64)
                     ((double *)a->loss)[p] = NAN;
+                else /* bfloat16, float16: a quiet NaN of each */
+                    ((uint16_t *)a->loss)[p] = call->dtype == FL_DTYPE_BF16 ? 0x7FC0u : 0x7E00u;
             }
         }
     } else if (prob) {

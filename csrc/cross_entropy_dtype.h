@@ -1,6 +1,7 @@
 /*
  * Template: the parts of cross-entropy that depend on the dtype but not on the SIMD path.
- * Instantiated by cross_entropy.c through fl_instantiate_dtype.h (FL_T, FL_TS, FL_DT).
+ * Instantiated by cross_entropy.c through fl_instantiate_dtype.h (FL_T stored, FL_C computed,
+ * FL_TS, FL_DT, FL_GET / FL_PUT); every output is rounded once from double.
  *
  *   ce_position_<TS>     one position with any strides, in scalar double arithmetic: the
  *                        fallback for layouts the vector kernels do not take, and the tail
@@ -15,11 +16,11 @@ static void FL_DT(ce_ignored_grad)(const FL_T *x, fl_index xs, FL_T *g, fl_index
 {
     int nan_row = 0, all_ninf = 1;
     for (fl_index k = 0; k < C; k++) {
-        const FL_T v = x[k * xs];
-        nan_row |= v != v || v == (FL_T)INFINITY;
-        all_ninf &= v == -(FL_T)INFINITY;
+        const FL_C v = FL_GET(x[k * xs]);
+        nan_row |= v != v || v == (FL_C)INFINITY;
+        all_ninf &= v == -(FL_C)INFINITY;
     }
-    const FL_T fill = nan_row || (C > 0 && all_ninf) ? (FL_T)NAN : (FL_T)0;
+    const FL_T fill = FL_PUT(nan_row || (C > 0 && all_ninf) ? (double)NAN : 0.0);
     for (fl_index k = 0; k < C; k++)
         g[k * gs] = fill;
 }
@@ -31,12 +32,12 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
     *smooth = 0.0;
     const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
     FL_T *g = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j * a->gv.ss : NULL;
-    const FL_T *w = (const FL_T *)a->weight;
+    const FL_C *w = (const FL_C *)a->weight;
     const fl_index C = a->c, xs = a->xv.sc, gs = a->gv.sc;
     const double eps = a->label_smoothing;
     double sc = cx->scale;
     if (a->grad_out)
-        sc *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
+        sc *= (double)FL_GET(((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss]);
 
     if (a->target_kind == FL_TARGET_PROB) {
         if (C == 0) {
@@ -46,19 +47,19 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
         }
         const FL_T *y = (const FL_T *)a->target + i * a->tv.sn + j * a->tv.ss;
         const fl_index ys = a->tv.sc;
-        const FL_T one_m = (FL_T)(1.0 - eps), eps_c = (FL_T)(eps / (double)C);
+        const FL_C one_m = (FL_C)(1.0 - eps), eps_c = (FL_C)(eps / (double)C);
         /* loss = lse sum_k w y'_k - sum_k w y'_k x_k = log(sum) sy + sum_k w y'_k (m - x_k):
          * every term is a difference to the max, so the rounding scales with the loss, not
          * with the logits' magnitude */
         double m = -INFINITY;
         for (fl_index k = 0; k < C; k++) {
-            const FL_T xk = x[k * xs];
+            const FL_C xk = FL_GET(x[k * xs]);
             m = xk > m ? xk : m;
         }
         double sum = 0.0, sy = 0.0, sdy = 0.0;
         for (fl_index k = 0; k < C; k++) {
-            const double d = m - (double)x[k * xs];
-            const FL_T yk = eps != 0.0 ? y[k * ys] * one_m + eps_c : y[k * ys];
+            const double d = m - (double)FL_GET(x[k * xs]);
+            const FL_C yk = eps != 0.0 ? FL_GET(y[k * ys]) * one_m + eps_c : FL_GET(y[k * ys]);
             const double wy = (double)(w ? w[k] * yk : yk);
             sum += exp(-d);
             sy += wy;
@@ -70,9 +71,9 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
         if (g) {
             const double f = sc * sy / sum;
             for (fl_index k = 0; k < C; k++) {
-                const FL_T yk = eps != 0.0 ? y[k * ys] * one_m + eps_c : y[k * ys];
-                const FL_T wy = w ? w[k] * yk : yk;
-                g[k * gs] = (FL_T)(exp((double)x[k * xs] - m) * f - sc * (double)wy);
+                const FL_C yk = eps != 0.0 ? FL_GET(y[k * ys]) * one_m + eps_c : FL_GET(y[k * ys]);
+                const FL_C wy = w ? w[k] * yk : yk;
+                g[k * gs] = FL_PUT(exp((double)FL_GET(x[k * xs]) - m) * f - sc * (double)wy);
             }
         }
         return loss;
@@ -86,16 +87,16 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
             a->lse_out[i * a->s + j] = 0.0;
         return 0.0;
     }
-    const double xt = (double)x[t * xs];
+    const double xt = (double)FL_GET(x[t * xs]);
     const double wt = w ? (double)w[t] : 1.0;
     double m = -INFINITY;
     for (fl_index k = 0; k < C; k++) {
-        const FL_T xk = x[k * xs];
+        const FL_C xk = FL_GET(x[k * xs]);
         m = xk > m ? xk : m;
     }
     double sum = 0.0, sdx = 0.0; /* sdx = sum_k w_k (m - x_k), for label smoothing */
     for (fl_index k = 0; k < C; k++) {
-        const double d = m - (double)x[k * xs];
+        const double d = m - (double)FL_GET(x[k * xs]);
         sum += exp(-d);
         if (eps != 0.0)
             sdx += (w ? (double)w[k] : 1.0) * d;
@@ -112,12 +113,12 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
     if (g) {
         const double f = sc * A / sum, c = sc * eps / (double)C;
         for (fl_index k = 0; k < C; k++) {
-            double gk = exp((double)x[k * xs] - m) * f;
+            double gk = exp((double)FL_GET(x[k * xs]) - m) * f;
             if (eps != 0.0)
                 gk -= c * (w ? (double)w[k] : 1.0);
             if (k == t)
                 gk -= sc * (1.0 - eps) * wt;
-            g[k * gs] = (FL_T)gk;
+            g[k * gs] = FL_PUT(gk);
         }
     }
     return nll;
@@ -135,7 +136,7 @@ static void FL_DT(ce_positions)(const ce_ctx *cx, fl_index p0, fl_index p1, doub
         double smooth;
         const double nll = FL_DT(ce_position)(cx, i, p - i * a->s, &smooth);
         if (loss_out)
-            loss_out[p] = (FL_T)ce_combine(a, nll, smooth);
+            loss_out[p] = FL_PUT(ce_combine(a, nll, smooth));
         s_nll += nll;
         s_smooth += smooth;
     }

@@ -1,8 +1,11 @@
 /*
  * Template: the vector cross-entropy kernels for one (dtype, SIMD path). Included by
- * cross_entropy.c with FL_P (op prefix), FL_T, FL_TS (f32/f64), FL_PATH (avx2/generic),
- * FL_ATTR (that path's function attributes), FL_F32 and FL_PD (the path's float64 op prefix,
- * for the double-precision log). simd_exp.h, and simd_log.h for FL_PD, must be included first.
+ * cross_entropy.c through fl_instantiate.h (FL_P, FL_T stored / FL_C computed, FL_TS, FL_PATH,
+ * FL_ATTR, FL_F32, FL_PD: the path's float64 ops, for the double-precision log; the
+ * shorthands of fl_instance.h). float32 and float64 keep a row's exp terms in the gradient
+ * between passes; the half dtypes keep them in float32 in a per-thread scratch row
+ * (ce_scratch) and round each gradient entry once, from float32 (the target's entry and the
+ * losses from double).
  *
  * Two layouts run vectorized (cross_entropy.c picks one per call from the strides):
  *   rows     classes contiguous (x, grad, probability targets): one position at a time,
@@ -16,14 +19,14 @@
 
 /* sum_k w_k (m - x_k) (w may be NULL: weights 1), for label smoothing: differences to the
  * max keep the rounding at the scale of the loss, whatever the logits' magnitude. */
-static inline FL_ATTR double FL_KN(ce_dot)(const FL_T *x, const FL_T *w, fl_index C, FL_T m)
+static inline FL_ATTR double FL_KN(ce_dot)(const FL_T *x, const FL_C *w, fl_index C, FL_C m)
 {
     const fl_index L = FL_L;
     const FL_V vm = FL_OP(set1)(m);
     FL_ACC s = FL_OP(acc_zero)();
     for (fl_index k = 0; k < C; k += L) {
         const fl_index r = C - k < L ? C - k : L;
-        FL_V d = FL_OP(sub)(vm, FL_OP(loadn)(x + k, r, m)); /* padding lanes: d = 0 */
+        FL_V d = FL_OP(sub)(vm, FL_LDN(x + k, r, m)); /* padding lanes: d = 0 */
         s = FL_OP(acc_add)(s, w ? FL_OP(mul)(FL_OP(loadn)(w + k, r, 0), d) : d);
     }
     return FL_OP(acc_hsum)(s);
@@ -31,9 +34,9 @@ static inline FL_ATTR double FL_KN(ce_dot)(const FL_T *x, const FL_T *w, fl_inde
 
 /* The weighted smoothed target w_k y'_k of class k for a vector of positions (column layout),
  * y'_k = (1 - eps) y_k + eps / C. */
-static inline FL_ATTR FL_V FL_KN(ce_col_wy)(const FL_T *y, const FL_T *w, fl_index k, double eps, FL_V one_m, FL_V eps_c)
+static inline FL_ATTR FL_V FL_KN(ce_col_wy)(const FL_T *y, const FL_C *w, fl_index k, double eps, FL_V one_m, FL_V eps_c)
 {
-    FL_V yv = FL_OP(load)(y);
+    FL_V yv = FL_LD(y);
     if (eps != 0.0)
         yv = FL_OP(fmadd)(yv, one_m, eps_c);
     if (w)
@@ -41,22 +44,35 @@ static inline FL_ATTR FL_V FL_KN(ce_col_wy)(const FL_T *y, const FL_T *w, fl_ind
     return yv;
 }
 
-/* A row's max and exp-sum from its log-sum-exp (a->lse_in): m = lse rounded to FL_T and
+/* A row's max and exp-sum from its log-sum-exp (a->lse_in): m = lse rounded to FL_C and
  * sum = exp(lse - m), so that m + log(sum) = lse; the gradient pass then computes exp(x - m)
  * itself instead of reading the terms an exp-sum pass would have stored. */
-static inline void FL_KN(ce_from_lse)(double lse, FL_T *m, double *sum)
+static inline void FL_KN(ce_from_lse)(double lse, FL_C *m, double *sum)
 {
-    *m = (FL_T)lse;
+    *m = (FL_C)lse;
     *sum = exp(lse - (double)*m);
 }
 
 /* exp(x - m) for a gradient pass: recomputed from x (from_lse) or the term the exp-sum pass
- * stored in g. */
-static inline FL_ATTR FL_V FL_KN(ce_exp_term)(const FL_T *x, const FL_T *g, fl_index r, FL_V vm, int from_lse)
+ * stored in e. */
+static inline FL_ATTR FL_V FL_KN(ce_exp_term)(const FL_T *x, const FL_C *e, fl_index r, FL_V vm, int from_lse)
 {
     if (from_lse)
-        return FL_OP(exp)(FL_OP(sub)(FL_OP(loadn)(x, r, -INFINITY), vm));
-    return FL_OP(loadn)(g, r, 0);
+        return FL_OP(exp)(FL_OP(sub)(FL_LDN(x, r, -INFINITY), vm));
+    return FL_OP(loadn)(e, r, 0);
+}
+
+/* Where the exp terms of a row wait between passes: the gradient itself (float32, float64),
+ * or this thread's slot of the call's float32 scratch (the half dtypes; NULL without a
+ * gradient). */
+static inline FL_C *FL_KN(ce_scratch)(const ce_ctx *cx, void *g)
+{
+#if FL_HALF_INSTANCE
+    return g ? cx->scratch + (fl_index)fl_thread_slot(cx->slots) * cx->scratch_len : NULL;
+#else
+    (void)cx;
+    return (FL_C *)g;
+#endif
 }
 
 /* One row, index target t (not ignored), classes contiguous, in two halves: ce_row_head
@@ -66,30 +82,61 @@ static inline FL_ATTR FL_V FL_KN(ce_exp_term)(const FL_T *x, const FL_T *g, fl_i
  * their sums, then their tails. */
 typedef struct {
     double xt, wt, sum, sdx; /* x_t, w_t, sum_k exp(x_k - m), sum_k w_k (m - x_k) (smoothing) */
-    FL_T m;
+    double rest;             /* near_one: sum - 1, from fl_expsum_rest (half dtypes) */
+    int near_one;
+    FL_C m;
 } FL_KN(ce_row);
 
-static inline FL_ATTR void FL_KN(ce_row_head)(const ce_ctx *cx, const FL_T *x, FL_T *g, fl_index t,
+/* (half dtypes) A row sum below 2 taken again as 1 + rest, rest accurate to its own size
+ * (fl_expsum_rest): log(sum) and 1 - p_t are then rounded from accurate values however
+ * confident the row. */
+#define CE_NEAR_ONE 2.0
+static inline FL_ATTR void FL_KN(ce_refine)(const FL_T *x, fl_index C, FL_KN(ce_row) *r)
+{
+    r->near_one = 0;
+#if FL_HALF_INSTANCE
+    if (r->sum < CE_NEAR_ONE) {
+        double count;
+        const double others = FL_KN(fl_expsum_rest)(x, C, r->m, &count);
+        r->rest = (count - 1.0) + others;
+        r->sum = 1.0 + r->rest;
+        r->near_one = 1;
+    }
+#else
+    (void)x;
+    (void)C;
+#endif
+}
+
+/* e: where the terms go (ce_scratch; NULL: not stored) */
+static inline FL_ATTR void FL_KN(ce_row_head)(const ce_ctx *cx, const FL_T *x, FL_C *e, fl_index t,
                                               FL_KN(ce_row) *r)
 {
     const fl_ce_args *a = cx->a;
-    const FL_T *w = (const FL_T *)a->weight;
+    const FL_C *w = (const FL_C *)a->weight;
     const fl_index C = a->c;
-    r->xt = (double)x[t];
+    r->xt = (double)FL_GET(x[t]);
     r->wt = w ? (double)w[t] : 1.0;
     r->m = FL_KN(fl_rowmax)(x, C);
     r->sdx = a->label_smoothing != 0.0 ? FL_KN(ce_dot)(x, w, C, r->m) : 0.0; /* before g overwrites x */
-    r->sum = g ? FL_KN(fl_expsum)(x, g, C, r->m, 1) : FL_KN(fl_expsum)(x, NULL, C, r->m, 0);
+    r->sum = e ? FL_KN(fl_expsum)(x, e, C, r->m, 1) : FL_KN(fl_expsum)(x, NULL, C, r->m, 0);
+    FL_KN(ce_refine)(x, C, r);
+}
+
+/* log(sum) of a row: the batch's vector log, or log1p of the refined rest */
+static inline double FL_KN(ce_logsum)(const FL_KN(ce_row) *r, double batch_log)
+{
+    return r->near_one ? log1p(r->rest) : batch_log;
 }
 
 /* from_lse: r came from a->lse_in (ce_from_lse), g holds no terms: they are computed from x,
  * and there is no smoothing term. *lse: m + log(sum). */
-static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x, FL_T *g, fl_index t,
-                                                const FL_KN(ce_row) *r, double logsum, double sc, int from_lse,
-                                                double *smooth, double *lse)
+static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x, FL_T *g, const FL_C *e,
+                                                fl_index t, const FL_KN(ce_row) *r, double logsum, double sc,
+                                                int from_lse, double *smooth, double *lse)
 {
     const fl_ce_args *a = cx->a;
-    const FL_T *w = (const FL_T *)a->weight;
+    const FL_C *w = (const FL_C *)a->weight;
     const fl_index C = a->c, L = FL_L;
     const double eps = a->label_smoothing, wt = r->wt;
     const double nll = wt * (((double)r->m - r->xt) + logsum);
@@ -101,21 +148,34 @@ static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x,
         A = (1.0 - eps) * wt + eps / (double)C * cx->weight_total;
     }
     if (g) {
-        const double et = from_lse ? exp(r->xt - (double)r->m) : (double)g[t];
+        const double et = from_lse ? exp(r->xt - (double)r->m) : (double)e[t];
         const double f = sc * A / r->sum, c = sc * eps / (double)C;
-        const FL_V vf = FL_OP(set1)((FL_T)f), vc = FL_OP(set1)((FL_T)c), vm = FL_OP(set1)(r->m);
+        const FL_V vf = FL_OP(set1)((FL_C)f), vc = FL_OP(set1)((FL_C)c), vm = FL_OP(set1)(r->m);
+        /* a finite sum and factors: every entry is finite (the terms are in [0, 1]) */
+        const int finite = isfinite(r->sum) && isfinite((double)(FL_C)f) && isfinite((double)(FL_C)c);
         for (fl_index k = 0; k < C; k += L) {
             const fl_index n = C - k < L ? C - k : L;
-            FL_V gv = FL_OP(mul)(FL_KN(ce_exp_term)(x + k, g + k, n, vm, from_lse), vf);
+            FL_V gv = FL_OP(mul)(FL_KN(ce_exp_term)(x + k, e + k, n, vm, from_lse), vf);
             if (eps != 0.0)
                 gv = FL_OP(fnmadd)(vc, w ? FL_OP(loadn)(w + k, n, 0) : FL_OP(set1)(1), gv);
-            if (n == L)
-                FL_OP(store)(g + k, gv);
+            if (n == L && finite)
+                FL_STF(g + k, gv);
+            else if (n == L)
+                FL_ST(g + k, gv);
             else
-                FL_OP(storen)(g + k, gv, n);
+                FL_STN(g + k, gv, n);
         }
         /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
-        g[t] = (FL_T)FL_MUTATE_GRAD(et * f - sc * (1.0 - eps) * wt - (eps != 0.0 ? c * wt : 0.0));
+#if FL_HALF_INSTANCE
+        /* = sc ((1 - eps) w_t (p_t - 1) + (eps / C) (W p_t - w_t)), p_t - 1 = -rest / sum when the
+         * target is the max of a refined row */
+        const double pt = et / r->sum;
+        const double pt_m1 = r->near_one && r->xt == (double)r->m ? -r->rest / r->sum : pt - 1.0;
+        const double gt = sc * ((1.0 - eps) * wt * pt_m1 + (eps != 0.0 ? eps / (double)C * (cx->weight_total * pt - wt) : 0.0));
+#else
+        const double gt = et * f - sc * (1.0 - eps) * wt - (eps != 0.0 ? c * wt : 0.0);
+#endif
+        g[t] = FL_PUT(FL_MUTATE_GRAD(gt));
     }
     return nll;
 }
@@ -126,21 +186,30 @@ static FL_ATTR double FL_KN(ce_row_index)(const ce_ctx *cx, const FL_T *x, FL_T 
                                           double *smooth, double *lse)
 {
     FL_KN(ce_row) r;
+    FL_C *e = FL_KN(ce_scratch)(cx, g);
     const int from_lse = cx->a->lse_in && g;
     if (from_lse) {
-        r.xt = (double)x[t];
-        r.wt = cx->a->weight ? (double)((const FL_T *)cx->a->weight)[t] : 1.0;
+        r.xt = (double)FL_GET(x[t]);
+        r.wt = cx->a->weight ? (double)((const FL_C *)cx->a->weight)[t] : 1.0;
         r.sdx = 0.0;
+        r.near_one = 0;
         FL_KN(ce_from_lse)(*lse, &r.m, &r.sum);
         /* a pure read pass first brings the row into cache: measured faster than one pass
          * that interleaves the row's reads from memory with the gradient's writes (software
          * prefetch was not) */
-        volatile FL_T touch = FL_KN(fl_rowmax)(x, cx->a->c);
+        volatile FL_C touch = FL_KN(fl_rowmax)(x, cx->a->c);
         (void)touch;
+#if FL_HALF_INSTANCE
+        if (r.sum < CE_NEAR_ONE) { /* a confident row: its terms again, for 1 - p_t (ce_refine) */
+            r.m = FL_KN(fl_rowmax)(x, cx->a->c);
+            r.sum = FL_KN(fl_expsum)(x, NULL, cx->a->c, r.m, 0);
+            FL_KN(ce_refine)(x, cx->a->c, &r);
+        }
+#endif
     } else {
-        FL_KN(ce_row_head)(cx, x, g, t, &r);
+        FL_KN(ce_row_head)(cx, x, e, t, &r);
     }
-    return FL_KN(ce_row_tail)(cx, x, g, t, &r, log(r.sum), sc, from_lse, smooth, lse);
+    return FL_KN(ce_row_tail)(cx, x, g, e, t, &r, FL_KN(ce_logsum)(&r, log(r.sum)), sc, from_lse, smooth, lse);
 }
 
 /* The gradient of an ignored row (classes contiguous): zeros when every logit is finite
@@ -152,9 +221,9 @@ static FL_ATTR void FL_KN(ce_ignored_row)(const FL_T *x, FL_T *g, fl_index C)
     FL_V acc = zero;
     for (fl_index k = 0; k < C; k += L) {
         const fl_index r = C - k < L ? C - k : L;
-        acc = FL_OP(add)(acc, FL_OP(mul)(FL_OP(loadn)(x + k, r, 0), zero));
+        acc = FL_OP(add)(acc, FL_OP(mul)(FL_LDN(x + k, r, 0), zero));
     }
-    FL_T lanes[FL_L];
+    FL_C lanes[FL_L];
     FL_OP(store)(lanes, acc);
     int finite = 1;
     for (fl_index l = 0; l < L; l++)
@@ -166,20 +235,22 @@ static FL_ATTR void FL_KN(ce_ignored_row)(const FL_T *x, FL_T *g, fl_index C)
 }
 
 /* One position, probability targets, classes contiguous in x, y and g. */
-static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, const FL_T *y, FL_T *g, double sc,
+static FL_ATTR double FL_KN(ce_row_prob)(const ce_ctx *cx, const FL_T *x, const FL_T *y, FL_T *g, double sc,
                                          double *lse)
 {
-    const FL_T *w = (const FL_T *)a->weight;
+    const fl_ce_args *a = cx->a;
+    const FL_C *w = (const FL_C *)a->weight;
+    FL_C *e = FL_KN(ce_scratch)(cx, g);
     const fl_index C = a->c, L = FL_L;
     if (C == 0) {
         *lse = -INFINITY;
         return -0.0;
     }
     const double eps = a->label_smoothing;
-    const FL_V one_m = FL_OP(set1)((FL_T)(1.0 - eps)), eps_c = FL_OP(set1)((FL_T)(eps / (double)C));
-    const FL_T one_ms = (FL_T)(1.0 - eps), eps_cs = (FL_T)(eps / (double)C);
+    const FL_V one_m = FL_OP(set1)((FL_C)(1.0 - eps)), eps_c = FL_OP(set1)((FL_C)(eps / (double)C));
+    const FL_C one_ms = (FL_C)(1.0 - eps), eps_cs = (FL_C)(eps / (double)C);
     const int from_lse = a->lse_in && g;
-    FL_T m;
+    FL_C m;
     double sum = 0.0;
     if (from_lse)
         FL_KN(ce_from_lse)(*lse, &m, &sum);
@@ -191,36 +262,45 @@ static FL_ATTR double FL_KN(ce_row_prob)(const fl_ce_args *a, const FL_T *x, con
     FL_ACC sy = FL_OP(acc_zero)(), sdy = FL_OP(acc_zero)();
     fl_index k = 0;
     for (; k + L <= C; k += L) {
-        FL_V yv = FL_OP(load)(y + k);
+        FL_V yv = FL_LD(y + k);
         if (eps != 0.0)
             yv = FL_OP(fmadd)(yv, one_m, eps_c);
         if (w)
             yv = FL_OP(mul)(FL_OP(load)(w + k), yv);
         sy = FL_OP(acc_add)(sy, yv);
-        sdy = FL_OP(acc_add)(sdy, FL_OP(mul)(yv, FL_OP(sub)(vm, FL_OP(load)(x + k))));
+        sdy = FL_OP(acc_add)(sdy, FL_OP(mul)(yv, FL_OP(sub)(vm, FL_LD(x + k))));
     }
     double s_y = FL_OP(acc_hsum)(sy), s_dy = FL_OP(acc_hsum)(sdy);
     for (; k < C; k++) { /* tail in scalar: padding lanes would get eps / C */
-        const FL_T yk = eps != 0.0 ? y[k] * one_ms + eps_cs : y[k];
+        const FL_C yk = eps != 0.0 ? FL_GET(y[k]) * one_ms + eps_cs : FL_GET(y[k]);
         const double wy = (double)(w ? w[k] * yk : yk);
         s_y += wy;
-        s_dy += wy * ((double)m - (double)x[k]);
+        s_dy += wy * ((double)m - (double)FL_GET(x[k]));
     }
-    if (!from_lse)
-        sum = g ? FL_KN(fl_expsum)(x, g, C, m, 1) : FL_KN(fl_expsum)(x, NULL, C, m, 0);
-    const double loss = log(sum) * s_y + s_dy;
-    *lse = (double)m + log(sum);
+    double logsum;
+    if (!from_lse) {
+        FL_KN(ce_row) rr;
+        rr.m = m;
+        rr.sum = e ? FL_KN(fl_expsum)(x, e, C, m, 1) : FL_KN(fl_expsum)(x, NULL, C, m, 0);
+        FL_KN(ce_refine)(x, C, &rr);
+        sum = rr.sum;
+        logsum = FL_KN(ce_logsum)(&rr, log(sum));
+    } else {
+        logsum = log(sum);
+    }
+    const double loss = logsum * s_y + s_dy;
+    *lse = (double)m + logsum;
     if (g) {
-        const FL_V vf = FL_OP(set1)((FL_T)(sc * s_y / sum)), vc = FL_OP(set1)((FL_T)sc);
+        const FL_V vf = FL_OP(set1)((FL_C)(sc * s_y / sum)), vc = FL_OP(set1)((FL_C)sc);
         for (k = 0; k < C; k += L) {
             const fl_index r = C - k < L ? C - k : L;
-            FL_V yv = FL_OP(loadn)(y + k, r, 0);
+            FL_V yv = FL_LDN(y + k, r, 0);
             if (eps != 0.0)
                 yv = FL_OP(fmadd)(yv, one_m, eps_c);
             if (w)
                 yv = FL_OP(mul)(FL_OP(loadn)(w + k, r, 0), yv);
-            FL_V gv = FL_OP(fnmadd)(vc, yv, FL_OP(mul)(FL_KN(ce_exp_term)(x + k, g + k, r, vm, from_lse), vf));
-            FL_OP(storen)(g + k, gv, r);
+            FL_V gv = FL_OP(fnmadd)(vc, yv, FL_OP(mul)(FL_KN(ce_exp_term)(x + k, e + k, r, vm, from_lse), vf));
+            FL_STN(g + k, gv, r);
         }
     }
     return loss;
@@ -237,12 +317,14 @@ static FL_ATTR void FL_KN(ce_rows_batch)(const ce_ctx *cx, fl_index p0, fl_index
     enum { B = CE_BATCH, LD = FL_XCAT(FL_PD, LANES) };
     const fl_index S = a->s, C = a->c;
     FL_T *loss_out = (FL_T *)a->loss;
+    FL_C *scratch = FL_KN(ce_scratch)(cx, a->grad); /* B rows of terms (half dtypes) */
     fl_index i = p0 / S, j = p0 - i * S;
     for (fl_index pb = p0; pb < p1; pb += B) {
         const int nb = (int)(p1 - pb < B ? p1 - pb : B);
         FL_KN(ce_row) row[B];
         const FL_T *xp[B];
         FL_T *gp[B];
+        FL_C *ep[B];
         double sum[B], logsum[B], sc[B];
         fl_index t[B];
         for (int r = 0; r < B; r++)
@@ -254,16 +336,22 @@ static FL_ATTR void FL_KN(ce_rows_batch)(const ce_ctx *cx, fl_index p0, fl_index
             }
             xp[r] = (const FL_T *)a->x + i * a->xv.sn + j * a->xv.ss;
             gp[r] = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j * a->gv.ss : NULL;
+#if FL_HALF_INSTANCE
+            ep[r] = scratch ? scratch + r * C : NULL;
+#else
+            ep[r] = gp[r];
+            (void)scratch;
+#endif
             sc[r] = cx->scale;
             if (a->grad_out)
-                sc[r] *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
+                sc[r] *= (double)FL_GET(((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss]);
             t[r] = ce_target(a, i, j);
             if (t[r] == a->ignore_index) {
                 if (gp[r])
                     FL_KN(ce_ignored_row)(xp[r], gp[r], C);
                 continue;
             }
-            FL_KN(ce_row_head)(cx, xp[r], gp[r], t[r], &row[r]);
+            FL_KN(ce_row_head)(cx, xp[r], ep[r], t[r], &row[r]);
             sum[r] = row[r].sum;
         }
         for (int k = 0; k < B; k += LD)
@@ -271,9 +359,10 @@ static FL_ATTR void FL_KN(ce_rows_batch)(const ce_ctx *cx, fl_index p0, fl_index
         for (int r = 0; r < nb; r++) {
             double nll = 0.0, smooth = 0.0, lse = 0.0;
             if (t[r] != a->ignore_index)
-                nll = FL_KN(ce_row_tail)(cx, xp[r], gp[r], t[r], &row[r], logsum[r], sc[r], 0, &smooth, &lse);
+                nll = FL_KN(ce_row_tail)(cx, xp[r], gp[r], ep[r], t[r], &row[r], FL_KN(ce_logsum)(&row[r], logsum[r]),
+                                         sc[r], 0, &smooth, &lse);
             if (loss_out)
-                loss_out[pb + r] = (FL_T)ce_combine(a, nll, smooth);
+                loss_out[pb + r] = FL_PUT(ce_combine(a, nll, smooth));
             if (a->lse_out)
                 a->lse_out[pb + r] = lse;
             s_nll += nll;
@@ -307,11 +396,11 @@ static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, d
         FL_T *g = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j * a->gv.ss : NULL;
         double sc = cx->scale;
         if (a->grad_out)
-            sc *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
+            sc *= (double)FL_GET(((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss]);
         double nll, smooth = 0.0, lse = a->lse_in ? a->lse_in[p] : 0.0;
         if (a->target_kind == FL_TARGET_PROB) {
             const FL_T *y = (const FL_T *)a->target + i * a->tv.sn + j * a->tv.ss;
-            nll = FL_KN(ce_row_prob)(a, x, y, g, sc, &lse);
+            nll = FL_KN(ce_row_prob)(cx, x, y, g, sc, &lse);
         } else {
             const fl_index t = ce_target(a, i, j);
             if (t == a->ignore_index) {
@@ -326,7 +415,7 @@ static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, d
         if (a->lse_out)
             a->lse_out[p] = lse;
         if (loss_out)
-            loss_out[p] = (FL_T)ce_combine(a, nll, smooth);
+            loss_out[p] = FL_PUT(ce_combine(a, nll, smooth));
         s_nll += nll;
         s_smooth += smooth;
     }
@@ -343,16 +432,31 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
     double s_nll = sums[0], s_smooth = sums[1]; /* stored back once, at the end */
     enum { L = FL_L };
     const fl_index C = a->c, xs = a->xv.sc, gs = a->gv.sc, ys = a->tv.sc;
-    const FL_T *w = (const FL_T *)a->weight;
+    const FL_C *w = (const FL_C *)a->weight;
     const double eps = a->label_smoothing;
     const int prob = a->target_kind == FL_TARGET_PROB;
     FL_T *loss_out = (FL_T *)a->loss;
+    /* the terms of class k: in g at k gs (float32, float64), or at k L in the scratch */
+#if FL_HALF_INSTANCE
+    FL_C *scratch = FL_KN(ce_scratch)(cx, a->grad);
+    const fl_index es = L;
+#else
+    const fl_index es = gs;
+#endif
     fl_index j = j0;
     for (; j + L <= j1 && C > 0; j += L) {
         const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j;
         FL_T *g = a->grad ? (FL_T *)a->grad + i * a->gv.sn + j : NULL;
+#if FL_HALF_INSTANCE
+        FL_C *e = scratch;
+#else
+        FL_C *e = g;
+#endif
         const FL_T *y = prob ? (const FL_T *)a->target + i * a->tv.sn + j : NULL;
         double sc[L], xt[L], wt[L], mx[L], sum[L], s1[L], s2[L], nll[L], smooth[L];
+#if FL_HALF_INSTANCE
+        double gtl[L];
+#endif
         fl_index t[L];
         int ignored[L];
         for (int l = 0; l < L; l++) {
@@ -361,28 +465,28 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
             xt[l] = wt[l] = 0.0;
             sc[l] = cx->scale;
             if (a->grad_out)
-                sc[l] *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + (j + l) * a->gov.ss];
+                sc[l] *= (double)FL_GET(((const FL_T *)a->grad_out)[i * a->gov.sn + (j + l) * a->gov.ss]);
             if (!prob) {
                 t[l] = ce_target(a, i, j + l);
                 ignored[l] = t[l] == a->ignore_index;
-                xt[l] = ignored[l] ? 0.0 : (double)x[t[l] * xs + l];
+                xt[l] = ignored[l] ? 0.0 : (double)FL_GET(x[t[l] * xs + l]);
                 wt[l] = ignored[l] ? 0.0 : (w ? (double)w[t[l]] : 1.0);
             }
         }
         /* pass 1: max */
         FL_V vmax = FL_OP(set1)(-INFINITY);
         FL_ACC a1 = FL_OP(acc_zero)(), a2 = FL_OP(acc_zero)();
-        const FL_V one_m = FL_OP(set1)((FL_T)(1.0 - eps)), eps_c = FL_OP(set1)((FL_T)(eps / (double)C));
+        const FL_V one_m = FL_OP(set1)((FL_C)(1.0 - eps)), eps_c = FL_OP(set1)((FL_C)(eps / (double)C));
         for (fl_index k = 0; k < C; k++)
-            vmax = FL_OP(max)(vmax, FL_OP(load)(x + k * xs));
-        FL_T mt[L];
+            vmax = FL_OP(max)(vmax, FL_LD(x + k * xs));
+        FL_C mt[L];
         FL_OP(store)(mt, vmax);
         /* pass 2: exp(x - max), summed, written into g; with it s1 = sum w y' and s2 =
          * sum w y' (max - x) (probabilities) or sum w (max - x) (smoothing), x read before g
          * (maybe x itself) is written */
         FL_ACC as = FL_OP(acc_zero)();
         for (fl_index k = 0; k < C; k++) {
-            const FL_V xv = FL_OP(load)(x + k * xs);
+            const FL_V xv = FL_LD(x + k * xs);
             if (prob) {
                 const FL_V yv = FL_KN(ce_col_wy)(y + k * ys, w, k, eps, one_m, eps_c);
                 a1 = FL_OP(acc_add)(a1, yv);
@@ -391,32 +495,50 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
                 const FL_V d = FL_OP(sub)(vmax, xv);
                 a2 = FL_OP(acc_add)(a2, w ? FL_OP(mul)(FL_OP(set1)(w[k]), d) : d);
             }
-            FL_V e = FL_OP(exp_le0)(FL_OP(sub)(xv, vmax));
+            FL_V ev = FL_OP(exp_le0)(FL_OP(sub)(xv, vmax));
             if (g)
-                FL_OP(store)(g + k * gs, e);
-            as = FL_OP(acc_add)(as, e);
+                FL_OP(store)(e + k * es, ev);
+            as = FL_OP(acc_add)(as, ev);
         }
         FL_OP(acc_store)(sum, as);
         FL_OP(acc_store)(s1, a1);
         FL_OP(acc_store)(s2, a2);
         /* per lane: the loss and the gradient's factors */
-        FL_T f[L], c[L];
+        FL_C f[L], c[L];
         double et[L], A[L];
         for (int l = 0; l < L; l++) {
             A[l] = 0.0;
             et[l] = 0.0;
             mx[l] = (double)mt[l];
             smooth[l] = 0.0;
-            const double logsum = log(sum[l]);
+            double logsum = log(sum[l]);
+#if FL_HALF_INSTANCE
+            /* a confident lane: its sum again as 1 + rest, in double (ce_refine) */
+            double rest = 0.0;
+            const int near_one = sum[l] < CE_NEAR_ONE;
+            if (near_one) {
+                double count = 0.0, others = 0.0;
+                for (fl_index k = 0; k < C; k++) {
+                    const double xk = (double)FL_GET(x[k * xs + l]);
+                    if (xk < mx[l])
+                        others += exp(xk - mx[l]);
+                    else
+                        count += 1.0;
+                }
+                rest = (count - 1.0) + others;
+                sum[l] = 1.0 + rest;
+                logsum = log1p(rest);
+            }
+#endif
             if (prob) {
                 nll[l] = logsum * s1[l] + s2[l];
-                f[l] = (FL_T)(sc[l] * s1[l] / sum[l]);
-                c[l] = (FL_T)sc[l];
+                f[l] = (FL_C)(sc[l] * s1[l] / sum[l]);
+                c[l] = (FL_C)sc[l];
             } else if (ignored[l]) {
                 /* torch's 0 * softmax: NaN along the lane when its sum is NaN (a NaN or +inf
                  * logit, or only -inf), else 0 (the exp terms are finite then) */
                 nll[l] = 0.0;
-                f[l] = (FL_T)(0.0 / sum[l]);
+                f[l] = (FL_C)(0.0 / sum[l]);
                 c[l] = 0;
             } else {
                 nll[l] = wt[l] * ((mx[l] - xt[l]) + logsum);
@@ -425,13 +547,21 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
                     smooth[l] = logsum * cx->weight_total + s2[l];
                     A[l] = (1.0 - eps) * wt[l] + eps / (double)C * cx->weight_total;
                 }
-                f[l] = (FL_T)(sc[l] * A[l] / sum[l]);
-                c[l] = (FL_T)(sc[l] * eps / (double)C);
-                if (g)
-                    et[l] = (double)g[t[l] * gs + l];
+                f[l] = (FL_C)(sc[l] * A[l] / sum[l]);
+                c[l] = (FL_C)(sc[l] * eps / (double)C);
+                if (g) {
+                    et[l] = (double)e[t[l] * es + l];
+#if FL_HALF_INSTANCE
+                    /* the target entry of ce_row_tail, p_t - 1 from the refined rest */
+                    const double pt = et[l] / sum[l];
+                    const double pt_m1 = near_one && xt[l] == mx[l] ? -rest / sum[l] : pt - 1.0;
+                    gtl[l] = sc[l] * ((1.0 - eps) * wt[l] * pt_m1 +
+                                      (eps != 0.0 ? eps / (double)C * (cx->weight_total * pt - wt[l]) : 0.0));
+#endif
+                }
             }
             if (loss_out)
-                loss_out[i * a->s + j + l] = (FL_T)ce_combine(a, nll[l], smooth[l]);
+                loss_out[i * a->s + j + l] = FL_PUT(ce_combine(a, nll[l], smooth[l]));
             if (a->lse_out)
                 a->lse_out[i * a->s + j + l] = !prob && ignored[l] ? 0.0 : mx[l] + logsum;
             s_nll += nll[l];
@@ -442,19 +572,23 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
         /* pass 3: scale */
         const FL_V vf = FL_OP(load)(f), vc = FL_OP(load)(c);
         for (fl_index k = 0; k < C; k++) {
-            FL_V gv = FL_OP(mul)(FL_OP(load)(g + k * gs), vf);
+            FL_V gv = FL_OP(mul)(FL_OP(load)(e + k * es), vf);
             if (prob) {
                 gv = FL_OP(fnmadd)(vc, FL_KN(ce_col_wy)(y + k * ys, w, k, eps, one_m, eps_c), gv);
             } else if (eps != 0.0) {
                 gv = FL_OP(fnmadd)(vc, w ? FL_OP(set1)(w[k]) : FL_OP(set1)(1), gv);
             }
-            FL_OP(store)(g + k * gs, gv);
+            FL_ST(g + k * gs, gv);
         }
         if (!prob)
             for (int l = 0; l < L; l++)
                 if (!ignored[l])
+#if FL_HALF_INSTANCE
+                    g[t[l] * gs + l] = FL_PUT(gtl[l]);
+#else
                     g[t[l] * gs + l] = (FL_T)(et[l] * (sc[l] * A[l] / sum[l]) - sc[l] * (1.0 - eps) * wt[l] -
                                               (eps != 0.0 ? sc[l] * eps / (double)C * wt[l] : 0.0));
+#endif
     }
     sums[0] = s_nll;
     sums[1] = s_smooth;

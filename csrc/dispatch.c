@@ -16,14 +16,14 @@
 #if FL_HAVE_AVX2_BUILD
 #include <cpuid.h>
 
-/* cpuid for the instruction sets, xgetbv for the OS saving the YMM state. */
+/* cpuid for the instruction sets (AVX2, FMA, F16C), xgetbv for the OS saving the YMM state. */
 static int avx2_fma_supported(void)
 {
     unsigned int a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
         return 0;
-    const unsigned int fma = 1u << 12, osxsave = 1u << 27, avx = 1u << 28;
-    if ((c & (fma | osxsave | avx)) != (fma | osxsave | avx))
+    const unsigned int fma = 1u << 12, osxsave = 1u << 27, avx = 1u << 28, f16c = 1u << 29;
+    if ((c & (fma | osxsave | avx | f16c)) != (fma | osxsave | avx | f16c))
         return 0;
     unsigned int xcr0_lo, xcr0_hi;
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
@@ -35,7 +35,7 @@ static int avx2_fma_supported(void)
     return (b & (1u << 5)) != 0; /* AVX2 */
 }
 
-/* AVX-512 F and DQ, and the OS saving the opmask and ZMM state (XCR0 bits 5-7). */
+/* AVX-512 F, DQ, BW and VL, and the OS saving the opmask and ZMM state (XCR0 bits 5-7). */
 static int avx512_supported(void)
 {
     unsigned int a, b, c, d;
@@ -46,8 +46,8 @@ static int avx512_supported(void)
     if ((xcr0_lo & 0xE6u) != 0xE6u)
         return 0;
     __cpuid_count(7, 0, a, b, c, d);
-    const unsigned int f = 1u << 16, dq = 1u << 17;
-    return (b & (f | dq)) == (f | dq);
+    const unsigned int f = 1u << 16, dq = 1u << 17, bw = 1u << 30, vl = 1u << 31;
+    return (b & (f | dq | bw | vl)) == (f | dq | bw | vl);
 }
 #endif
 
@@ -103,6 +103,17 @@ int fl_openmp_enabled(void)
 #endif
 }
 
+int fl_thread_slot(int slots)
+{
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+    return t >= 0 && t < slots ? t : 0;
+#else
+    (void)slots;
+    return 0;
+#endif
+}
+
 /* At most this many partial sums per block live on the stack when there is one block. */
 #define FL_MAX_SUMS 4
 
@@ -113,6 +124,8 @@ int fl_parallel_run(const fl_kernel *k, void *ctx, fl_index nblocks, int nsums, 
         totals[q] = 0.0;
     if (nblocks <= 0)
         return FL_OK;
+    if (k->fn == NULL)
+        return FL_ERR_DTYPE;
     double *partial = NULL; /* nblocks x nsums, each block's slot written once by its block */
     if (nsums > 0) {
         partial = nblocks == 1 && nsums <= FL_MAX_SUMS ? local
@@ -189,7 +202,7 @@ static inline double weight_at(const void *w, int dtype, fl_index t)
 {
     if (w == NULL)
         return 1.0;
-    return dtype == FL_DTYPE_F32 ? (double)((const float *)w)[t] : ((const double *)w)[t];
+    return fl_weight_f32(dtype) ? (double)((const float *)w)[t] : ((const double *)w)[t];
 }
 
 int fl_check_class_targets(int kind, const void *target, fl_index n, fl_index s, fl_index t_sn, fl_index t_ss,

@@ -89,6 +89,7 @@ typedef struct fl_view {
 #define FL_ERR_NOMEM (-1)
 #define FL_ERR_TARGET (-2) /* a class index outside [0, c), != ignore_index: call.bad_value holds it (first bad in C order) */
 #define FL_ERR_DOMAIN (-3) /* binary_cross_entropy: an input/target element outside [0, 1] or NaN: call.bad_operand 0 = input, 1 = target */
+#define FL_ERR_DTYPE (-4)  /* no kernel for this dtype in the family's table (the planner never asks) */
 
 /* Reductions (call.reduction). */
 #define FL_REDUCE_NONE 0
@@ -96,10 +97,16 @@ typedef struct fl_view {
 #define FL_REDUCE_SUM 2
 #define FL_REDUCE_BATCHMEAN 3 /* kl_div: the sum divided by call.batch */
 
-/* Compute dtypes (call.dtype): every floating operand of a call has it. */
+/* Dtypes (call.dtype, the index of the tables' dtype axis): every floating operand of a call
+ * is stored in it, except the class weights of the half dtypes (float32: exact, and read as
+ * the float32 lanes they are computed in). bfloat16 and float16 are computed in float32 (the
+ * families whose table holds them: half.h); a table entry without a kernel is NULL, and
+ * fl_parallel_run refuses it (FL_ERR_DTYPE). */
 #define FL_DTYPE_F32 0
 #define FL_DTYPE_F64 1
-#define FL_NDTYPES 2
+#define FL_DTYPE_BF16 2
+#define FL_DTYPE_F16 3
+#define FL_NDTYPES 4
 
 /* Class-index target kinds (cross_entropy, nll_loss). */
 #define FL_TARGET_I32 0 /* class indices, int32 */
@@ -119,7 +126,7 @@ typedef struct fl_view {
 #define FL_HAVE_AVX2_BUILD 0
 #endif
 
-/* 1 when this CPU and OS can run the AVX2+FMA path, resp. the AVX-512 (F, DQ) path. */
+/* 1 when this CPU and OS can run the AVX2+FMA (+F16C) path, resp. the AVX-512 (F, DQ, BW, VL) path. */
 int fl_cpu_has_avx2_fma(void);
 int fl_cpu_has_avx512(void);
 /* The path to use for a request: "auto" (the widest this CPU runs), "avx512", "avx2" or
@@ -190,10 +197,17 @@ enum { FL_ROWS, FL_COLS, FL_STRIDED, FL_NLAYOUTS };
 #define FL_LAYOUT_ROW_(fam, pfx, ts, path)                                                   \
     {FL_KERNEL_PATH(fam, rows, ts, path, pfx), FL_KERNEL_PATH(fam, cols, ts, path, pfx),     \
      FL_KERNEL_DTYPE(fam, strided, ts, pfx)}
-#define FL_LAYOUT_PATH_(fam, pfx, path) {FL_LAYOUT_ROW_(fam, pfx, f32, path), FL_LAYOUT_ROW_(fam, pfx, f64, path)}
+#define FL_LAYOUT_PATH_(fam, pfx, path)                                                      \
+    {FL_LAYOUT_ROW_(fam, pfx, f32, path), FL_LAYOUT_ROW_(fam, pfx, f64, path),                \
+     FL_LAYOUT_ROW_(fam, pfx, bf16, path), FL_LAYOUT_ROW_(fam, pfx, f16, path)}
 #define FL_LAYOUT_TABLE(fam, pfx)                                                            \
     {FL_LAYOUT_PATH_(fam, pfx, generic), FL_LAYOUT_PATH_(fam, pfx, FL_PATH_AVX2),           \
      FL_LAYOUT_PATH_(fam, pfx, FL_PATH_AVX512)}
+
+/* The dtype row of a call (out of range: float64's, never asked for: the planner sets it). */
+static inline int fl_dtype_row(int dtype) { return dtype >= 0 && dtype < FL_NDTYPES ? dtype : FL_DTYPE_F64; }
+/* Whether the class weights of a call are float32 (float32 and the half dtypes) or float64. */
+static inline int fl_weight_f32(int dtype) { return dtype != FL_DTYPE_F64; }
 
 /* The layout of an (n, c, s) call from whether the class axis, resp. the position axis, is
  * contiguous in every operand that matters: rows, else cols (s > 1), else strided. */
@@ -218,8 +232,14 @@ static inline int fl_simd_row(int simd) { return simd >= 0 && simd < FL_NSIMD ? 
  * (dynamic schedule). With nsums > 0, each block's partial sums go to their own slot of a
  * per-call buffer and are added in block order into totals[0..nsums) (zeroed first). Records
  * k->name in call->kernel and raises call->team / call->threads_active to this region's team
- * size and number of distinct threads that ran a block. FL_OK or FL_ERR_NOMEM. */
+ * size and number of distinct threads that ran a block. FL_OK, FL_ERR_NOMEM, or FL_ERR_DTYPE
+ * for an entry without a kernel. */
 int fl_parallel_run(const fl_kernel *k, void *ctx, fl_index nblocks, int nsums, double *totals, fl_call *call);
+
+/* Per-thread scratch of a call: block functions running on a team of up to `slots` threads
+ * take slot fl_thread_slot(slots) of a buffer with one slot per thread (the thread's number
+ * in the region, 0 outside one: a slot is used by one thread at a time). */
+int fl_thread_slot(int slots);
 
 /* Lists the names of a table row (count entries; NULL names skipped) into names[0..max):
  * returns the number of names the row holds (may exceed max: only max are written). */

@@ -25,6 +25,7 @@ typedef struct {
     double scale; /* call.grad_scale over the mean's denominator */
 } nll_ctx;
 
+#define FL_HALF
 #define FL_TEMPLATE "nll_loss_dtype.h"
 #include "fl_instantiate_dtype.h"
 
@@ -33,7 +34,7 @@ typedef struct {
 enum { NLL_FORWARD, NLL_BACKWARD, NLL_NPASSES };
 
 #define NLL_DTYPE_ROW(ts) {FL_KERNEL_DTYPE(nll_loss, forward, ts, nll_blk), FL_KERNEL_DTYPE(nll_loss, backward, ts, nll_blk)}
-#define NLL_PATH_ROW {NLL_DTYPE_ROW(f32), NLL_DTYPE_ROW(f64)}
+#define NLL_PATH_ROW {NLL_DTYPE_ROW(f32), NLL_DTYPE_ROW(f64), NLL_DTYPE_ROW(bf16), NLL_DTYPE_ROW(f16)}
 
 static const fl_kernel NLL_KERNELS[FL_NSIMD][FL_NDTYPES][NLL_NPASSES] = {NLL_PATH_ROW, NLL_PATH_ROW, NLL_PATH_ROW};
 
@@ -65,7 +66,7 @@ int fl_nll_loss(fl_call *call)
     ctx.scale = call->reduction == FL_REDUCE_MEAN ? fl_mean_scale(call->grad_scale, kept) : call->grad_scale;
     double sum = 0.0;
     if (ctx.npos > 0) {
-        const fl_kernel *k = NLL_KERNELS[fl_simd_row(call->simd)][call->dtype == FL_DTYPE_F32 ? 0 : 1];
+        const fl_kernel *k = NLL_KERNELS[fl_simd_row(call->simd)][fl_dtype_row(call->dtype)];
         ctx.block = NLL_LOSS_BLOCK;
         if (fl_parallel_run(&k[NLL_FORWARD], &ctx, (ctx.npos + ctx.block - 1) / ctx.block, 1, &sum, call) != FL_OK)
             return FL_ERR_NOMEM;

@@ -1,12 +1,13 @@
 /*
  * Template: the NLL loss kernels of one dtype (no SIMD path: see nll_loss.c), instantiated
- * through fl_instantiate_dtype.h (FL_T, FL_TS, FL_DT).
+ * through fl_instantiate_dtype.h (FL_T stored, FL_C computed, FL_TS, FL_DT, FL_GET / FL_PUT:
+ * the half dtypes' losses and gradient entries are rounded once, from double).
  */
 /* Losses of positions [j0, j1) of item i, added to *sum. */
 static void FL_DT(nll_losses)(const fl_nll_args *a, fl_index i, fl_index j0, fl_index j1, double *sum)
 {
     const FL_T *x = (const FL_T *)a->x + i * a->xv.sn;
-    const FL_T *w = (const FL_T *)a->weight;
+    const FL_C *w = (const FL_C *)a->weight;
     FL_T *loss = (FL_T *)a->loss;
     double s = 0.0;
     for (fl_index j = j0; j < j1; j++) {
@@ -14,10 +15,10 @@ static void FL_DT(nll_losses)(const fl_nll_args *a, fl_index i, fl_index j0, fl_
         double l = 0.0;
         if (t != a->ignore_index) {
             /* the product of two floats is exact in double: one rounding, as torch */
-            l = -((w ? (double)w[t] : 1.0) * (double)x[t * a->xv.sc + j * a->xv.ss]);
+            l = -((w ? (double)w[t] : 1.0) * (double)FL_GET(x[t * a->xv.sc + j * a->xv.ss]));
         }
         if (loss)
-            loss[i * a->s + j] = (FL_T)l;
+            loss[i * a->s + j] = FL_PUT(l);
         s += l;
     }
     *sum += s;
@@ -27,7 +28,7 @@ static void FL_DT(nll_losses)(const fl_nll_args *a, fl_index i, fl_index j0, fl_
 static void FL_DT(nll_grad)(const nll_ctx *cx, fl_index i, fl_index j0, fl_index j1)
 {
     const fl_nll_args *a = cx->a;
-    const FL_T *w = (const FL_T *)a->weight;
+    const FL_C *w = (const FL_C *)a->weight;
     FL_T *g = (FL_T *)a->grad + i * a->gv.sn;
     const fl_index C = a->c, gs = a->gv.sc, gj = a->gv.ss;
     if (gs == 1 && gj == C) { /* the positions' rows are one contiguous run */
@@ -41,7 +42,7 @@ static void FL_DT(nll_grad)(const nll_ctx *cx, fl_index i, fl_index j0, fl_index
     } else {
         for (fl_index k = 0; k < C; k++)
             for (fl_index j = j0; j < j1; j++)
-                g[k * gs + j * gj] = 0;
+                g[k * gs + j * gj] = FL_PUT(0.0);
     }
     for (fl_index j = j0; j < j1; j++) {
         const fl_index t = nll_target(a, i, j);
@@ -49,8 +50,8 @@ static void FL_DT(nll_grad)(const nll_ctx *cx, fl_index i, fl_index j0, fl_index
             continue;
         double sc = cx->scale;
         if (a->grad_out)
-            sc *= (double)((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss];
-        g[t * gs + j * gj] = (FL_T)(-(w ? (double)w[t] : 1.0) * sc);
+            sc *= (double)FL_GET(((const FL_T *)a->grad_out)[i * a->gov.sn + j * a->gov.ss]);
+        g[t * gs + j * gj] = FL_PUT(-(w ? (double)w[t] : 1.0) * sc);
     }
 }
 

@@ -60,7 +60,7 @@ int fl_regression(fl_call *call)
     double sum = 0.0;
     if (numel > 0) {
         const int kind = a->kind >= 0 && a->kind < 4 ? a->kind : FL_REG_HUBER;
-        const fl_kernel *k = &REG_KERNELS[fl_simd_row(call->simd)][call->dtype == FL_DTYPE_F32 ? 0 : 1][kind];
+        const fl_kernel *k = &REG_KERNELS[fl_simd_row(call->simd)][fl_dtype_row(call->dtype)][kind];
         if (fl_parallel_run(k, &ctx, (numel + ctx.block - 1) / ctx.block, 1, &sum, call) != FL_OK)
             return FL_ERR_NOMEM;
     }

@@ -6,7 +6,13 @@
  *
  *   fl_rowmax   max_k x_k (a NaN may or may not win: the callers' exp-sum then poisons);
  *   fl_expsum   sum_k exp(x_k - m), accumulated in double; with store, the terms are also
- *               written to e (which may be x itself).
+ *               written to e (compute dtype: x itself for float32 / float64, a scratch row
+ *               for the half dtypes);
+ *   fl_expsum_rest  (half dtypes) the same sum as the count of the x_k equal to m (whose
+ *               terms are exactly 1) and the sum of the other terms, for rows whose sum is
+ *               near 1: there log(sum) and 1 - p_max are small and a float32 run that adds
+ *               small terms to 1.0 would lose their low bits (half.h's outputs are
+ *               correctly rounded, which needs them).
  *
  * Both are unrolled 4x with independent accumulators (measured against 2x on the
  * cross-entropy and softmax rows: 4x is as fast or faster on every path). fl_expsum adds the
@@ -14,30 +20,40 @@
  * pairwise within a step) and widens each run's partial sum to double once (the tail's
  * at most 3 vectors join the last run, and one horizontal sum ends the row): the widening
  * cost 14% of an in-cache cross-entropy forward when it ran every 2 vectors (AVX-512,
- * 2026-12-05), and a run adds at most 15 roundings to a lane's partial sum.
+ * 2026-12-05), and a run adds at most 15 roundings to a lane's partial sum, a relative error
+ * of at most 2^-20 (typically 2^-23). The half dtypes round their results from these sums:
+ * a result that is not within 1e-3 ulp of a tie needs them to about 2^-18 (bfloat16: runs of
+ * 4 steps, as float32) resp. 2^-21 (float16: runs of 2 steps, at most 7 roundings; widening
+ * every step cost 25% of an in-cache forward).
  */
 #ifndef FL_EXPSUM_RUN
 #define FL_EXPSUM_RUN 4
 #endif
-static inline FL_ATTR FL_T FL_KN(fl_rowmax)(const FL_T *x, fl_index C)
+#undef FL_EXPSUM_STEPS
+#if FL_HALF_INSTANCE == 2
+#define FL_EXPSUM_STEPS 2
+#else
+#define FL_EXPSUM_STEPS FL_EXPSUM_RUN
+#endif
+static inline FL_ATTR FL_C FL_KN(fl_rowmax)(const FL_T *x, fl_index C)
 {
     const fl_index L = FL_L;
     FL_V m0 = FL_OP(set1)(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
     fl_index k = 0;
     for (; k + 4 * L <= C; k += 4 * L) {
-        m0 = FL_OP(max)(m0, FL_OP(load)(x + k));
-        m1 = FL_OP(max)(m1, FL_OP(load)(x + k + L));
-        m2 = FL_OP(max)(m2, FL_OP(load)(x + k + 2 * L));
-        m3 = FL_OP(max)(m3, FL_OP(load)(x + k + 3 * L));
+        m0 = FL_OP(max)(m0, FL_LD(x + k));
+        m1 = FL_OP(max)(m1, FL_LD(x + k + L));
+        m2 = FL_OP(max)(m2, FL_LD(x + k + 2 * L));
+        m3 = FL_OP(max)(m3, FL_LD(x + k + 3 * L));
     }
     for (; k < C; k += L) {
         const fl_index r = C - k < L ? C - k : L;
-        m0 = FL_OP(max)(m0, FL_OP(loadn)(x + k, r, -INFINITY));
+        m0 = FL_OP(max)(m0, FL_LDN(x + k, r, -INFINITY));
     }
     return FL_OP(hmax)(FL_OP(max)(FL_OP(max)(m0, m1), FL_OP(max)(m2, m3)));
 }
 
-static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_T *e, fl_index C, FL_T m, int store)
+static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_C *e, fl_index C, FL_C m, int store)
 {
     const FL_V vm = FL_OP(set1)(m);
     const fl_index L = FL_L;
@@ -46,10 +62,10 @@ static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_T *e, fl_index C
     int steps = 0;
     fl_index k = 0;
     for (; k + 4 * L <= C; k += 4 * L) {
-        const FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k), vm));
-        const FL_V e1 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k + L), vm));
-        const FL_V e2 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k + 2 * L), vm));
-        const FL_V e3 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(load)(x + k + 3 * L), vm));
+        const FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k), vm));
+        const FL_V e1 = FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + L), vm));
+        const FL_V e2 = FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + 2 * L), vm));
+        const FL_V e3 = FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + 3 * L), vm));
         if (store) {
             FL_OP(store)(e + k, e0);
             FL_OP(store)(e + k + L, e1);
@@ -57,7 +73,7 @@ static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_T *e, fl_index C
             FL_OP(store)(e + k + 3 * L, e3);
         }
         run = FL_OP(add)(run, FL_OP(add)(FL_OP(add)(e0, e1), FL_OP(add)(e2, e3)));
-        if (++steps == FL_EXPSUM_RUN) {
+        if (++steps == FL_EXPSUM_STEPS) {
             s = FL_OP(acc_add)(s, run);
             run = FL_OP(set1)(0);
             steps = 0;
@@ -66,10 +82,32 @@ static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_T *e, fl_index C
     for (; k < C; k += L) {
         const fl_index r = C - k < L ? C - k : L;
         /* padding lanes hold -inf: exp gives 0 and they add nothing */
-        const FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_OP(loadn)(x + k, r, -INFINITY), vm));
+        const FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_LDN(x + k, r, -INFINITY), vm));
         if (store)
             FL_OP(storen)(e + k, e0, r);
         run = FL_OP(add)(run, e0);
     }
     return FL_OP(acc_hsum)(FL_OP(acc_add)(s, run));
 }
+
+#if FL_HALF_INSTANCE
+/* sum_k exp(x_k - m) as *count (the x_k == m, i.e. not below the max m) plus the returned sum
+ * of the other terms, each vector widened to double. x holds no NaN (the caller's sum was
+ * finite). */
+static inline FL_ATTR double FL_KN(fl_expsum_rest)(const FL_T *x, fl_index C, FL_C m, double *count)
+{
+    const FL_V vm = FL_OP(set1)(m), zero = FL_OP(set1)(0), one = FL_OP(set1)(1);
+    const fl_index L = FL_L;
+    FL_ACC s = FL_OP(acc_zero)(), n = FL_OP(acc_zero)();
+    for (fl_index k = 0; k < C; k += L) {
+        const fl_index r = C - k < L ? C - k : L;
+        const FL_V xv = FL_LDN(x + k, r, -INFINITY); /* padding: below m, term 0 */
+        const FL_V e = FL_OP(exp_le0)(FL_OP(sub)(xv, vm));
+        const FL_V below = FL_OP(select)(FL_OP(lt)(xv, vm), e, zero);
+        s = FL_OP(acc_add)(s, below);
+        n = FL_OP(acc_add)(n, FL_OP(select)(FL_OP(lt)(xv, vm), zero, one));
+    }
+    *count = FL_OP(acc_hsum)(n);
+    return FL_OP(acc_hsum)(s);
+}
+#endif

@@ -1,7 +1,9 @@
 /*
- * AVX2+FMA vector operations for float32 (8 lanes) and float64 (4 lanes).
+ * AVX2+FMA vector operations for float32 (8 lanes) and float64 (4 lanes), and the storage
+ * ops of bfloat16 and float16 (avx2_bf16_ / avx2_f16_: 8 elements to and from float32 lanes;
+ * float16 with F16C, which every AVX2 CPU has and the dispatcher checks).
  *
- * Every function carries target("avx2,fma"), so this header compiles with the baseline
+ * Every function carries target("avx2,fma,f16c"), so this header compiles with the baseline
  * flags and only code that the dispatcher picks on an AVX2 CPU runs these instructions.
  * The names mirror simd_generic.h op for op: the kernel templates are written once against
  * the prefix (avx2_f32_, avx2_f64_, gen_f32_, gen_f64_).
@@ -10,12 +12,13 @@
 #define FASTLOSS_SIMD_AVX2_H
 
 #include "fastloss.h"
+#include "half.h"
 
 #if FL_HAVE_AVX2_BUILD
 #include <immintrin.h>
 
-#define FL_AVX2 __attribute__((target("avx2,fma")))
-#define FL_AVX2_INLINE static inline __attribute__((target("avx2,fma"), always_inline))
+#define FL_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define FL_AVX2_INLINE static inline __attribute__((target("avx2,fma,f16c"), always_inline))
 
 /* ---- float32 ---------------------------------------------------------------------- */
 #define avx2_f32_LANES 8
@@ -159,6 +162,63 @@ FL_AVX2_INLINE double avx2_f64_acc_hsum(__m256d a)
     __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
 }
+
+/* ---- bfloat16 and float16 storage: 8 elements to / from float32 lanes ------------------- */
+#define avx2_bf16_LANES 8
+#define avx2_f16_LANES 8
+FL_AVX2_INLINE __m256 avx2_bf16_widen(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+/* round to nearest-even on the integer bits, NaN quieted (half.h); 8 x 16 bits */
+FL_AVX2_INLINE __m128i avx2_bf16_narrow(__m256 v)
+{
+    const __m256i b = _mm256_castps_si256(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(b, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF)));
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(b, _mm256_set1_epi32(0x00400000)), nan);
+    r = _mm256_srli_epi32(r, 16);
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
+}
+#define FL_AVX2_F16_NARROW(v) _mm256_cvtps_ph((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+/* tails through a small buffer: the first n elements only are read or written */
+FL_AVX2_INLINE __m128i avx2_h_loadn(const void *p, fl_index n)
+{
+    uint16_t t[8] = {0};
+    memcpy(t, p, (size_t)n * 2);
+    return _mm_loadu_si128((const __m128i *)t);
+}
+FL_AVX2_INLINE void avx2_h_storen(void *p, __m128i h, fl_index n)
+{
+    uint16_t t[8];
+    _mm_storeu_si128((__m128i *)t, h);
+    memcpy(p, t, (size_t)n * 2);
+}
+FL_AVX2_INLINE __m256 avx2_h_fill(__m256 v, fl_index n, float fill)
+{
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(avx2_f32_tailmask(n)));
+}
+FL_AVX2_INLINE __m256 avx2_bf16_load(const fl_bf16 *p) { return avx2_bf16_widen(_mm_loadu_si128((const __m128i *)p)); }
+FL_AVX2_INLINE __m256 avx2_bf16_loadn(const fl_bf16 *p, fl_index n, float fill)
+{
+    return avx2_h_fill(avx2_bf16_widen(avx2_h_loadn(p, n)), n, fill);
+}
+FL_AVX2_INLINE void avx2_bf16_store(fl_bf16 *p, __m256 v) { _mm_storeu_si128((__m128i *)p, avx2_bf16_narrow(v)); }
+FL_AVX2_INLINE void avx2_bf16_storen(fl_bf16 *p, __m256 v, fl_index n) { avx2_h_storen(p, avx2_bf16_narrow(v), n); }
+FL_AVX2_INLINE __m256 avx2_f16_load(const fl_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+FL_AVX2_INLINE __m256 avx2_f16_loadn(const fl_f16 *p, fl_index n, float fill)
+{
+    return avx2_h_fill(_mm256_cvtph_ps(avx2_h_loadn(p, n)), n, fill);
+}
+FL_AVX2_INLINE void avx2_f16_store(fl_f16 *p, __m256 v) { _mm_storeu_si128((__m128i *)p, FL_AVX2_F16_NARROW(v)); }
+FL_AVX2_INLINE void avx2_f16_storen(fl_f16 *p, __m256 v, fl_index n) { avx2_h_storen(p, FL_AVX2_F16_NARROW(v), n); }
+/* the stores of values known to hold no NaN (simd_avx512.h): the same ops on this path */
+#define avx2_bf16_storef avx2_bf16_store
+#define avx2_bf16_storenf avx2_bf16_storen
+#define avx2_f16_storef avx2_f16_store
+#define avx2_f16_storenf avx2_f16_storen
+#define avx2_f32_storef avx2_f32_store
+#define avx2_f32_storenf avx2_f32_storen
+#define avx2_f64_storef avx2_f64_store
+#define avx2_f64_storenf avx2_f64_storen
 
 #endif /* FL_HAVE_AVX2_BUILD */
 #endif /* FASTLOSS_SIMD_AVX2_H */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fastloss.h"
+#include "half.h"
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(FL_FORCE_SCALAR_GENERIC)
 
@@ -147,4 +148,37 @@ FL_GEN_OPS(gen_f64_, double, uint64_t, 1023u, 52)
 #undef FL_GEN_OPS
 
 #endif
+/* ---- bfloat16 and float16 storage: lane by lane, with half.h's scalar conversions ------ */
+#define gen_bf16_LANES gen_f32_LANES
+#define gen_f16_LANES gen_f32_LANES
+#define FL_GEN_HALF_OPS(P, H, TO, FROM)                                                        \
+    FL_GEN_INLINE gen_f32_v P##loadn(const H *p, fl_index n, float fill)                        \
+    {                                                                                          \
+        float t[gen_f32_LANES];                                                                \
+        for (int i = 0; i < gen_f32_LANES; i++)                                                \
+            t[i] = i < n ? TO(p[i].u) : fill;                                                  \
+        return gen_f32_load(t);                                                                \
+    }                                                                                          \
+    FL_GEN_INLINE gen_f32_v P##load(const H *p) { return P##loadn(p, gen_f32_LANES, 0.0f); }   \
+    FL_GEN_INLINE void P##storen(H *p, gen_f32_v v, fl_index n)                                \
+    {                                                                                          \
+        float t[gen_f32_LANES];                                                                \
+        gen_f32_store(t, v);                                                                   \
+        for (int i = 0; i < n; i++)                                                            \
+            p[i].u = FROM(t[i]);                                                               \
+    }                                                                                          \
+    FL_GEN_INLINE void P##store(H *p, gen_f32_v v) { P##storen(p, v, gen_f32_LANES); }
+FL_GEN_HALF_OPS(gen_bf16_, fl_bf16, fl_bf16_to_float, fl_bf16_from_float)
+FL_GEN_HALF_OPS(gen_f16_, fl_f16, fl_f16_to_float, fl_f16_from_float)
+#undef FL_GEN_HALF_OPS
+/* the stores of values known to hold no NaN (simd_avx512.h): the same ops on this path */
+#define gen_bf16_storef gen_bf16_store
+#define gen_bf16_storenf gen_bf16_storen
+#define gen_f16_storef gen_f16_store
+#define gen_f16_storenf gen_f16_storen
+#define gen_f32_storef gen_f32_store
+#define gen_f32_storenf gen_f32_storen
+#define gen_f64_storef gen_f64_store
+#define gen_f64_storenf gen_f64_storen
+
 #endif /* FASTLOSS_SIMD_GENERIC_H */

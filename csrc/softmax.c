@@ -1,6 +1,6 @@
 /*
  * Softmax / log-softmax, forward and backward: the templates instantiated for float32 /
- * float64 and the generic / AVX2 / AVX-512 paths, their dispatch table and the entry point
+ * float64 / bfloat16 / float16 and the generic / AVX2 / AVX-512 paths, their dispatch table and the entry point
  * fl_softmax, which cuts the positions into fixed blocks and runs them. Formulas and
  * conventions: softmax.h.
  */
@@ -18,6 +18,7 @@ typedef struct {
     fl_index npos, block;
 } sm_ctx;
 
+#define FL_HALF
 #define FL_TEMPLATE "softmax_dtype.h"
 #include "fl_instantiate_dtype.h"
 
@@ -59,6 +60,6 @@ int fl_softmax(fl_call *call)
     if (layout == FL_COLS)
         block = (block + 15) / 16 * 16;
     ctx.block = block;
-    const fl_kernel *k = &SM_KERNELS[fl_simd_row(a->call.simd)][a->call.dtype == FL_DTYPE_F32 ? 0 : 1][layout];
+    const fl_kernel *k = &SM_KERNELS[fl_simd_row(a->call.simd)][fl_dtype_row(a->call.dtype)][layout];
     return fl_parallel_run(k, &ctx, (ctx.npos + block - 1) / block, 0, NULL, &a->call);
 }

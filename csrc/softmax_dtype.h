@@ -1,6 +1,7 @@
 /*
  * Template: the scalar parts of softmax.c that depend on the dtype only, instantiated through
- * fl_instantiate_dtype.h (FL_T, FL_TS, FL_DT).
+ * fl_instantiate_dtype.h (FL_T stored, FL_C computed, FL_TS, FL_DT, FL_GET / FL_PUT); each
+ * output is rounded once from double.
  *
  *   sm_position_fwd_<TS> / sm_position_bwd_<TS>: one position with any strides, in double
  *   arithmetic: the fallback for layouts the vector kernels do not take. Formulas: softmax.h.
@@ -15,20 +16,20 @@ static void FL_DT(sm_position_fwd)(const fl_softmax_args *a, fl_index i, fl_inde
     const fl_index C = a->c, xs = a->xv.sc, os = a->ov.sc;
     double m = -INFINITY;
     for (fl_index k = 0; k < C; k++) {
-        const double xk = (double)x[k * xs];
+        const double xk = (double)FL_GET(x[k * xs]);
         m = xk > m ? xk : m; /* a NaN is skipped here and poisons the sum below */
     }
     double sum = 0.0;
     for (fl_index k = 0; k < C; k++)
-        sum += exp((double)x[k * xs] - m);
+        sum += exp((double)FL_GET(x[k * xs]) - m);
     if (a->log) {
         const double ls = log(sum);
         for (fl_index k = 0; k < C; k++)
-            o[k * os] = (FL_T)(((double)x[k * xs] - m) - ls);
+            o[k * os] = FL_PUT(((double)FL_GET(x[k * xs]) - m) - ls);
     } else {
         const double inv = 1.0 / sum;
         for (fl_index k = 0; k < C; k++)
-            o[k * os] = (FL_T)(exp((double)x[k * xs] - m) * inv);
+            o[k * os] = FL_PUT(exp((double)FL_GET(x[k * xs]) - m) * inv);
     }
 }
 
@@ -41,14 +42,14 @@ static void FL_DT(sm_position_bwd)(const fl_softmax_args *a, fl_index i, fl_inde
     double sum = 0.0;
     if (a->log) {
         for (fl_index k = 0; k < C; k++)
-            sum += (double)g[k * gs];
+            sum += (double)FL_GET(g[k * gs]);
         for (fl_index k = 0; k < C; k++)
-            o[k * os] = (FL_T)((double)g[k * gs] - exp((double)y[k * ys]) * sum);
+            o[k * os] = FL_PUT((double)FL_GET(g[k * gs]) - exp((double)FL_GET(y[k * ys])) * sum);
     } else {
         for (fl_index k = 0; k < C; k++)
-            sum += (double)g[k * gs] * (double)y[k * ys];
+            sum += (double)FL_GET(g[k * gs]) * (double)FL_GET(y[k * ys]);
         for (fl_index k = 0; k < C; k++)
-            o[k * os] = (FL_T)((double)y[k * ys] * ((double)g[k * gs] - sum));
+            o[k * os] = FL_PUT((double)FL_GET(y[k * ys]) * ((double)FL_GET(g[k * gs]) - sum));
     }
 }
 

@@ -1,7 +1,10 @@
 /*
  * Template: the vector softmax kernels for one (dtype, SIMD path). Included by softmax.c
- * through fl_instantiate.h (FL_P, FL_T, FL_TS, FL_PATH, FL_ATTR, FL_F32; the op shorthands
- * and the row toolkit of fl_instance.h).
+ * through fl_instantiate.h (FL_P, FL_T stored / FL_C computed, FL_TS, FL_PATH, FL_ATTR,
+ * FL_F32; the op shorthands and the row toolkit of fl_instance.h). The half dtypes round each
+ * output once from float32: their softmax computes exp(x - max) again in its last pass
+ * instead of storing the terms, and log-softmax takes log(sum) of a row whose sum is near 1
+ * as log1p of the refined rest (fl_expsum_rest).
  *
  * Two layouts run vectorized (softmax.c picks one per call from the strides):
  *   rows     the softmax axis contiguous in every array: one position at a time, vectors
@@ -14,6 +17,7 @@
  * Formulas: softmax.h.
  */
 
+#if !FL_HALF_INSTANCE
 /* o = v * f over a contiguous row (o may be v) */
 static inline FL_ATTR void FL_KN(sm_scale)(const FL_T *v, FL_T *o, fl_index C, FL_T f)
 {
@@ -29,35 +33,90 @@ static inline FL_ATTR void FL_KN(sm_scale)(const FL_T *v, FL_T *o, fl_index C, F
         FL_OP(storen)(o + k, FL_OP(mul)(FL_OP(loadn)(v + k, r, 0), vf), r);
     }
 }
+#endif
 
 /* o = (x - m) - ls over a contiguous row */
-static inline FL_ATTR void FL_KN(sm_logwrite)(const FL_T *x, FL_T *o, fl_index C, FL_T m, FL_T ls)
+static inline FL_ATTR void FL_KN(sm_logwrite)(const FL_T *x, FL_T *o, fl_index C, FL_C m, FL_C ls)
 {
     const FL_V vm = FL_OP(set1)(m), vl = FL_OP(set1)(ls);
     const fl_index L = FL_L;
     fl_index k = 0;
+    if (isfinite((double)m) && isfinite((double)ls)) /* then no output is NaN (-inf at most) */
+        for (; k + 2 * L <= C; k += 2 * L) {
+            FL_STF(o + k, FL_OP(sub)(FL_OP(sub)(FL_LD(x + k), vm), vl));
+            FL_STF(o + k + L, FL_OP(sub)(FL_OP(sub)(FL_LD(x + k + L), vm), vl));
+        }
     for (; k + 2 * L <= C; k += 2 * L) {
-        FL_OP(store)(o + k, FL_OP(sub)(FL_OP(sub)(FL_OP(load)(x + k), vm), vl));
-        FL_OP(store)(o + k + L, FL_OP(sub)(FL_OP(sub)(FL_OP(load)(x + k + L), vm), vl));
+        FL_ST(o + k, FL_OP(sub)(FL_OP(sub)(FL_LD(x + k), vm), vl));
+        FL_ST(o + k + L, FL_OP(sub)(FL_OP(sub)(FL_LD(x + k + L), vm), vl));
     }
     for (; k < C; k += L) {
         const fl_index r = C - k < L ? C - k : L;
-        FL_OP(storen)(o + k, FL_OP(sub)(FL_OP(sub)(FL_OP(loadn)(x + k, r, 0), vm), vl), r);
+        FL_STN(o + k, FL_OP(sub)(FL_OP(sub)(FL_LDN(x + k, r, 0), vm), vl), r);
     }
 }
+
+/* log(sum) of a row with max m: for the half dtypes a sum near 1 as log1p of its refined rest */
+static inline FL_ATTR double FL_KN(sm_logsum)(const FL_T *x, fl_index C, FL_C m, double sum)
+{
+#if FL_HALF_INSTANCE
+    if (sum < 2.0) {
+        double count;
+        const double others = FL_KN(fl_expsum_rest)(x, C, m, &count);
+        return log1p((count - 1.0) + others);
+    }
+#else
+    (void)x;
+    (void)C;
+    (void)m;
+#endif
+    return log(sum);
+}
+
+#if FL_HALF_INSTANCE
+/* o = exp(x - m) * f over a contiguous row */
+static inline FL_ATTR void FL_KN(sm_expwrite)(const FL_T *x, FL_T *o, fl_index C, FL_C m, FL_C f)
+{
+    const FL_V vm = FL_OP(set1)(m), vf = FL_OP(set1)(f);
+    const fl_index L = FL_L;
+    fl_index k = 0;
+    if (isfinite((double)m) && isfinite((double)f)) /* then every output is finite */
+        for (; k + L <= C; k += L)
+            FL_STF(o + k, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k), vm)), vf));
+    for (; k < C; k += L) {
+        const fl_index r = C - k < L ? C - k : L;
+        FL_STN(o + k, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_LDN(x + k, r, -INFINITY), vm)), vf), r);
+    }
+}
+#endif
 
 static FL_ATTR void FL_KN(sm_row_fwd)(const fl_softmax_args *a, const FL_T *x, FL_T *o)
 {
     const fl_index C = a->c;
-    const FL_T m = FL_KN(fl_rowmax)(x, C);
+    const FL_C m = FL_KN(fl_rowmax)(x, C);
     if (a->log) {
         const double sum = FL_KN(fl_expsum)(x, NULL, C, m, 0);
-        FL_KN(sm_logwrite)(x, o, C, m, (FL_T)log(sum));
+        FL_KN(sm_logwrite)(x, o, C, m, (FL_C)FL_KN(sm_logsum)(x, C, m, sum));
     } else {
+#if FL_HALF_INSTANCE
+        const double sum = FL_KN(fl_expsum)(x, NULL, C, m, 0);
+        FL_KN(sm_expwrite)(x, o, C, m, (FL_C)(1.0 / sum));
+#else
         const double sum = FL_KN(fl_expsum)(x, o, C, m, 1);
         FL_KN(sm_scale)(o, o, C, (FL_T)(1.0 / sum));
+#endif
     }
 }
+
+/* softmax backward's g - s: for the half dtypes with s in two float32 parts, so that g - s
+ * stays accurate where it cancels (g and the products g y are exact in float32 and their
+ * sum is exact in double) */
+#undef SM_DIFF
+#if FL_HALF_INSTANCE
+#define SM_DIFF(gv, vs, vs_lo) FL_OP(sub)(FL_OP(sub)(gv, vs), vs_lo)
+#else
+#define SM_DIFF(gv, vs, vs_lo) FL_OP(sub)(gv, vs)
+#endif
 
 static FL_ATTR void FL_KN(sm_row_bwd)(const fl_softmax_args *a, const FL_T *g, const FL_T *y, FL_T *o)
 {
@@ -66,36 +125,38 @@ static FL_ATTR void FL_KN(sm_row_bwd)(const fl_softmax_args *a, const FL_T *g, c
     fl_index k = 0;
     if (a->log) {
         for (; k + 4 * L <= C; k += 4 * L) {
-            s0 = FL_OP(acc_add)(s0, FL_OP(add)(FL_OP(load)(g + k), FL_OP(load)(g + k + L)));
-            s1 = FL_OP(acc_add)(s1, FL_OP(add)(FL_OP(load)(g + k + 2 * L), FL_OP(load)(g + k + 3 * L)));
+            s0 = FL_OP(acc_add)(s0, FL_OP(add)(FL_LD(g + k), FL_LD(g + k + L)));
+            s1 = FL_OP(acc_add)(s1, FL_OP(add)(FL_LD(g + k + 2 * L), FL_LD(g + k + 3 * L)));
         }
         for (; k < C; k += L) {
             const fl_index r = C - k < L ? C - k : L;
-            s0 = FL_OP(acc_add)(s0, FL_OP(loadn)(g + k, r, 0));
+            s0 = FL_OP(acc_add)(s0, FL_LDN(g + k, r, 0));
         }
-        const FL_V vs = FL_OP(set1)((FL_T)(FL_OP(acc_hsum)(s0) + FL_OP(acc_hsum)(s1)));
+        const FL_V vs = FL_OP(set1)((FL_C)(FL_OP(acc_hsum)(s0) + FL_OP(acc_hsum)(s1)));
         for (k = 0; k + L <= C; k += L)
-            FL_OP(store)(o + k, FL_OP(fnmadd)(FL_OP(exp)(FL_OP(load)(y + k)), vs, FL_OP(load)(g + k)));
+            FL_ST(o + k, FL_OP(fnmadd)(FL_OP(exp)(FL_LD(y + k)), vs, FL_LD(g + k)));
         if (k < C) {
             const fl_index r = C - k;
-            const FL_V v = FL_OP(fnmadd)(FL_OP(exp)(FL_OP(loadn)(y + k, r, 0)), vs, FL_OP(loadn)(g + k, r, 0));
-            FL_OP(storen)(o + k, v, r);
+            const FL_V v = FL_OP(fnmadd)(FL_OP(exp)(FL_LDN(y + k, r, 0)), vs, FL_LDN(g + k, r, 0));
+            FL_STN(o + k, v, r);
         }
     } else {
         for (; k + 2 * L <= C; k += 2 * L) {
-            s0 = FL_OP(acc_add)(s0, FL_OP(mul)(FL_OP(load)(g + k), FL_OP(load)(y + k)));
-            s1 = FL_OP(acc_add)(s1, FL_OP(mul)(FL_OP(load)(g + k + L), FL_OP(load)(y + k + L)));
+            s0 = FL_OP(acc_add)(s0, FL_OP(mul)(FL_LD(g + k), FL_LD(y + k)));
+            s1 = FL_OP(acc_add)(s1, FL_OP(mul)(FL_LD(g + k + L), FL_LD(y + k + L)));
         }
         for (; k < C; k += L) {
             const fl_index r = C - k < L ? C - k : L;
-            s0 = FL_OP(acc_add)(s0, FL_OP(mul)(FL_OP(loadn)(g + k, r, 0), FL_OP(loadn)(y + k, r, 0)));
+            s0 = FL_OP(acc_add)(s0, FL_OP(mul)(FL_LDN(g + k, r, 0), FL_LDN(y + k, r, 0)));
         }
-        const FL_V vs = FL_OP(set1)((FL_T)(FL_OP(acc_hsum)(s0) + FL_OP(acc_hsum)(s1)));
+        const double sd = FL_OP(acc_hsum)(s0) + FL_OP(acc_hsum)(s1);
+        const FL_V vs = FL_OP(set1)((FL_C)sd), vs_lo = FL_OP(set1)((FL_C)(sd - (double)(FL_C)sd));
+        (void)vs_lo;
         for (k = 0; k + L <= C; k += L)
-            FL_OP(store)(o + k, FL_OP(mul)(FL_OP(load)(y + k), FL_OP(sub)(FL_OP(load)(g + k), vs)));
+            FL_ST(o + k, FL_OP(mul)(FL_LD(y + k), SM_DIFF(FL_LD(g + k), vs, vs_lo)));
         if (k < C) {
             const fl_index r = C - k;
-            FL_OP(storen)(o + k, FL_OP(mul)(FL_OP(loadn)(y + k, r, 0), FL_OP(sub)(FL_OP(loadn)(g + k, r, 0), vs)), r);
+            FL_STN(o + k, FL_OP(mul)(FL_LDN(y + k, r, 0), SM_DIFF(FL_LDN(g + k, r, 0), vs, vs_lo)), r);
         }
     }
 }
@@ -103,14 +164,14 @@ static FL_ATTR void FL_KN(sm_row_bwd)(const fl_softmax_args *a, const FL_T *g, c
 /* Load / store r (<= L) neighbouring positions: whole vectors when r == L. */
 static inline FL_ATTR FL_V FL_KN(sm_ld)(const FL_T *p, fl_index r)
 {
-    return r == FL_L ? FL_OP(load)(p) : FL_OP(loadn)(p, r, 0);
+    return r == FL_L ? FL_LD(p) : FL_LDN(p, r, 0);
 }
 static inline FL_ATTR void FL_KN(sm_st)(FL_T *p, FL_V v, fl_index r)
 {
     if (r == FL_L)
-        FL_OP(store)(p, v);
+        FL_ST(p, v);
     else
-        FL_OP(storen)(p, v, r);
+        FL_STN(p, v, r);
 }
 
 /* Positions [j0, j1) of outer position i, column layout (xv.ss == ov.ss == 1, and yv.ss == 1
@@ -124,7 +185,9 @@ static FL_ATTR void FL_KN(sm_cols)(const fl_softmax_args *a, int backward, fl_in
         const FL_T *x = (const FL_T *)a->x + i * a->xv.sn + j;
         FL_T *o = (FL_T *)a->out + i * a->ov.sn + j;
         double sum[L];
-        FL_T f[L];
+        FL_C f[L];
+        /* the half dtypes compute exp again in the last pass: each output rounded once */
+        const int store_terms = !a->log && !FL_HALF_INSTANCE;
         if (!backward) {
             FL_V vmax = FL_OP(set1)(-INFINITY);
             for (fl_index k = 0; k < C; k++)
@@ -132,20 +195,40 @@ static FL_ATTR void FL_KN(sm_cols)(const fl_softmax_args *a, int backward, fl_in
             FL_ACC as = FL_OP(acc_zero)();
             for (fl_index k = 0; k < C; k++) {
                 const FL_V e = FL_OP(exp_le0)(FL_OP(sub)(FL_KN(sm_ld)(x + k * xs, r), vmax));
-                if (!a->log)
+                if (store_terms)
                     FL_KN(sm_st)(o + k * os, e, r);
                 as = FL_OP(acc_add)(as, e);
             }
             FL_OP(acc_store)(sum, as);
-            for (int l = 0; l < L; l++)
-                f[l] = a->log ? (FL_T)log(sum[l]) : (FL_T)(1.0 / sum[l]);
+            FL_C mt[L];
+            FL_OP(store)(mt, vmax);
+            for (int l = 0; l < L; l++) {
+                double ls = log(sum[l]);
+#if FL_HALF_INSTANCE
+                if (a->log && l < r && sum[l] < 2.0) { /* sm_logsum, lane by lane */
+                    double count = 0.0, others = 0.0;
+                    for (fl_index k = 0; k < C; k++) {
+                        const double xk = (double)FL_GET(x[k * xs + l]);
+                        if (xk < (double)mt[l])
+                            others += exp(xk - (double)mt[l]);
+                        else
+                            count += 1.0;
+                    }
+                    ls = log1p((count - 1.0) + others);
+                }
+#endif
+                f[l] = a->log ? (FL_C)ls : (FL_C)(1.0 / sum[l]);
+            }
             const FL_V vf = FL_OP(load)(f);
             if (a->log)
                 for (fl_index k = 0; k < C; k++)
                     FL_KN(sm_st)(o + k * os, FL_OP(sub)(FL_OP(sub)(FL_KN(sm_ld)(x + k * xs, r), vmax), vf), r);
-            else
+            else if (store_terms)
                 for (fl_index k = 0; k < C; k++)
                     FL_KN(sm_st)(o + k * os, FL_OP(mul)(FL_KN(sm_ld)(o + k * os, r), vf), r);
+            else
+                for (fl_index k = 0; k < C; k++)
+                    FL_KN(sm_st)(o + k * os, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_KN(sm_ld)(x + k * xs, r), vmax)), vf), r);
         } else {
             const FL_T *y = (const FL_T *)a->y + i * a->yv.sn + j;
             FL_ACC as = FL_OP(acc_zero)();
@@ -154,12 +237,16 @@ static FL_ATTR void FL_KN(sm_cols)(const fl_softmax_args *a, int backward, fl_in
                 as = FL_OP(acc_add)(as, a->log ? gv : FL_OP(mul)(gv, FL_KN(sm_ld)(y + k * ys, r)));
             }
             FL_OP(acc_store)(sum, as);
-            for (int l = 0; l < L; l++)
-                f[l] = (FL_T)sum[l];
-            const FL_V vs = FL_OP(load)(f);
+            FL_C f_lo[L];
+            for (int l = 0; l < L; l++) {
+                f[l] = (FL_C)sum[l];
+                f_lo[l] = (FL_C)(sum[l] - (double)f[l]);
+            }
+            const FL_V vs = FL_OP(load)(f), vs_lo = FL_OP(load)(f_lo);
+            (void)vs_lo;
             for (fl_index k = 0; k < C; k++) {
                 const FL_V gv = FL_KN(sm_ld)(x + k * xs, r), yv = FL_KN(sm_ld)(y + k * ys, r);
-                const FL_V v = a->log ? FL_OP(fnmadd)(FL_OP(exp)(yv), vs, gv) : FL_OP(mul)(yv, FL_OP(sub)(gv, vs));
+                const FL_V v = a->log ? FL_OP(fnmadd)(FL_OP(exp)(yv), vs, gv) : FL_OP(mul)(yv, SM_DIFF(gv, vs, vs_lo));
                 FL_KN(sm_st)(o + k * os, v, r);
             }
         }

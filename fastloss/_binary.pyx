@@ -28,7 +28,7 @@ _NAMES = {FL_BIN_BCE: "binary_cross_entropy", FL_BIN_BCE_LOGITS: "binary_cross_e
 cdef cnp.ndarray _operand(Call p, cnp.ndarray v, str what, tuple shape):
     """weight / pos_weight: a real array broadcast (stride 0, no copy of the data) to the loss
     shape, in the kernel's dtype; only the small original is ever cast."""
-    if not (cnp.PyArray_ISINTEGER(v) or cnp.PyArray_ISFLOAT(v)):
+    if not is_real(v):
         raise TypeError(f"{what} must be a real array, got dtype {v.dtype}")
     try:
         return np.broadcast_to(p.operand(v), shape)
@@ -114,9 +114,9 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
 
     Parameters
     ----------
-    input : array_like of float16, float32 or float64
-        Probabilities x, every element in [0, 1]. Any shape and memory layout; float16 is
-        computed in float32.
+    input : array_like of float16, bfloat16, float32 or float64
+        Probabilities x, every element in [0, 1]. Any shape and memory layout; float16 and
+        bfloat16 are computed in float32.
     target : array_like, floating, the input's shape
         Targets y in [0, 1] (held in the input's dtype: torch does not promote them here).
     weight : array_like, optional
@@ -172,8 +172,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
 
     Parameters
     ----------
-    input : array_like of float16, float32 or float64
-        Logits x, any shape and memory layout (float16 computed in float32).
+    input : array_like of float16, bfloat16, float32 or float64
+        Logits x, any shape and memory layout (float16 and bfloat16 computed in float32).
     target : array_like, floating, the input's shape
         Targets y (usually in [0, 1]; not checked, as in torch). A wider floating dtype than
         the input's gives the loss that dtype (torch's type promotion).
@@ -228,7 +228,7 @@ def kl_div(input, target, reduction="mean", log_target=False):
 
     Parameters
     ----------
-    input : array_like of float16, float32 or float64
+    input : array_like of float16, bfloat16, float32 or float64
         Log-probabilities x.
     target : array_like, floating
         Probabilities y (log-probabilities with ``log_target=True``); broadcast against the

@@ -36,7 +36,7 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
                            object reduction, object label_smoothing, object grad_output,
                            object out, bint want_grad, object lse_out=None,
                            object lse_in=None):
-    cdef Call p = start(input, "input", want_grad)
+    cdef Call p = start(input, "input", want_grad, True)
     cdef cnp.ndarray x0 = p.x0, t0 = as_array(target), t = None
     cdef int nd = cnp.PyArray_NDIM(x0)
     if nd == 0:
@@ -79,9 +79,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     Parameters
     ----------
-    input : array_like of float16, float32 or float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
+    input : array_like of float16, bfloat16, float32 or float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
         Unnormalized logits; the class axis is axis 1 (axis 0 for 1-D input). Any memory
-        layout. float16 is computed in float32.
+        layout. float16 and bfloat16 (``ml_dtypes.bfloat16``) are read and written as they
+        are, computed in float32, and every result is rounded once to their dtype.
     target : array_like
         Class indices of shape (N, d1, ..., dk) (0-d for 1-D input), any integer dtype, each
         in [0, C) or equal to ``ignore_index``; or class probabilities of the input's shape

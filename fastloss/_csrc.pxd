@@ -1,15 +1,15 @@
 # Declarations of the C layer (csrc/), one block per header: the call protocol shared by every
 # loss family (fastloss.h) and each family's argument struct and single entry point. Fields
 # are grouped by type (Cython needs names and types, not the C order; csrc/*.h documents them).
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t
 
 cdef extern from "fastloss.h" nogil:
     ctypedef int64_t fl_index
     ctypedef struct fl_view:  # an operand seen as (n, c, s): element strides of the three axes
         fl_index sn, sc, ss
-    int FL_OK, FL_ERR_NOMEM, FL_ERR_TARGET, FL_ERR_DOMAIN, FL_BLOCK_ELEMENTS
+    int FL_OK, FL_ERR_NOMEM, FL_ERR_TARGET, FL_ERR_DOMAIN, FL_ERR_DTYPE, FL_BLOCK_ELEMENTS
     int FL_REDUCE_NONE, FL_REDUCE_MEAN, FL_REDUCE_SUM, FL_REDUCE_BATCHMEAN
-    int FL_DTYPE_F32, FL_DTYPE_F64, FL_TARGET_I32, FL_TARGET_I64
+    int FL_DTYPE_F32, FL_DTYPE_F64, FL_DTYPE_BF16, FL_DTYPE_F16, FL_TARGET_I32, FL_TARGET_I64
     int FL_SIMD_GENERIC, FL_SIMD_AVX2, FL_SIMD_AVX512
     ctypedef struct fl_call:
         int dtype, simd, nthreads, reduction, team, threads_active, bad_operand
@@ -21,6 +21,10 @@ cdef extern from "fastloss.h" nogil:
     int fl_simd_resolve(const char *request)
     const char *fl_simd_name(int path)
     int fl_openmp_enabled()
+
+cdef extern from "half.h" nogil:  # one rounding from double (a reduced loss)
+    uint16_t fl_bf16_from_double(double d)
+    uint16_t fl_f16_from_double(double d)
 
 # every family's entry point, fl_<family>(&args.call), and fl_<family>_kernels(simd, names,
 # max), the names its dispatch table holds for a path

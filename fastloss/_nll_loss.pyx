@@ -21,7 +21,7 @@ cnp.import_array()
 
 cdef object _nll_loss(object input, object target, object weight, object ignore_index,
                       object reduction, object grad_output, object out, bint want_grad):
-    cdef Call p = start(input, "input", want_grad)
+    cdef Call p = start(input, "input", want_grad, True)
     cdef cnp.ndarray x0 = p.x0, t0 = as_array(target)
     cdef int nd = cnp.PyArray_NDIM(x0)
     if nd == 0:
@@ -47,9 +47,10 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
     Parameters
     ----------
-    input : array_like of float16, float32 or float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
+    input : array_like of float16, bfloat16, float32 or float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
         Log-probabilities (e.g. from :func:`log_softmax`); the class axis is axis 1 (axis 0
-        for 1-D input). Any memory layout; float16 is computed in float32.
+        for 1-D input). Any memory layout; float16 and bfloat16 are read and written as
+        they are, each result rounded once to their dtype.
     target : array_like of integers, shape (N, d1, ..., dk) (0-d or (1,) for 1-D input)
         Class indices, each in [0, C) or equal to ``ignore_index``. Floating targets are a
         TypeError (torch accepts only index targets here).

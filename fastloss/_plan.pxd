@@ -7,8 +7,10 @@ from fastloss._csrc cimport fl_index, fl_call, fl_entry, fl_kernels_fn, fl_view
 cdef class Call:
     cdef cnp.ndarray x0    # the caller's input (grad_output for softmax backward)
     cdef str name                   # its name in errors
-    cdef int typenum                # the kernels' dtype: NPY_FLOAT or NPY_DOUBLE
-    cdef int loss_type              # the dtype of the loss returned
+    cdef int fl_dtype               # the kernels' dtype, FL_DTYPE_*
+    cdef int loss_dtype             # the loss's dtype (FL_DTYPE_*: the input's, or promoted)
+    cdef object loss_dt             # ... as the NumPy dtype returned (the caller's bfloat16)
+    cdef bint native_half           # the family's kernels take the half dtypes
     cdef int red                    # FL_REDUCE_*
     cdef double batch               # FL_REDUCE_BATCHMEAN's divisor
     cdef bint want_grad
@@ -37,7 +39,7 @@ cdef class Call:
     cdef object gradient(self)
     cdef object result(self, fl_call *c)
 
-cdef Call start(object input, str what, bint want_grad)
+cdef Call start(object input, str what, bint want_grad, bint native_half=*)
 cdef dict recording()
 
 # argument checks
@@ -53,8 +55,12 @@ cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object
 
 # operands
 cdef bint is_float(cnp.ndarray a)
+cdef bint is_real(cnp.ndarray a)
 cdef void *data(cnp.ndarray a)
-cdef object cast(cnp.ndarray a, int typenum)
+cdef int fl_dtype_of(cnp.ndarray a)
+cdef object kernel_dtype(int fl_dtype)
+cdef cnp.ndarray to_dtype(cnp.ndarray a, int fl_dtype)
+cdef object as_user_dtype(cnp.ndarray a, object dt)
 cdef cnp.ndarray class_view(cnp.ndarray a, int lo, int hi, fl_view *v)
 cdef void rows_as_positions(fl_index *n, fl_index *s, fl_view *v, int count)
 cdef list memory_order(cnp.ndarray lead)

@@ -5,6 +5,8 @@
 from contextlib import AbstractContextManager
 from typing import Any, Callable, TypeVar
 
+import numpy as np
+
 from typing_extensions import disjoint_base
 
 _R = TypeVar("_R")
@@ -18,4 +20,5 @@ def record() -> AbstractContextManager[dict[str, Any]]: ...
 def ran(fn: Callable[..., _R], *args: Any, **kwargs: Any) -> tuple[_R, dict[str, Any]]: ...
 
 GRAD_PARAMS: str  # the *_with_grad docstrings' shared text
+BF16_BITS: np.dtype[Any]  # uint16 tagged as bfloat16 bits (fastloss.torch's bfloat16 views)
 def document(*functions: Callable[..., Any]) -> None: ...

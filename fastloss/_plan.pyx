@@ -18,8 +18,17 @@ allows) for the elementwise losses, ``p.class_grad`` / ``p.elementwise_grad`` /
 input's memory order); then ``return p.run(fl_<family>, &args.call, work, name)``: the GIL
 released for work worth it, the status raised as torch's exception, the loss in its dtype
 and the gradient in ``out`` / summed back over broadcast axes / cast to the input's dtype.
-Non-native operands (big-endian, unaligned, float16, another dtype) are copied into the
-kernel's dtype first; float16 is computed in float32.
+Non-native operands (big-endian, unaligned, another dtype) are copied into the kernel's dtype
+first.
+
+Dtypes. The kernels store float32, float64, float16 and bfloat16 (``FL_DTYPE_*``). NumPy has
+no bfloat16: ``ml_dtypes.bfloat16`` arrays (an optional dependency) and the tensors of
+fastloss.torch (which needs no ml_dtypes) reach the kernels as uint16 views tagged
+``BF16_BITS`` (dtype metadata, which views, copies and ``empty_like`` keep). The families
+whose C tables hold the half dtypes (``start(..., native_half=True)``: cross_entropy,
+softmax) compute them natively; the others compute them in float32 on operands rounded to
+the half dtype first and round their results back. Every conversion to a half dtype rounds
+to nearest-even once (``to_kernel``, ``loss_scalar``; csrc/half.h for the kernels).
 """
 cimport cython
 cimport numpy as cnp
@@ -29,10 +38,12 @@ import threading
 
 import numpy as np
 
+from libc.stdint cimport uint16_t
+
 from fastloss._csrc cimport *
 from fastloss._runtime cimport simd_path
 
-from fastloss import _threads
+from fastloss import _half, _threads
 
 cnp.import_array()
 
@@ -61,15 +72,102 @@ cdef cnp.ndarray as_array(object a):
     return np.asarray(a)
 
 
-cdef int float_compute_type(cnp.ndarray a, str what) except -1:
-    """The dtype a kernel computes an input in: float32/float64 as they are, float16 in
-    float32; anything else is a TypeError."""
+# ---- dtypes (see the module's docstring) ------------------------------------------------------
+
+BF16_BITS = np.dtype(np.uint16, metadata={"fastloss": "bfloat16"})
+_F16 = np.dtype(np.float16)
+_U16 = np.dtype(np.uint16)
+
+
+cdef int fl_dtype_of(cnp.ndarray a):
+    """FL_DTYPE_* of a floating array (bfloat16: ml_dtypes' or BF16_BITS), else -1."""
     cdef int t = cnp.PyArray_TYPE(a)
-    if t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE:
-        return t
+    if t == cnp.NPY_FLOAT:
+        return FL_DTYPE_F32
+    if t == cnp.NPY_DOUBLE:
+        return FL_DTYPE_F64
     if t == cnp.NPY_FLOAT16:
-        return cnp.NPY_FLOAT
-    raise TypeError(f"{what} must be a float16, float32 or float64 array, got dtype {a.dtype}")
+        return FL_DTYPE_F16
+    if cnp.PyArray_ITEMSIZE(a) == 2:
+        d = a.dtype
+        if t == cnp.NPY_USHORT:
+            md = d.metadata
+            if md is not None and md.get("fastloss") == "bfloat16":
+                return FL_DTYPE_BF16
+        elif d.name == "bfloat16":
+            return FL_DTYPE_BF16
+    return -1
+
+
+cdef object kernel_dtype(int fl_dtype):
+    """The NumPy dtype of a kernel array of FL_DTYPE_* fl_dtype."""
+    if fl_dtype == FL_DTYPE_F32:
+        return _F32
+    if fl_dtype == FL_DTYPE_F64:
+        return _F64
+    return _F16 if fl_dtype == FL_DTYPE_F16 else BF16_BITS
+
+
+cdef int float_compute_type(cnp.ndarray a, str what) except -1:
+    """FL_DTYPE_* of a floating input (float16, bfloat16, float32, float64); anything else is
+    a TypeError."""
+    cdef int d = fl_dtype_of(a)
+    if d < 0:
+        raise TypeError(f"{what} must be a float16, bfloat16, float32 or float64 array, got dtype {a.dtype}")
+    return d
+
+
+cdef cnp.ndarray _bf16_widened(cnp.ndarray a):
+    """bfloat16 bits as float32 values (exact)."""
+    return _half.widen(a.view(_U16), "bfloat16")
+
+
+cdef cnp.ndarray _bf16_rounded(cnp.ndarray a):
+    """Any real array as bfloat16 bits (BF16_BITS), each value rounded to nearest-even once
+    (csrc/half.c; float64 and wider through round-to-odd float32)."""
+    cdef int d = fl_dtype_of(a)
+    if d == FL_DTYPE_BF16:
+        return a.view(BF16_BITS)
+    if d == FL_DTYPE_F32 or d == FL_DTYPE_F16 or cnp.PyArray_ISBOOL(a) or \
+            (cnp.PyArray_ISINTEGER(a) and cnp.PyArray_ITEMSIZE(a) <= 2):
+        r = _half.narrow(np.asarray(a, dtype=_F32), "bfloat16")  # exact in float32 first
+    else:
+        r = _half.from_double(np.asarray(a, dtype=_F64), "bfloat16")
+    return r.view(BF16_BITS)
+
+
+cdef cnp.ndarray to_dtype(cnp.ndarray a, int fl_dtype):
+    """a in FL_DTYPE_* fl_dtype (itself when it already is), rounded once; float16 overflow
+    gives inf, as in torch."""
+    cdef int d = fl_dtype_of(a)
+    if d == fl_dtype:
+        return a.view(BF16_BITS) if d == FL_DTYPE_BF16 else a
+    if fl_dtype == FL_DTYPE_BF16:
+        return _bf16_rounded(a)
+    if d == FL_DTYPE_BF16:
+        a = _bf16_widened(a)
+    with np.errstate(over="ignore"):
+        return a.astype(kernel_dtype(fl_dtype))
+
+
+cdef object user_dtype(cnp.ndarray a, int fl_dtype):
+    """The dtype results for a caller's array a of FL_DTYPE_* fl_dtype come in: native byte
+    order; bfloat16 as the caller's own (ml_dtypes' or BF16_BITS)."""
+    return a.dtype if fl_dtype == FL_DTYPE_BF16 else kernel_dtype(fl_dtype)
+
+
+cdef object as_user_dtype(cnp.ndarray a, object dt):
+    """A kernel-dtype array a in the caller's dtype dt (a view for the same bits: ml_dtypes'
+    bfloat16 or BF16_BITS; else rounded once)."""
+    if a.dtype is dt:
+        return a
+    cdef int want = -1 if dt.metadata is None and dt.name != "bfloat16" else FL_DTYPE_BF16
+    if want == FL_DTYPE_BF16:
+        return to_dtype(a, FL_DTYPE_BF16).view(dt)
+    if fl_dtype_of(a) == FL_DTYPE_BF16:
+        a = _bf16_widened(a)
+    with np.errstate(over="ignore"):
+        return a.astype(dt)
 
 
 cdef bint kernel_ready(cnp.ndarray a):
@@ -78,12 +176,14 @@ cdef bint kernel_ready(cnp.ndarray a):
     return cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a) and strides_in_elements(a)
 
 
-cdef cnp.ndarray as_kernel_array(cnp.ndarray a, int typenum):
-    """a itself when it is kernel_ready and of dtype typenum; else a copy that is (same memory
-    layout). Big-endian, unaligned and oddly strided inputs are copied here."""
-    if cnp.PyArray_TYPE(a) == typenum and kernel_ready(a):
-        return a
-    return np.array(a, dtype=cnp.PyArray_DescrFromType(typenum), order="K", copy=True)
+cdef cnp.ndarray as_kernel_array(cnp.ndarray a, int fl_dtype):
+    """a itself (bfloat16: its BF16_BITS view) when it is kernel_ready and of FL_DTYPE_*
+    fl_dtype; else a copy that is (same memory layout). Big-endian, unaligned and oddly
+    strided inputs are copied here."""
+    if fl_dtype_of(a) == fl_dtype and kernel_ready(a):
+        return a.view(BF16_BITS) if fl_dtype == FL_DTYPE_BF16 else a
+    a = to_dtype(a, fl_dtype)
+    return a if kernel_ready(a) else np.array(a, dtype=kernel_dtype(fl_dtype), order="K", copy=True)
 
 
 cdef bint merged_range(cnp.ndarray a, int lo, int hi, fl_index *stride):
@@ -192,17 +292,23 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
 
-cdef object loss_scalar(double value, int typenum):
-    """The NumPy scalar of dtype typenum that a mean/sum reduction returns (built directly:
-    np.float32(v) costs an array; float16 overflow to inf is silent, as a cast is)."""
+cdef object loss_scalar(double value, object dt):
+    """The NumPy scalar of dtype dt that a mean/sum reduction returns (built directly:
+    np.float32(v) costs an array), rounded once from the double; float16 overflow to inf is
+    silent, as a cast is. A BF16_BITS loss (fastloss.torch) is a 0-d array of its bits."""
     cdef float f32
-    if typenum == cnp.NPY_FLOAT:
+    cdef uint16_t h
+    if dt is _F32:
         f32 = <float>value
         return _array_scalar(&f32, _F32, None)
-    if typenum == cnp.NPY_DOUBLE:
+    if dt is _F64:
         return _array_scalar(&value, _F64, None)
-    with np.errstate(over="ignore"):
-        return np.float16(value)
+    if dt.name == "float16":
+        h = fl_f16_from_double(value)
+    else:
+        h = fl_bf16_from_double(value)
+    bits = np.array(h, dtype=_U16).view(dt)
+    return bits if dt.metadata is not None else bits[()]
 
 
 cdef object int64_option(object value, str what):
@@ -251,27 +357,21 @@ cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object
     return t0.astype(np.int64)
 
 
-cdef cnp.ndarray rounded_to_half(cnp.ndarray a):
-    """An operand of a float16 loss (computed in float32) rounded to float16 first, as torch
-    holds it; otherwise its extra precision would leak into the result (a float64 target of
-    1.0001 failing BCE's [0, 1] check, an l1 gradient of sign(1.91 - 1.9098) where the float16
-    difference is 0)."""
-    if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT16:
-        with np.errstate(over="ignore"):
-            return a.astype(np.float16)
-    return a
-
-
-cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, bint half, int typenum):
-    """A per-class weight: a real 1-D array of length C (rounded to float16 first for a float16
-    loss), returned contiguous in dtype typenum."""
-    if not (cnp.PyArray_ISINTEGER(w0) or cnp.PyArray_ISFLOAT(w0)):
+cdef cnp.ndarray class_weight(cnp.ndarray w0, fl_index C, int loss_dtype, int fl_dtype):
+    """A per-class weight: a real 1-D array of length C, rounded to the loss's dtype first (as
+    torch holds it), returned contiguous in the kernel's dtype fl_dtype -- float32 for the
+    half dtypes, whose kernels read their weights as float32 (exact)."""
+    if not is_real(w0):
         raise TypeError(f"weight must be a real array, got dtype {w0.dtype}")
     if w0.ndim != 1 or cnp.PyArray_DIM(w0, 0) != C:
         raise ValueError(f"weight should be defined either for all {C} classes or no classes "
                          f"but got weight of shape: {list(np.shape(w0))}")
-    # ascontiguousarray keeps an unaligned array as it is: the kernels need aligned elements
-    cdef cnp.ndarray w = np.ascontiguousarray(rounded_to_half(w0) if half else w0, dtype=cnp.PyArray_DescrFromType(typenum))
+    if fl_dtype_of(w0) != loss_dtype:
+        w0 = to_dtype(w0, loss_dtype)
+    cdef int wd = FL_DTYPE_F32 if fl_dtype != FL_DTYPE_F64 else FL_DTYPE_F64
+    # native byte order; ascontiguousarray keeps an unaligned array as it is: the kernels
+    # need aligned elements
+    cdef cnp.ndarray w = np.ascontiguousarray(to_dtype(w0, wd), dtype=kernel_dtype(wd))
     return w if kernel_ready(w) else np.array(w, copy=True)
 
 
@@ -288,20 +388,18 @@ cdef int no_overlap(cnp.ndarray out, cnp.ndarray other, str what, bint exact_ok)
 # ---- small helpers -------------------------------------------------------------------------------
 
 cdef bint is_float(cnp.ndarray a):
-    cdef int t = cnp.PyArray_TYPE(a)
-    return t == cnp.NPY_FLOAT16 or t == cnp.NPY_FLOAT or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE
+    return fl_dtype_of(a) >= 0 or cnp.PyArray_TYPE(a) == cnp.NPY_LONGDOUBLE
+
+
+cdef bint is_real(cnp.ndarray a):
+    """A floating (bfloat16 included) or integer array."""
+    return is_float(a) or cnp.PyArray_ISINTEGER(a)
 
 
 cdef void *data(cnp.ndarray a):
     return NULL if a is None else cnp.PyArray_DATA(a)
 
 
-cdef object cast(cnp.ndarray a, int typenum):
-    """a in dtype typenum (itself when it already is); float16 overflow gives inf, as in torch."""
-    if cnp.PyArray_TYPE(a) == typenum:
-        return a
-    with np.errstate(over="ignore"):
-        return a.astype(cnp.PyArray_DescrFromType(typenum))
 
 
 # ---- the (n, c, s) view of cross_entropy, nll_loss and softmax ---------------------------------
@@ -353,16 +451,17 @@ cdef list memory_order(cnp.ndarray lead):
     return sorted(range(nd), key=size.__getitem__, reverse=True)
 
 
-cdef cnp.ndarray empty_in_order(tuple shape, list order, int typenum):
-    """An empty array of `shape` whose memory runs in the axis order `order` (C order: None)."""
+cdef cnp.ndarray empty_in_order(tuple shape, list order, object dt):
+    """An empty array of `shape` and dtype dt whose memory runs in the axis order `order` (C
+    order: None)."""
     cdef int i, nd = len(shape)
     if order is None or order == list(range(nd)):
-        return np.empty(shape, dtype=cnp.PyArray_DescrFromType(typenum))
+        return np.empty(shape, dtype=dt)
     inverse = [0] * nd
     for i in range(nd):
         inverse[<int>order[i]] = i
     return np.empty([shape[d] for d in order],
-                    dtype=cnp.PyArray_DescrFromType(typenum)).transpose(inverse)
+                    dtype=dt).transpose(inverse)
 
 
 cdef int merge_axes(tuple shape, list order, list ops, int maxd, int pad, fl_index *sizes,
@@ -489,12 +588,16 @@ cdef dict recording():
 
 # ---- one call ------------------------------------------------------------------------------------
 
-cdef Call start(object input, str what, bint want_grad):
-    """A call on `input` (checked: a float16/32/64 array; `what` names it in errors)."""
+cdef Call start(object input, str what, bint want_grad, bint native_half=False):
+    """A call on `input` (checked: a float16/bfloat16/float32/float64 array; `what` names it in
+    errors). native_half: the family's kernels take the half dtypes (else float32 computes
+    them)."""
     cdef Call p = Call.__new__(Call)
     p.x0, p.name = as_array(input), what
-    p.typenum = float_compute_type(p.x0, what)
-    p.loss_type = cnp.PyArray_TYPE(p.x0)
+    p.loss_dtype = float_compute_type(p.x0, what)
+    p.loss_dt = user_dtype(p.x0, p.loss_dtype)
+    p.native_half = native_half
+    p.fl_dtype = p.loss_dtype if native_half or p.loss_dtype <= FL_DTYPE_F64 else FL_DTYPE_F32
     p.red = FL_REDUCE_MEAN
     p.batch = 1.0
     p.want_grad = want_grad
@@ -512,14 +615,14 @@ cdef class Call:
         kl_div, bce_with_logits, cross_entropy's probabilities): the loss is computed and
         returned in the wider dtype (float16 with float32 gives float32); the target keeps its
         precision. A longdouble target counts as float64 (torch has no wider type)."""
-        cdef int x = cnp.PyArray_TYPE(self.x0), t = cnp.PyArray_TYPE(t0)
+        cdef int x = self.loss_dtype, t = fl_dtype_of(t0)
         if not is_float(t0) or t == x:
             return 0
-        if x == cnp.NPY_DOUBLE or t == cnp.NPY_DOUBLE or t == cnp.NPY_LONGDOUBLE:
-            self.loss_type = cnp.NPY_DOUBLE
-        elif x == cnp.NPY_FLOAT or t == cnp.NPY_FLOAT:
-            self.loss_type = cnp.NPY_FLOAT
-        self.typenum = cnp.NPY_DOUBLE if self.loss_type == cnp.NPY_DOUBLE else cnp.NPY_FLOAT
+        # distinct dtypes: float64 if either is (longdouble counts as float64), else float32
+        # (float16 with bfloat16 too, as torch)
+        self.loss_dtype = FL_DTYPE_F64 if x == FL_DTYPE_F64 or t == FL_DTYPE_F64 or t < 0 else FL_DTYPE_F32
+        self.loss_dt = kernel_dtype(self.loss_dtype)
+        self.fl_dtype = self.loss_dtype
         return 0
 
     cdef int upstream(self, object grad_output, tuple loss_shape) except -1:
@@ -534,14 +637,16 @@ cdef class Call:
             if isinstance(grad_output, (np.ndarray, list, tuple)) and np.ndim(grad_output) != 0:
                 raise ValueError("grad_output must be a scalar unless reduction='none', "
                                  f"got shape {np.shape(grad_output)}")
+            if isinstance(grad_output, np.ndarray) and fl_dtype_of(grad_output) == FL_DTYPE_BF16:
+                grad_output = to_dtype(grad_output, FL_DTYPE_F64)  # bits, not numbers
             self.go_scalar = real_option(grad_output if not isinstance(grad_output, np.ndarray)
                                          else grad_output[()], "grad_output")
             return 0
         go0 = as_array(grad_output)
-        if not (cnp.PyArray_ISINTEGER(go0) or cnp.PyArray_ISFLOAT(go0)):
+        if not is_real(go0):
             raise TypeError(f"grad_output must be a real array, got dtype {go0.dtype}")
         if go0.ndim == 0:
-            self.go_scalar = float(go0)
+            self.go_scalar = float(to_dtype(go0, FL_DTYPE_F64))
             return 0
         try:
             fits = np.broadcast_shapes(np.shape(go0), loss_shape) == loss_shape
@@ -583,17 +688,20 @@ cdef class Call:
 
     cdef cnp.ndarray operand(self, cnp.ndarray a):
         """An operand or the input in the kernel's dtype (strides in whole elements), rounded
-        to float16 first for a float16 loss (one that promoted the loss keeps its precision)."""
-        if self.loss_type == cnp.NPY_FLOAT16:
-            a = rounded_to_half(a)
-        return as_kernel_array(a, self.typenum)
+        to the loss's half dtype first when float32 computes it, as torch holds it (else its
+        extra precision would leak into the result: a float64 target of 1.0001 failing BCE's
+        [0, 1] check, an l1 gradient of sign(1.91 - 1.9098) where the float16 difference is
+        0); a loss that promoted keeps the operand's precision."""
+        if self.loss_dtype != self.fl_dtype and fl_dtype_of(a) != self.loss_dtype:
+            a = to_dtype(a, self.loss_dtype)
+        return as_kernel_array(a, self.fl_dtype)
 
     cdef cnp.ndarray kernel_go(self, tuple loss_shape):
         """The upstream gradient array broadcast (stride 0, cast while still small) to the
         loss's shape, or None when it is one number."""
         if self.go0 is None:
             return None
-        return np.broadcast_to(as_kernel_array(self.go0, self.typenum), loss_shape)
+        return np.broadcast_to(as_kernel_array(self.go0, self.fl_dtype), loss_shape)
 
     cdef cnp.ndarray class_grad(self, cnp.ndarray x, int axis, fl_view *v):
         """Where the gradient of x (in its (n, c, s) view) goes: x itself in place, the
@@ -601,7 +709,7 @@ cdef class Call:
         cdef cnp.ndarray o = self.out, g
         if self.in_place:
             g = x
-        elif (o is not None and cnp.PyArray_TYPE(o) == self.typenum and kernel_ready(o)
+        elif (o is not None and fl_dtype_of(o) == self.fl_dtype and kernel_ready(o)
               and cnp.PyArray_NDIM(o) == cnp.PyArray_NDIM(x) and _view(o, axis, axis + 1, v)):
             self.g = o
             return o
@@ -624,7 +732,7 @@ cdef class Call:
             dims[2] *= cnp.PyArray_DIM(x0, d)
         if weight is not None:
             w0 = as_array(weight)
-            self.w = class_weight(w0, dims[1], self.loss_type == cnp.NPY_FLOAT16, self.typenum)
+            self.w = class_weight(w0, dims[1], self.loss_dtype, self.fl_dtype)
         # the loss's shape, needed only for a grad_output array or per-position losses (its
         # tuple costs as much as the rest of a 64x10 call's checks)
         loss_shape = ()
@@ -648,19 +756,19 @@ cdef class Call:
         in the loss's shape first (and summed back by result)."""
         cdef cnp.ndarray o = self.out
         if cnp.PyArray_NDIM(x) != len(shape) or np.shape(x) != shape:
-            self.g = empty_in_order(shape, order, self.typenum)
+            self.g = empty_in_order(shape, order, kernel_dtype(self.fl_dtype))
         elif self.in_place:
             self.g = x
-        elif o is not None and cnp.PyArray_TYPE(o) == self.typenum and kernel_ready(o):
+        elif o is not None and fl_dtype_of(o) == self.fl_dtype and kernel_ready(o):
             self.g = o
         else:
-            self.g = empty_in_order(shape, order, self.typenum)
+            self.g = empty_in_order(shape, order, kernel_dtype(self.fl_dtype))
         return self.g
 
     cdef cnp.ndarray loss_buffer(self, tuple shape, list order):
         """The per-position losses of reduction="none" (None otherwise)."""
         if self.red == FL_REDUCE_NONE:
-            self.losses = empty_in_order(shape, order, self.typenum)
+            self.losses = empty_in_order(shape, order, kernel_dtype(self.fl_dtype))
         return self.losses
 
     cdef object run(self, fl_entry entry, fl_call *c, fl_index work, str name):
@@ -669,7 +777,7 @@ cdef class Call:
         work worth the round trip (one block and more), the status checked, the results
         returned."""
         cdef int status
-        c.dtype = FL_DTYPE_F32 if self.typenum == cnp.NPY_FLOAT else FL_DTYPE_F64
+        c.dtype = self.fl_dtype
         c.simd, c.nthreads = simd_path(), _threads._num_threads
         c.reduction, c.grad_scale, c.batch = self.red, self.go_scalar, self.batch
         if work >= FL_BLOCK_ELEMENTS:
@@ -689,6 +797,8 @@ cdef class Call:
                              "between 0 and 1")
         if status == FL_ERR_NOMEM:
             raise MemoryError(f"{name}: out of memory")
+        if status == FL_ERR_DTYPE:  # the planner asks only for dtypes the table holds
+            raise TypeError(f"{name}: no kernel for dtype {self.loss_dt}")
         cdef dict stats = recording()
         if stats is not None:
             stats["threads_used"] = c.team
@@ -704,15 +814,14 @@ cdef class Call:
         if not cnp.PyArray_SAMESHAPE(g, x0):
             g = g.reshape(np.shape(x0)) if g.size == x0.size else summed_to(g, np.shape(x0))
         if self.out is None:
-            return cast(g, cnp.PyArray_TYPE(x0))
+            return as_user_dtype(g, user_dtype(x0, fl_dtype_of(x0)))
         if not same_view(g, self.out):
-            with np.errstate(over="ignore"):
-                np.copyto(self.out, g, casting="unsafe")
+            np.copyto(self.out, as_user_dtype(g, self.out.dtype), casting="unsafe")
         return self.out
 
     cdef object result(self, fl_call *c):
         """The loss (a NumPy scalar of the loss's dtype, or the per-position array), with the
         gradient when asked for."""
-        loss = cast(self.losses, self.loss_type) if self.losses is not None \
-            else loss_scalar(c.value, self.loss_type)
+        loss = as_user_dtype(self.losses, self.loss_dt) if self.losses is not None \
+            else loss_scalar(c.value, self.loss_dt)
         return (loss, self.gradient()) if self.want_grad else loss

@@ -43,7 +43,7 @@ cdef object _regression(int kind, object input, object target, object reduction,
 
     # ---- target (broadcast against the input as torch does, with its warning) ----------------
     cdef cnp.ndarray t0 = as_array(target)
-    if not (cnp.PyArray_ISINTEGER(t0) or cnp.PyArray_ISFLOAT(t0) or cnp.PyArray_ISBOOL(t0)):
+    if not (is_real(t0) or cnp.PyArray_ISBOOL(t0)):
         raise TypeError(f"target must be a real array, got dtype {t0.dtype}")
     if kind != FL_REG_HUBER:
         p.promote(t0)  # torch promotes mse/l1/smooth_l1 targets; huber keeps the input's dtype
@@ -122,8 +122,8 @@ cdef _document(f, f_grad, str title, str target_dtype, str option, str notes, st
     params = f"""
     Parameters
     ----------
-    input : array_like of float16, float32 or float64
-        Predictions x, any shape (float16 is computed in float32).
+    input : array_like of float16, bfloat16, float32 or float64
+        Predictions x, any shape (float16 and bfloat16 are computed in float32).
     target : array_like
         Targets y (real dtype; {target_dtype}). Input and target broadcast together as in
         torch (a UserWarning is emitted, as torch does, when their shapes differ); the loss

@@ -26,7 +26,7 @@ cdef int _normalize_axis(object axis, int nd) except -1:
 
 
 cdef object _softmax(object input, object output, object axis, object out, bint log, bint backward):
-    cdef Call p = start(input, "grad_output" if backward else "input", True)
+    cdef Call p = start(input, "grad_output" if backward else "input", True, True)
     p.output_only = True
     cdef cnp.ndarray x0 = p.x0, y0 = None, x, y = None
     if backward:
@@ -68,8 +68,9 @@ def log_softmax(input, axis=-1, out=None):
 
     Parameters
     ----------
-    input : array_like of float16, float32 or float64, any shape (0-d is taken as shape (1,))
-        Any memory layout; float16 is computed in float32.
+    input : array_like of float16, bfloat16, float32 or float64, any shape (0-d is taken as shape (1,))
+        Any memory layout; float16 and bfloat16 are computed in float32, each output rounded
+        once to their dtype.
     axis : int, default -1
         The axis to normalize over (negative counts from the end). Out of range:
         ``numpy.exceptions.AxisError`` (a ValueError and an IndexError).
@@ -116,7 +117,7 @@ def log_softmax_backward(grad_output, output, axis=-1, out=None):
 
     Parameters
     ----------
-    grad_output : array_like of float16, float32 or float64
+    grad_output : array_like of float16, bfloat16, float32 or float64
         The upstream gradient g, any shape and layout.
     output : array_like, same shape as grad_output
         The forward result y = log_softmax(x, axis) (cast to grad_output's dtype).

@@ -110,7 +110,7 @@ def test_import_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-COMPILED = ["_binary", "_cross_entropy", "_nll_loss", "_regression", "_plan", "_runtime", "_softmax"]
+COMPILED = ["_binary", "_cross_entropy", "_half", "_nll_loss", "_regression", "_plan", "_runtime", "_softmax"]
 
 
 def test_import_does_not_import_threadpoolctl():

@@ -33,14 +33,15 @@ def rss():
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 torch.set_num_threads(2)
-small = torch.randn(8, 16, requires_grad=True)
+small = torch.randn(8, 16).to({dtype}).requires_grad_()
 for fn in (flt.cross_entropy, torch.nn.functional.cross_entropy):   # warm-up of both paths
     fn(small, torch.arange(8) % 16).backward()
 N, C = 4096, 8192
-x = torch.from_numpy(np.random.default_rng(0).standard_normal((N, C), dtype=np.float32)).requires_grad_()
+torch.manual_seed(0)
+x = torch.randn(N, C, dtype={dtype}, requires_grad=True)  # no float32 temporary
 t = torch.from_numpy(np.random.default_rng(1).integers(0, C, N))
 fn = {fn}
-rep = {{"logits_kib": x.numel() * 4 // 1024}}
+rep = {{"logits_kib": x.numel() * x.element_size() // 1024}}
 rep["base_peak"], rep["base_rss"] = peak(), rss()
 loss = fn(x, t)
 rep["after_forward_rss"], rep["forward_peak"] = rss(), peak()
@@ -51,10 +52,10 @@ print("RESULT " + json.dumps(rep))
 """
 
 
-def _measure(fn):
+def _measure(fn, dtype="torch.float32"):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FASTLOSS_", "OMP_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    code = textwrap.dedent(_SCRIPT.format(fn=fn))
+    code = textwrap.dedent(_SCRIPT.format(fn=fn, dtype=dtype))
     proc = subprocess.run([sys.executable, "-c", _LAUNCHER, code], cwd=str(ROOT), env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -127,3 +128,18 @@ def test_spare_buffer_is_reused_only_when_nothing_refers_to_it(torch):
     flt.empty_cache()
     g6, _ = _grad_of_big_loss(torch, flt, 5)   # after empty_cache: fresh memory, still right
     torch.testing.assert_close(g6, _grad_of_big_loss(torch, flt, 5)[1])
+
+
+def test_bfloat16_fwd_bwd_raises_the_peak_by_the_bf16_gradient_alone(torch):
+    """bfloat16 logits reach the kernels as they are: no float32 copy, no float32 gradient;
+    the backward's peak grows by the bf16 gradient (<= 1.1x its size), nothing more."""
+    ours = _measure("flt.cross_entropy", "torch.bfloat16")
+    theirs = _measure("torch.nn.functional.cross_entropy", "torch.bfloat16")
+    grad_mib = ours["grad_kib"] / MiB
+    report = (f"bf16 logits {ours['logits_kib'] / MiB:.0f} MiB, gradient {grad_mib:.0f} MiB | fastloss.torch: "
+              f"kept {ours['kept_mib']:+.1f} MiB, forward peak {ours['forward_extra_mib']:+.1f} MiB, backward peak "
+              f"{ours['backward_extra_mib']:+.1f} MiB | torch: backward peak {theirs['backward_extra_mib']:+.1f} MiB")
+    print(report)
+    assert ours["kept_mib"] < 4, report
+    assert ours["forward_extra_mib"] < 4, report
+    assert ours["backward_extra_mib"] <= 1.1 * grad_mib, report

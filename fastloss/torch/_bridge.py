@@ -3,9 +3,10 @@ zero-copy conversions both ways.
 
 A call takes the fast path when every tensor is a plain CPU tensor (``torch.Tensor`` or
 ``nn.Parameter``, strided, not wrapped by ``torch.func``) of a dtype the kernels run:
-float32 and float64 natively, float16 and bfloat16 computed in float32 and returned in the
-input's dtype. Anything else goes to torch's own implementation, which then computes or
-raises exactly as torch does.
+float32, float64, float16 and bfloat16. Every tensor reaches the NumPy layer as a view of its
+own memory (bfloat16 as uint16 bits tagged ``BF16_BITS``, so ml_dtypes is not needed), and
+every result comes back the same way. Anything else goes to torch's own implementation,
+which then computes or raises exactly as torch does.
 """
 import math
 import os
@@ -14,6 +15,8 @@ import threading
 
 import numpy as np
 import torch
+
+from fastloss._plan import BF16_BITS
 
 _NATIVE = (torch.float32, torch.float64)
 _HALF = (torch.float16, torch.bfloat16)
@@ -31,7 +34,7 @@ def plain_cpu(t):
 
 
 def float_input(t):
-    """A plain CPU tensor of a floating dtype the kernels compute (float16/bfloat16 in float32)."""
+    """A plain CPU tensor of a floating dtype the kernels compute."""
     return plain_cpu(t) and t.dtype in _FLOATS
 
 
@@ -44,13 +47,16 @@ def same_float(t, input):
 
 
 def as_numpy(t):
-    """A NumPy view of a CPU tensor (no copy); float16/bfloat16 become a float32 copy."""
+    """A NumPy view of a CPU tensor (no copy): bfloat16 as its uint16 bits (BF16_BITS),
+    float16 as numpy.float16."""
     if t is None:
         return None
     if t.requires_grad:
         t = t.detach()
-    if t.dtype in _HALF:
-        t = t.float()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(BF16_BITS)
+    if t.dtype == torch.float16:
+        return t.view(torch.int16).numpy().view(np.float16)
     return t.numpy()
 
 
@@ -58,8 +64,13 @@ def is_half(t):
     return t.dtype in _HALF
 
 
-def compute_dtype(t):
-    return np.float32 if t.dtype in _HALF else (np.float32 if t.dtype == torch.float32 else np.float64)
+def autocast_fp32(*tensors):
+    """The tensors as torch's CPU autocast hands them to a loss (every loss is on its float32
+    list): float16/bfloat16 ones as float32 copies (through autograd), the rest as they are;
+    unchanged when autocast is off."""
+    if not torch.is_autocast_enabled("cpu"):
+        return tensors
+    return tuple(t.float() if isinstance(t, torch.Tensor) and t.dtype in _HALF else t for t in tensors)
 
 
 # One spare large buffer, reused for the next output of the same size once nothing refers
@@ -111,8 +122,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def to_tensor(a, dtype):
-    """A NumPy result (array or scalar) as a tensor of ``dtype`` (the input's dtype)."""
-    t = torch.from_numpy(np.asarray(a))
+    """A NumPy result (array or scalar; bfloat16 as BF16_BITS) as a tensor of ``dtype`` (the
+    input's dtype), sharing its memory."""
+    a = np.asarray(a)
+    if a.dtype == np.uint16:  # BF16_BITS (numpy's dtype equality ignores the tag)
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    t = torch.from_numpy(a)
     return t if t.dtype == dtype else t.to(dtype)
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 import fastloss
 from fastloss import _cross_entropy
-from fastloss.torch._bridge import as_numpy, compute_dtype, is_half, new_buffer, to_tensor, upstream
+from fastloss.torch._bridge import as_numpy, is_half, new_buffer, to_tensor, upstream
 
 
 def _torch_grads(torch_fn, args, kwargs, grad, wanted, create_graph):
@@ -95,8 +95,9 @@ class CrossEntropy(torch.autograd.Function):
         ignore_index, reduction, label_smoothing = options
         x, t, w = as_numpy(input), as_numpy(target), as_numpy(weight)
         ctx.grad = None
-        if x.size <= _FUSED_MAX_ELEMENTS and reduction != "none" and input.requires_grad:
+        if x.size <= _FUSED_MAX_ELEMENTS and reduction != "none" and input.requires_grad and not is_half(input):
             # small input: loss and gradient in one call (about 1 us); backward only scales it
+            # (not the half dtypes: their gradient is rounded once, from the scaled value)
             g = np.empty(x.shape, x.dtype)
             loss, _ = fastloss.cross_entropy_with_grad(x, t, w, ignore_index, reduction, label_smoothing, out=g)
             ctx.grad = g
@@ -110,8 +111,8 @@ class CrossEntropy(torch.autograd.Function):
             ctx.lse = lse
         ctx.save_for_backward(input, target, weight)
         # the NumPy views, kept to skip converting again in backward (they are the tensors'
-        # own memory); not for float16/bfloat16, whose float32 copy would cost memory
-        ctx.views = None if is_half(input) else (x, t, w)
+        # own memory)
+        ctx.views = (x, t, w)
         ctx.options = options
         ctx.by_torch = _degenerate_mean(loss, reduction)
         return to_tensor(loss, input.dtype)
@@ -131,10 +132,7 @@ class CrossEntropy(torch.autograd.Function):
             # and a second backward (retain_graph) must find the saved gradient unchanged
             grad_input = to_tensor(ctx.grad * np.asarray(float(grad), ctx.grad.dtype), input.dtype)
         elif needs[0]:
-            if ctx.views is None:  # float16/bfloat16: converted again rather than kept
-                x, t, w = as_numpy(input), as_numpy(target), as_numpy(weight)
-            else:
-                x, t, w = ctx.views
+            x, t, w = ctx.views
             g = new_buffer(x.shape, x.dtype)
             _cross_entropy._cross_entropy_backward_lse(x, t, w, ignore_index, reduction, label_smoothing,
                                                        upstream(grad, reduction != "none"), ctx.lse, g)
@@ -213,7 +211,7 @@ class Loss(torch.autograd.Function):
         grad_input = grad_target = None
         if wanted[0]:
             x = as_numpy(input)
-            g = new_buffer(x.shape, compute_dtype(input))
+            g = new_buffer(x.shape, x.dtype)
             spec.with_grad(x, as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight),
                            grad_output=upstream(grad, options[spec.options.index("reduction")] != "none"),
                            out=g)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastloss import _cross_entropy
-from fastloss.torch._bridge import as_numpy, compute_dtype, new_buffer, to_tensor, upstream
+from fastloss.torch._bridge import as_numpy, new_buffer, to_tensor, upstream
 from fastloss.torch._functions import SPECS
 
 _PARAM = {"beta": 1.0, "delta": 1.0}
@@ -64,7 +64,7 @@ def _(input, target, weight, ignore_index, reduction, label_smoothing):
 def _cross_entropy_backward_op(grad: Tensor, input: Tensor, target: Tensor, weight: Optional[Tensor], lse: Tensor,
                                ignore_index: int, reduction: str, label_smoothing: float) -> Tensor:
     x = as_numpy(input)
-    g = new_buffer(x.shape, compute_dtype(input))
+    g = new_buffer(x.shape, x.dtype)
     _cross_entropy._cross_entropy_backward_lse(x, as_numpy(target), as_numpy(weight), ignore_index, reduction,
                                                label_smoothing, upstream(grad, reduction != "none"),
                                                lse.numpy(), g)
@@ -138,7 +138,7 @@ def _loss_backward_op(name: str, grad: Tensor, input: Tensor, target: Tensor, we
     spec = SPECS[name]
     options = _unpack(name, reduction, ignore_index, param, flag)
     x = as_numpy(input)
-    g = new_buffer(x.shape, compute_dtype(input))
+    g = new_buffer(x.shape, x.dtype)
     spec.with_grad(x, as_numpy(target), **spec.numpy_kwargs(options, weight, pos_weight),
                    grad_output=upstream(grad, reduction != "none"), out=g)
     return to_tensor(g, input.dtype)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.nn import _reduction
 
 from fastloss.torch import _functions, _ops
-from fastloss.torch._bridge import as_numpy, float_input, plain_cpu, same_float, to_tensor
+from fastloss.torch._bridge import as_numpy, autocast_fp32, float_input, plain_cpu, same_float, to_tensor
 
 Tensor = torch.Tensor
 _INDEX_TARGETS = (torch.int64, torch.uint8)
@@ -88,7 +88,11 @@ def _torch_quietly(message, fn, *args):
 def _loss(eligible, name, options, input, target, weight, pos_weight, torch_fn, *torch_args):
     """One loss of _functions.SPECS: on the fast path when ``eligible`` (the caller's checks
     of the tensors) and the kernels' checks accept the arguments; else torch's own function,
-    ``torch_fn(*torch_args)``."""
+    ``torch_fn(*torch_args)`` (under CPU autocast, on float32 copies of half tensors: the
+    eligibility checks then ran on the caller's tensors, and torch's function upcasts them
+    itself)."""
+    if eligible and torch.is_autocast_enabled("cpu"):
+        input, target, weight, pos_weight = autocast_fp32(input, target, weight, pos_weight)
     if eligible:
         if torch.compiler.is_compiling():
             if not target.requires_grad:  # a target that requires grad: torch's function
@@ -137,6 +141,7 @@ def cross_entropy(
     """
     if size_average is not None or reduce is not None:
         reduction = _reduction.legacy_get_string(size_average, reduce)
+    input, target, weight = autocast_fp32(input, target, weight)
     # torch accepts a negative label_smoothing, the kernels do not: torch's function runs it
     if _class_target_ok(input, target, weight) and not label_smoothing < 0.0:
         if torch.compiler.is_compiling():
