@@ -44,22 +44,26 @@ static inline FL_ATTR FL_V FL_KN(ce_col_wy)(const FL_T *y, const FL_C *w, fl_ind
     return yv;
 }
 
-/* A row's max and exp-sum from its log-sum-exp (a->lse_in): m = lse rounded to FL_C and
- * sum = exp(lse - m), so that m + log(sum) = lse; the gradient pass then computes exp(x - m)
- * itself instead of reading the terms an exp-sum pass would have stored. */
+/* A row's max and exp-sum from its log-sum-exp (a->lse_in): m = lse rounded up to FL_C (so
+ * that x - m <= 0 for every x of the row: exp_le0 takes it) and sum = exp(lse - m), so that
+ * m + log(sum) = lse; the gradient pass then computes exp(x - m) itself instead of reading
+ * the terms an exp-sum pass would have stored. */
 static inline void FL_KN(ce_from_lse)(double lse, FL_C *m, double *sum)
 {
-    *m = (FL_C)lse;
-    *sum = exp(lse - (double)*m);
+    FL_C mm = (FL_C)lse;
+    if ((double)mm < lse)
+        mm = FL_F32 ? (FL_C)nextafterf((float)mm, INFINITY) : (FL_C)nextafter((double)mm, INFINITY);
+    *m = mm;
+    *sum = exp(lse - (double)mm);
 }
 
-/* exp(x - m) for a gradient pass: recomputed from x (from_lse) or the term the exp-sum pass
- * stored in e. */
+/* exp(x - m) for a gradient pass (r <= L entries): recomputed from x (from_lse) or the term
+ * the exp-sum pass stored in e. */
 static inline FL_ATTR FL_V FL_KN(ce_exp_term)(const FL_T *x, const FL_C *e, fl_index r, FL_V vm, int from_lse)
 {
     if (from_lse)
-        return FL_OP(exp)(FL_OP(sub)(FL_LDN(x, r, -INFINITY), vm));
-    return FL_OP(loadn)(e, r, 0);
+        return FL_OP(exp_le0)(FL_OP(sub)(r == FL_L ? FL_LD(x) : FL_LDN(x, r, -INFINITY), vm));
+    return r == FL_L ? FL_OP(load)(e) : FL_OP(loadn)(e, r, 0);
 }
 
 /* Where the exp terms of a row wait between passes: the gradient itself (float32, float64),

@@ -146,6 +146,8 @@ cdef cnp.ndarray to_dtype(cnp.ndarray a, int fl_dtype):
         return _bf16_rounded(a)
     if d == FL_DTYPE_BF16:
         a = _bf16_widened(a)
+        if fl_dtype == FL_DTYPE_F32:
+            return a
     with np.errstate(over="ignore"):
         return a.astype(kernel_dtype(fl_dtype))
 
