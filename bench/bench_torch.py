@@ -10,9 +10,17 @@ Each group times one training-loop step of the loss, ``loss_fn(x, t).backward()`
                    shapes: compiling the large ones is the slow part of a run)
 Issue targets (2 threads): cross-entropy at 2048 x 32000 >= 8x torch; at 64 x 10 no slower.
 The other modules run at one mid-size shape each.
+
+Half precision (test_half_cross_entropy_bf16): ``fastloss.torch.cross_entropy`` against
+torch's ``F.cross_entropy`` on one bfloat16 leaf, ``cross_entropy(x, t).backward()`` with
+``x.grad`` reset (fastloss/_report.py's half_torch_fns), in the groups
+"cross_entropy bf16 <shape> fwd+bwd". Issue targets (2 threads): >= 10x torch at
+2048 x 32000, >= 2x at 8192 x 1000.
 """
 import numpy as np
 import pytest
+
+from fastloss import _report
 
 from conftest import SHAPES, shape_id
 
@@ -111,3 +119,18 @@ def test_normalize(benchmark, flt, torch_or_skip, name, side):
 
     benchmark(step)
     assert x.grad is not None
+
+
+@pytest.fixture(scope="module", params=_report.HALF_TORCH, ids=shape_id)
+def half_torch(request, torch_or_skip):
+    n, c = request.param
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c), dtype=np.float32)
+    return shape_id((n, c)), _report.half_torch_fns(torch_or_skip, x, rng.integers(0, c, n))
+
+
+@pytest.mark.parametrize("side", ["fastloss.torch", "torch"])
+def test_half_cross_entropy_bf16(benchmark, half_torch, side):
+    shape, fns = half_torch
+    benchmark.group = f"cross_entropy bf16 {shape} fwd+bwd"
+    benchmark(fns[side])

@@ -1,4 +1,9 @@
-"""Shared setup of the benchmarks: inputs built once per shape, all cores for every side."""
+"""Shared setup of the benchmarks: inputs built once per shape, all cores for every side.
+
+The half-precision benchmarks (test_half_*) take a dtype parameter with the ids of HALF:
+"f32" (the float32 side of the same group), "bf16" (ml_dtypes.bfloat16: skipped when
+ml_dtypes is not installed) and "f16".
+"""
 import numpy as np
 import pytest
 
@@ -38,3 +43,23 @@ def peers():
     from fastloss import _report
 
     return _report.Peers(fastloss.get_num_threads())
+
+
+# dtype ids of the half-precision benchmarks -> the names fastloss/_report.py keys them by
+HALF = {"f32": "float32", "bf16": "bfloat16", "f16": "float16"}
+
+
+@pytest.fixture(scope="session")
+def half_dtypes():
+    """{"bfloat16": dtype, "float16": dtype} as installed (bfloat16 needs ml_dtypes)."""
+    from fastloss import _report
+
+    return _report.half_dtypes()[0]
+
+
+def half_side(fns, dtype_id):
+    """fns[the dtype's name], skipping the benchmark when its dtype is not installed."""
+    name = HALF[dtype_id]
+    if name not in fns:
+        pytest.skip(f"{name}: ml_dtypes is not installed")
+    return fns[name]

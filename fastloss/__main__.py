@@ -4,12 +4,15 @@ Prints the version and kernel_info(), checks the fast path against fastloss.refe
 few inputs (it exits non-zero on a mismatch), then the cross-entropy speed report
 (fastloss/_report.py: fastloss against every installed peer -- the NumPy reference, torch
 eager and torch.compile, JAX, scikit-learn -- and against the memory limit, in one run, a
-line per shape as it completes), the fastloss.torch drop-in against torch.nn, and the rest
-of the family in a compact table.
+line per shape as it completes), the fastloss.torch drop-in against torch.nn, the rest
+of the family in a compact table, and the half-precision section (fastloss/_report.py's
+run_half: bfloat16 and float16 against float32 in the same run, a line per figure with its
+ratio and the issue's target).
 
 Options: --quick (small shapes only), --repeat K (best of K, default 7), --rounds R (median
-of R rounds, default 3), --no-torch, --no-compile, --json PATH (every figure), --plot PATH.png
-(the chart; needs matplotlib: pip install ".[plot]").
+of R rounds, default 3), --no-torch, --no-compile, --no-half (leave the half-precision
+section out), --half-only (the self-check and the half-precision section only), --json PATH
+(every figure), --plot PATH.png (the chart; needs matplotlib: pip install ".[plot]").
 """
 import argparse
 import platform
@@ -22,6 +25,9 @@ import fastloss
 from fastloss import _report, reference
 
 SHAPES = [(64, 10), (4096, 1000), (8192, 1000), (2048, 32000), (512, 128256)]
+# the half-precision section's 16M-element losses take best of at most 3 (their bfloat16
+# calls are the report's slowest; still a median of --rounds rounds)
+HALF_ELEMENTWISE_BEST_OF = 3
 
 
 def _best_ms(fn, repeat, budget_s=2.0):
@@ -174,29 +180,10 @@ def dropin_table(shapes, repeat, torch):
     return rows
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fastloss", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="small shapes only")
-    p.add_argument("--repeat", type=int, default=7, help="best of K calls per figure (default 7)")
-    p.add_argument("--rounds", type=int, default=3, help="median of R rounds per figure (default 3)")
-    p.add_argument("--no-torch", action="store_true", help="leave torch out (and torch.compile)")
-    p.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
-    p.add_argument("--json", metavar="PATH", help="write every figure to PATH")
-    p.add_argument("--plot", metavar="PATH.png", help="draw the chart (needs matplotlib)")
-    args = p.parse_args(argv)
-
-    print(f"fastloss {fastloss.__version__} | numpy {np.__version__} | Python {platform.python_version()} "
-          f"| {platform.machine()}")
-    print("kernel_info:", fastloss.kernel_info())
-    worst = self_check()
-    ok = worst < 1e-4
-    print(f"self-check vs fastloss.reference (float32+float64, 14 option sets): worst relative error "
-          f"{worst:.2e} -> {'OK' if ok else 'MISMATCH'}")
-
-    # every side runs on fastloss's thread count, set before anything is timed
-    threads = fastloss.get_num_threads()
-    peers = _report.Peers(threads, use_torch=not args.no_torch, use_compile=not args.no_compile)
-    torch = peers.torch
+def float32_sections(args, peers):
+    """The float32 sections: the cross-entropy report, the drop-in table and the family table
+    (printed as they go); returns the report's dict with "dropin" and "family" added."""
+    threads, torch = peers.threads, peers.torch
     shapes = _report.QUICK if args.quick else _report.IN_CACHE + _report.SWEEP
     print()
     report = _report.run(peers, shapes, args.rounds, args.repeat,
@@ -221,12 +208,60 @@ def main(argv=None):
         if "torch" in r:
             line += f" | torch {r['torch']:9.4f} | x {r['torch'] / r['fl']:5.1f}"
         print(line)
+    return report
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fastloss", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small shapes only")
+    p.add_argument("--repeat", type=int, default=7, help="best of K calls per figure (default 7)")
+    p.add_argument("--rounds", type=int, default=3, help="median of R rounds per figure (default 3)")
+    p.add_argument("--no-torch", action="store_true", help="leave torch out (and torch.compile)")
+    p.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    half = p.add_mutually_exclusive_group()
+    half.add_argument("--no-half", action="store_true", help="leave the half-precision section out")
+    half.add_argument("--half-only", action="store_true",
+                      help="the self-check and the half-precision section only")
+    p.add_argument("--json", metavar="PATH", help="write every figure to PATH")
+    p.add_argument("--plot", metavar="PATH.png", help="draw the chart (needs matplotlib)")
+    args = p.parse_args(argv)
+
+    print(f"fastloss {fastloss.__version__} | numpy {np.__version__} | Python {platform.python_version()} "
+          f"| {platform.machine()}")
+    print("kernel_info:", fastloss.kernel_info())
+    worst = self_check()
+    ok = worst < 1e-4
+    print(f"self-check vs fastloss.reference (float32+float64, 14 option sets): worst relative error "
+          f"{worst:.2e} -> {'OK' if ok else 'MISMATCH'}")
+
+    # every side runs on fastloss's thread count, set before anything is timed
+    threads = fastloss.get_num_threads()
+    if args.half_only:
+        peers = _report.Peers(threads, use_torch=not args.no_torch, use_compile=False, use_jax=False,
+                              use_sklearn=False)
+        report = {"machine": _report.machine(), "versions": peers.versions(), "threads": threads,
+                  "rounds": args.rounds, "best_of": args.repeat, "skipped": peers.skipped,
+                  "protocol": _report.__doc__}
+    else:
+        peers = _report.Peers(threads, use_torch=not args.no_torch, use_compile=not args.no_compile)
+        report = float32_sections(args, peers)
+    if not args.no_half:
+        print()
+        report["half"] = _report.run_half(
+            peers, args.rounds, args.repeat,
+            _report.HALF_QUICK_CE if args.quick else _report.HALF_CE,
+            _report.HALF_QUICK_TORCH if args.quick else _report.HALF_TORCH,
+            _report.HALF_QUICK_ELEMENTWISE_N if args.quick else _report.HALF_ELEMENTWISE_N,
+            elementwise_best_of=min(args.repeat, HALF_ELEMENTWISE_BEST_OF))
     if args.json:
         _report.write_json(report, args.json)
         print(f"\nfigures written to {args.json}")
     if args.plot:
-        _report.plot(report, args.plot)
-        print(f"chart written to {args.plot}")
+        if "rows" in report:
+            _report.plot(report, args.plot)
+            print(f"chart written to {args.plot}")
+        else:
+            print(f"no chart written to {args.plot}: it is of the float32 sweep, which --half-only leaves out")
     return 0 if ok else 1
 
 

@@ -21,6 +21,25 @@ set before anything is timed.
 - the memory limit: "copy" is ``torch.Tensor.copy_`` between two preallocated arrays of the
   input's size, "read" is ``torch.sum`` of the input, both on the same thread count (without
   torch: ``np.copyto`` and ``x.max()``, one thread, said so in the output).
+
+Half precision (``run_half``: the "half precision" section; bench/ times the same calls)
+---------------------------------------------------------------------------------------
+The same measure (median of ``rounds`` rounds of best-of-``best_of``, the sides taking turns
+within a round, a ratio the median of its per-round ratios), each half-precision figure
+against a float32 one taken in the same rounds, every side on the same thread count:
+
+- cross_entropy: ``cross_entropy(x, t)`` and ``cross_entropy_with_grad(x, t, out=g)`` with x
+  in bfloat16 (``ml_dtypes.bfloat16``) and float16, as a ratio to fastloss's own float32 time
+  at the same shape (the same values, rounded). Targets: forward <= 0.75x, fwd+bwd <= 0.65x.
+- fastloss.torch: ``fastloss.torch.cross_entropy(x, t).backward()`` with x a bfloat16 leaf
+  (``x.grad`` reset each call) against torch's ``F.cross_entropy`` on the same tensor, as
+  torch's time over ours. Targets: >= 10x at 2048x32000, >= 2x at 8192x1000.
+- the elementwise losses: every ``*_with_grad`` (reduction "mean", ``out=`` preallocated)
+  with bfloat16 input and target against its float32 run, as float32's time over
+  bfloat16's. Target: >= 1.6x (fastloss computes these in float32 on the half operands).
+
+Without ml_dtypes the NumPy bfloat16 figures are skipped, without torch the fastloss.torch
+ones, each with one line saying so.
 """
 import datetime
 import json
@@ -301,3 +320,209 @@ def plot(report, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ---- half precision: bfloat16 and float16 against float32 (see the module docstring) ----
+
+HALF_CE = [(8192, 1000), (2048, 32000), (512, 128256)]
+HALF_TORCH = [(8192, 1000), (2048, 32000)]
+HALF_ELEMENTWISE_N = 1 << 24
+# --quick: in-cache and mid-size shapes, 1M elements
+HALF_QUICK_CE = [(1024, 1000), (256, 32000)]
+HALF_QUICK_TORCH = [(1024, 1000)]
+HALF_QUICK_ELEMENTWISE_N = 1 << 20
+ELEMENTWISE = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+               "binary_cross_entropy_with_logits", "kl_div"]
+# the issue's targets, (comparison, bound) on the figure's ratio, at the issue's shapes and
+# size (HALF_CE, HALF_TORCH, HALF_ELEMENTWISE_N; another shape's figure has none)
+HALF_CE_TARGETS = {"fwd": ("<=", 0.75), "fwd_bwd": ("<=", 0.65)}
+HALF_TORCH_TARGETS = {(2048, 32000): (">=", 10.0), (8192, 1000): (">=", 2.0)}
+HALF_ELEMENTWISE_TARGET = (">=", 1.6)
+
+
+def half_dtypes():
+    """({"bfloat16": dtype, "float16": dtype} as available, [one line per skipped dtype]):
+    bfloat16 is ml_dtypes' (NumPy has none), optional."""
+    import importlib
+
+    dtypes, skipped = {}, []
+    try:
+        dtypes["bfloat16"] = np.dtype(importlib.import_module("ml_dtypes").bfloat16)
+    except ImportError:
+        skipped.append('ml_dtypes is not installed: the NumPy bfloat16 figures skipped (pip install ".[bf16]")')
+    dtypes["float16"] = np.dtype(np.float16)
+    return dtypes, skipped
+
+
+def half_case_fns(x, t, dtypes):
+    """({dtype name: forward fn}, {dtype name: fwd+bwd fn}) of fastloss's cross_entropy at
+    float32 x (key "float32") and at x rounded to each of ``dtypes`` ({name: dtype})."""
+    fwd, fb = {}, {}
+    for name, xh in [("float32", x)] + [(k, x.astype(dt)) for k, dt in dtypes.items()]:
+        g = np.empty_like(xh)
+        fwd[name] = lambda xh=xh: fastloss.cross_entropy(xh, t)
+        fb[name] = lambda xh=xh, g=g: fastloss.cross_entropy_with_grad(xh, t, out=g)
+    return fwd, fb
+
+
+def half_torch_fns(torch, x, t):
+    """{"fastloss.torch": fn, "torch": fn}: a bfloat16 fwd+bwd through autograd,
+    ``cross_entropy(x, t).backward()`` with ``x.grad`` reset, on one bfloat16 leaf made from
+    float32 x (NumPy)."""
+    import fastloss.torch as flt
+
+    xb = torch.from_numpy(x).to(torch.bfloat16).requires_grad_()
+    tt = torch.from_numpy(t)
+    return {"fastloss.torch": _backward(flt.cross_entropy, xb, tt),
+            "torch": _backward(torch.nn.functional.cross_entropy, xb, tt)}
+
+
+def elementwise_inputs(name, n, seed=0):
+    """float32 (input, target) of n elements for the elementwise loss ``name``: logits or
+    values for the regression losses and the logits form, probabilities for
+    binary_cross_entropy, log-probabilities against probabilities for kl_div."""
+    rng = np.random.default_rng(seed)
+    if name == "binary_cross_entropy":
+        return (rng.random(n, dtype=np.float32) * np.float32(0.98) + np.float32(0.01),
+                (rng.random(n) < 0.5).astype(np.float32))
+    if name == "binary_cross_entropy_with_logits":
+        return rng.standard_normal(n, dtype=np.float32), (rng.random(n) < 0.5).astype(np.float32)
+    if name == "kl_div":
+        return (np.log(rng.random(n, dtype=np.float32) * np.float32(0.999) + np.float32(0.001)),
+                rng.random(n, dtype=np.float32))
+    return rng.standard_normal(n, dtype=np.float32), rng.standard_normal(n, dtype=np.float32)
+
+
+def half_elementwise_fns(name, a, b, dtypes):
+    """{dtype name: fn}: ``NAME_with_grad(a, b, reduction="mean", out=g)`` on the float32
+    operands (key "float32") and on both rounded to each of ``dtypes``."""
+    fn = getattr(fastloss, name + "_with_grad")
+    fns = {}
+    for key, (ah, bh) in [("float32", (a, b))] + [(k, (a.astype(dt), b.astype(dt))) for k, dt in dtypes.items()]:
+        g = np.empty_like(ah)
+        fns[key] = lambda ah=ah, bh=bh, g=g: fn(ah, bh, reduction="mean", out=g)
+    return fns
+
+
+def _figure(label, ms, base_label, base_ms, ratio, ratio_of, target):
+    return {"figure": label, "ms": ms, "baseline": base_label, "baseline_ms": base_ms,
+            "ratio": ratio, "ratio_of": ratio_of,
+            "target": None if target is None else f"{target[0]} {target[1]:g}",
+            "met": None if target is None else bool(ratio <= target[1] if target[0] == "<=" else ratio >= target[1])}
+
+
+def format_figure(fig):
+    """One line per figure: its time, its baseline's, the ratio and the target (met or not)."""
+    if fig["target"] is None:
+        verdict = "no target at this shape"
+    else:
+        verdict = f"target {fig['target']}x: {'met' if fig['met'] else 'NOT met'}"
+    return (f"{fig['figure']:>58} | {fig['ms']:9.4f} ms, {fig['baseline']} {fig['baseline_ms']:9.4f} ms | "
+            f"{fig['ratio_of']} {fig['ratio']:5.2f}x ({verdict})")
+
+
+def measure_half_ce(threads, n, c, dtypes, rounds, best_of, seed=0):
+    """The cross_entropy row at one (N, C): {"fwd": {dtype: ms}, "fwd_bwd": {...},
+    "ratios": {"<dtype> fwd / float32": r, ...}, "figures": [...]}, float32 included."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c), dtype=np.float32)
+    t = rng.integers(0, c, n)
+    fwd, fb = half_case_fns(x, t, dtypes)
+    del x
+    raw = measure({**{("fwd", k): f for k, f in fwd.items()}, **{("fwd_bwd", k): f for k, f in fb.items()}},
+                  rounds, best_of)
+    del fwd, fb  # free the shape's arrays before the next
+    shape = f"{n}x{c}"
+    row = {"shape": shape, "n": n, "c": c, "threads": threads, "fwd": {}, "fwd_bwd": {}, "ratios": {}, "figures": []}
+    for (kind, name), secs in raw.items():
+        row[kind][name] = statistics.median(secs) * 1e3
+    for name in dtypes:
+        for kind, call in (("fwd", "cross_entropy"), ("fwd_bwd", "cross_entropy_with_grad")):
+            r = median_ratio(raw[(kind, name)], raw[(kind, "float32")])
+            row["ratios"][f"{name} {kind} / float32"] = r
+            row["figures"].append(_figure(f"{call} {name} {shape} {threads}t", row[kind][name], "float32",
+                                          row[kind]["float32"], r, "time / float32's",
+                                          HALF_CE_TARGETS[kind] if (n, c) in HALF_CE else None))
+    return row
+
+
+def measure_half_torch(torch, threads, n, c, rounds, best_of, seed=0):
+    """The fastloss.torch bfloat16 row at one (N, C): {"fwd_bwd": {"fastloss.torch": ms,
+    "torch": ms}, "ratios": {"torch fwd_bwd / fastloss.torch": r}, "figures": [...]}."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c), dtype=np.float32)
+    fns = half_torch_fns(torch, x, rng.integers(0, c, n))
+    del x
+    raw = measure(fns, rounds, best_of)
+    del fns
+    shape = f"{n}x{c}"
+    ms = {k: statistics.median(v) * 1e3 for k, v in raw.items()}
+    r = median_ratio(raw["torch"], raw["fastloss.torch"])
+    fig = _figure(f"fastloss.torch.cross_entropy bf16 fwd+bwd {shape} {threads}t", ms["fastloss.torch"],
+                  "torch", ms["torch"], r, "torch's time / ours", HALF_TORCH_TARGETS.get((n, c)))
+    return {"shape": shape, "n": n, "c": c, "threads": threads, "dtype": "bfloat16", "fwd_bwd": ms,
+            "ratios": {"torch fwd_bwd / fastloss.torch": r}, "figures": [fig]}
+
+
+def measure_half_elementwise(threads, name, n, dtypes, rounds, best_of, seed=0):
+    """One elementwise loss's row at n elements: {"fwd_bwd": {dtype: ms}, "ratios":
+    {"float32 / <dtype>": r}, "figures": [...]}, float32 included."""
+    a, b = elementwise_inputs(name, n, seed)
+    fns = half_elementwise_fns(name, a, b, dtypes)
+    del a, b
+    raw = measure(fns, rounds, best_of)
+    del fns
+    ms = {k: statistics.median(v) * 1e3 for k, v in raw.items()}
+    size = f"{n >> 20}M" if n >= 1 << 20 else str(n)
+    row = {"name": name, "n": n, "threads": threads, "reduction": "mean", "fwd_bwd": ms, "ratios": {}, "figures": []}
+    for dt in dtypes:
+        r = median_ratio(raw["float32"], raw[dt])
+        row["ratios"][f"float32 / {dt}"] = r
+        row["figures"].append(_figure(f"{name}_with_grad {dt} {size} {threads}t", ms[dt], "float32",
+                                      ms["float32"], r, "float32's time / its",
+                                      HALF_ELEMENTWISE_TARGET if n == HALF_ELEMENTWISE_N else None))
+    return row
+
+
+def run_half(peers, rounds, best_of, ce_shapes=HALF_CE, torch_shapes=HALF_TORCH,
+             elementwise_n=HALF_ELEMENTWISE_N, elementwise_rounds=None, elementwise_best_of=None,
+             echo=print):
+    """The half-precision section: a line per figure (echoed as its shape or loss completes),
+    and {"cross_entropy": rows, "torch": rows, "elementwise": rows, "figures": [every
+    figure], "skipped": [...], ...} (see the module docstring). ``elementwise_rounds`` /
+    ``elementwise_best_of`` (default: ``rounds`` / ``best_of``) measure the elementwise
+    losses; torch_shapes run only with torch (``peers.torch``), elementwise_n=0 leaves the
+    elementwise losses out."""
+    dtypes, skipped = half_dtypes()
+    bf16 = {k: v for k, v in dtypes.items() if k == "bfloat16"}
+    if peers.torch is None and torch_shapes:
+        skipped.append("torch is not installed (or --no-torch): the fastloss.torch bfloat16 figures skipped")
+    e_rounds = rounds if elementwise_rounds is None else elementwise_rounds
+    e_best = best_of if elementwise_best_of is None else elementwise_best_of
+    echo(f"half precision: bfloat16 and float16 against float32 in the same run; median of {rounds} rounds "
+         f"of best-of-{best_of} (elementwise: {e_rounds} of best-of-{e_best}); {peers.threads} threads on every side")
+    for line in skipped:
+        echo(f"  {line}")
+    out = {"threads": peers.threads, "rounds": rounds, "best_of": best_of, "elementwise_rounds": e_rounds,
+           "elementwise_best_of": e_best, "dtypes": list(dtypes), "cross_entropy": [], "torch": [],
+           "elementwise": [], "figures": [], "skipped": skipped}
+
+    def emit(kind, row):
+        out[kind].append(row)
+        out["figures"] += row["figures"]
+        for fig in row["figures"]:
+            echo(format_figure(fig))
+
+    for n, c in ce_shapes:
+        emit("cross_entropy", measure_half_ce(peers.threads, n, c, dtypes, rounds, best_of))
+    if peers.torch is not None:
+        for n, c in torch_shapes:
+            emit("torch", measure_half_torch(peers.torch, peers.threads, n, c, rounds, best_of))
+    if elementwise_n and bf16:
+        for name in ELEMENTWISE:
+            emit("elementwise", measure_half_elementwise(peers.threads, name, elementwise_n, bf16,
+                                                         e_rounds, e_best))
+    met = [f["met"] for f in out["figures"] if f["met"] is not None]
+    echo(f"half precision: {sum(met)} of {len(met)} targets met" if met else
+         "half precision: no figure has a target (the targets are at the issue's shapes)")
+    return out
