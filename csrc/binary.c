@@ -1,6 +1,7 @@
 /*
  * Binary cross-entropy (probabilities and logits) and Kullback-Leibler kernels: the template
- * binary_simd.h instantiated for float32 / float64 on the generic, AVX2 and AVX-512 paths,
+ * binary_simd.h instantiated for float32 / float64 / bfloat16 / float16 on the generic, AVX2
+ * and AVX-512 paths,
  * their dispatch table, and the entry point fl_binary (domain check, scale, kernel,
  * reduction). Formulas and argument conventions: binary.h.
  */
@@ -26,6 +27,7 @@ typedef struct {
     unsigned char *flags; /* the domain check: a flag per block */
 } bin_ctx;
 
+#define FL_HALF /* both templates take bfloat16 and float16 */
 #define FL_TEMPLATE "binary_dtype.h"
 #include "fl_instantiate_dtype.h"
 
@@ -40,7 +42,8 @@ enum { BIN_CHECK = 4, BIN_NVARIANTS };
     {FL_KERNEL_PATH(binary, bce, ts, path, bin_blk), FL_KERNEL_PATH(binary, bce_logits, ts, path, bin_blk), \
      FL_KERNEL_PATH(binary, kl, ts, path, bin_blk), FL_KERNEL_PATH(binary, kl_log, ts, path, bin_blk),      \
      FL_KERNEL_PATH(binary, check, ts, path, bin_blk)}
-#define BIN_PATH_ROW(path) {BIN_DTYPE_ROW(f32, path), BIN_DTYPE_ROW(f64, path)}
+#define BIN_PATH_ROW(path) \
+    {BIN_DTYPE_ROW(f32, path), BIN_DTYPE_ROW(f64, path), BIN_DTYPE_ROW(bf16, path), BIN_DTYPE_ROW(f16, path)}
 
 /* indexed by FL_BIN_BCE, FL_BIN_BCE_LOGITS, FL_BIN_KL, FL_BIN_KL_LOG, BIN_CHECK */
 static const fl_kernel BIN_KERNELS[FL_NSIMD][FL_NDTYPES][BIN_NVARIANTS] = {
@@ -55,7 +58,11 @@ int fl_binary_kernels(int simd, const char **names, int max)
 
 /* FL_BIN_BCE's domain check: the vector pass flags blocks, then the first flagged block is
  * scanned for the first bad element. FL_OK, FL_ERR_DOMAIN or FL_ERR_NOMEM. */
-static int bin_check_domain(bin_ctx *ctx, const fl_kernel *row, int f32, fl_call *call)
+typedef fl_index (*bin_find_bad_fn)(const fl_bin_args *, const unsigned char *, fl_index, fl_index, int *);
+static const bin_find_bad_fn BIN_FIND_BAD[FL_NDTYPES] = {bin_find_bad_f32, bin_find_bad_f64, bin_find_bad_bf16,
+                                                         bin_find_bad_f16};
+
+static int bin_check_domain(bin_ctx *ctx, const fl_kernel *row, int dtype_row, fl_call *call)
 {
     const fl_bin_args *a = ctx->a;
     const fl_index nblocks = (ctx->total + FL_BLOCK_ELEMENTS - 1) / FL_BLOCK_ELEMENTS;
@@ -65,8 +72,7 @@ static int bin_check_domain(bin_ctx *ctx, const fl_kernel *row, int f32, fl_call
     int st = fl_parallel_run(&row[BIN_CHECK], ctx, nblocks, 0, NULL, call);
     int which = 0;
     if (st == FL_OK) {
-        const fl_index bad = f32 ? bin_find_bad_f32(a, ctx->flags, nblocks, ctx->total, &which)
-                                 : bin_find_bad_f64(a, ctx->flags, nblocks, ctx->total, &which);
+        const fl_index bad = BIN_FIND_BAD[dtype_row](a, ctx->flags, nblocks, ctx->total, &which);
         if (bad >= 0) {
             call->bad_operand = which;
             st = FL_ERR_DOMAIN;
@@ -85,13 +91,11 @@ int fl_binary(fl_call *call)
     ctx.a = a;
     ctx.total = a->rows * a->cols;
     ctx.flags = NULL;
-    if (call->dtype != FL_DTYPE_F32 && call->dtype != FL_DTYPE_F64)
-        return FL_ERR_DTYPE; /* no half-precision kernels here: the planner computes them in float32 */
-    const int f32 = call->dtype == FL_DTYPE_F32;
     const int kind = a->kind >= 0 && a->kind < BIN_CHECK ? a->kind : FL_BIN_KL_LOG;
-    const fl_kernel *row = BIN_KERNELS[fl_simd_row(call->simd)][f32 ? 0 : 1];
+    const int dt = fl_dtype_row(call->dtype);
+    const fl_kernel *row = BIN_KERNELS[fl_simd_row(call->simd)][dt];
     if (kind == FL_BIN_BCE && ctx.total > 0) {
-        const int st = bin_check_domain(&ctx, row, f32, call);
+        const int st = bin_check_domain(&ctx, row, dt, call);
         if (st != FL_OK)
             return st;
     }

@@ -1,7 +1,9 @@
 /*
  * Template: the elementwise binary-loss kernels for one (dtype, SIMD path). Included by
- * binary.c with FL_P (op prefix), FL_T, FL_TS (f32/f64), FL_PATH (avx512/avx2/generic),
- * FL_ATTR (that path's function attributes) and FL_F32; simd_exp.h and simd_log.h first.
+ * binary.c through fl_instantiate.h: FL_T stored (float, double, fl_bf16, fl_f16), FL_C
+ * computed (float for the half dtypes, which widen on load and round each result to
+ * nearest-even once on store: FL_LD / FL_ST), FL_OP the compute ops, FL_PATH, FL_ATTR and
+ * FL_F32 (float lanes).
  *
  *   bin_vec    the formulas of binary.h on one vector of elements;
  *   bin_seg    a run of n elements whose x, y, grad and loss are contiguous (weight,
@@ -13,7 +15,7 @@
  *              bin_blk_<kind>, the dispatch table's entries;
  *   bin_blk_check  FL_BIN_BCE's domain check on one block.
  */
-/* the smallest subnormal of the dtype (log's argument floor for y log y at y = 0) */
+/* the smallest subnormal of the compute dtype (log's argument floor for y log y at y = 0) */
 #if FL_F32
 #define FL_BIN_DENORM_MIN 1.40129846e-45f
 #else
@@ -24,7 +26,7 @@
  * element"; the upstream factor is go[i] * sv (or sv). */
 typedef struct {
     const FL_T *x, *y, *w, *pw, *go;
-    FL_T wv, pwv, sv;
+    FL_C wv, pwv, sv;
     FL_T *g, *l;
     int has_w, has_pw;
 } FL_KN(bin_run);
@@ -32,10 +34,10 @@ typedef struct {
 static FL_BIN_INLINE FL_ATTR void FL_KN(bin_vec)(const int kind, const int has_w, const int has_pw, const int want_g,
                                                  FL_V x, FL_V y, FL_V w, FL_V pw, FL_V s, FL_V *loss, FL_V *grad)
 {
-    const FL_V one = FL_OP(set1)((FL_T)1), zero = FL_OP(set1)((FL_T)0);
+    const FL_V one = FL_OP(set1)((FL_C)1), zero = FL_OP(set1)((FL_C)0);
     FL_V l, g = zero;
     if (kind == FL_BIN_BCE) {
-        const FL_V lo = FL_OP(set1)((FL_T)-100);
+        const FL_V lo = FL_OP(set1)((FL_C)-100);
         const FL_V lx = FL_OP(max)(FL_OP(log)(x), lo);
         /* log1p(-x) = log(u) + c / u with u = 1 - x rounded and c = (1 - x) - u exact;
          * c != 0 only for x < 1/2, where 1 / u = 1 + x + x^2 + O(x^3) is plenty */
@@ -45,7 +47,7 @@ static FL_BIN_INLINE FL_ATTR void FL_KN(bin_vec)(const int kind, const int has_w
         l1 = FL_OP(max)(l1, lo);
         l = FL_OP(sub)(FL_OP(mul)(FL_OP(sub)(y, one), l1), FL_OP(mul)(y, lx));
         if (want_g) {
-            const FL_V den = FL_OP(max)(FL_OP(mul)(u, x), FL_OP(set1)((FL_T)1e-12f) /* torch: the float 1e-12 */);
+            const FL_V den = FL_OP(max)(FL_OP(mul)(u, x), FL_OP(set1)((FL_C)1e-12f) /* torch: the float 1e-12 */);
             g = FL_OP(div)(FL_OP(sub)(x, y), den);
         }
     } else if (kind == FL_BIN_BCE_LOGITS) {
@@ -54,7 +56,7 @@ static FL_BIN_INLINE FL_ATTR void FL_KN(bin_vec)(const int kind, const int has_w
         /* log1p(e) = log(u) + c / u, u = 1 + e in [1, 2], c exact; 1 / u ~ 2 - u (c is tiny) */
         const FL_V u = FL_OP(add)(one, e);
         const FL_V c = FL_OP(sub)(e, FL_OP(sub)(u, one));
-        FL_V sp = FL_OP(add)(FL_OP(log)(u), FL_OP(mul)(c, FL_OP(sub)(FL_OP(set1)((FL_T)2), u)));
+        FL_V sp = FL_OP(add)(FL_OP(log)(u), FL_OP(mul)(c, FL_OP(sub)(FL_OP(set1)((FL_C)2), u)));
         sp = FL_OP(add)(sp, FL_OP(max)(FL_OP(sub)(zero, x), zero));
         const FL_V lw = has_pw ? FL_OP(fmadd)(FL_OP(sub)(pw, one), y, one) : one;
         l = FL_OP(add)(FL_OP(mul)(FL_OP(sub)(one, y), x), has_pw ? FL_OP(mul)(lw, sp) : sp);
@@ -66,7 +68,7 @@ static FL_BIN_INLINE FL_ATTR void FL_KN(bin_vec)(const int kind, const int has_w
     } else if (kind == FL_BIN_KL) {
         /* xlogy(y, y): log(max(y, smallest subnormal)) makes y = 0 give 0 * finite = 0 */
         FL_V t = FL_OP(mul)(y, FL_OP(log)(FL_OP(max)(y, FL_OP(set1)(FL_BIN_DENORM_MIN))));
-        t = FL_OP(select)(FL_OP(lt)(y, zero), FL_OP(set1)((FL_T)NAN), t);
+        t = FL_OP(select)(FL_OP(lt)(y, zero), FL_OP(set1)((FL_C)NAN), t);
         l = FL_OP(sub)(t, FL_OP(mul)(y, x));
         if (want_g)
             g = FL_OP(sub)(zero, y);
@@ -96,33 +98,33 @@ static FL_BIN_INLINE FL_ATTR double FL_KN(bin_seg)(const int kind, const FL_KN(b
     FL_V l, gr;
     fl_index i = 0;
     for (; i + L <= n; i += L) {
-        const FL_V xi = FL_OP(load)(x + i), yi = FL_OP(load)(y + i);
-        const FL_V wi = w ? FL_OP(load)(w + i) : wv;
-        const FL_V pi = pw ? FL_OP(load)(pw + i) : pwv;
-        const FL_V si = go ? FL_OP(mul)(FL_OP(load)(go + i), sv) : sv;
+        const FL_V xi = FL_LD(x + i), yi = FL_LD(y + i);
+        const FL_V wi = w ? FL_LD(w + i) : wv;
+        const FL_V pi = pw ? FL_LD(pw + i) : pwv;
+        const FL_V si = go ? FL_OP(mul)(FL_LD(go + i), sv) : sv;
         FL_KN(bin_vec)(kind, has_w, has_pw, want_g, xi, yi, wi, pi, si, &l, &gr);
         if (lp)
-            FL_OP(store)(lp + i, l);
+            FL_ST(lp + i, l);
         if (want_g)
-            FL_OP(store)(g + i, gr);
+            FL_ST(g + i, gr);
         acc = FL_OP(acc_add)(acc, l);
     }
     if (i < n) {
         /* padding lanes compute on x = y = 0 (finite everywhere) and are zeroed before the sum */
         const fl_index r = n - i;
-        const FL_V xi = FL_OP(loadn)(x + i, r, 0), yi = FL_OP(loadn)(y + i, r, 0);
-        const FL_V wi = w ? FL_OP(loadn)(w + i, r, 0) : wv;
-        const FL_V pi = pw ? FL_OP(loadn)(pw + i, r, 0) : pwv;
-        const FL_V si = go ? FL_OP(mul)(FL_OP(loadn)(go + i, r, 0), sv) : sv;
+        const FL_V xi = FL_LDN(x + i, r, 0), yi = FL_LDN(y + i, r, 0);
+        const FL_V wi = w ? FL_LDN(w + i, r, 0) : wv;
+        const FL_V pi = pw ? FL_LDN(pw + i, r, 0) : pwv;
+        const FL_V si = go ? FL_OP(mul)(FL_LDN(go + i, r, 0), sv) : sv;
         FL_KN(bin_vec)(kind, has_w, has_pw, want_g, xi, yi, wi, pi, si, &l, &gr);
 #if FL_MUTATE
-        gr = FL_OP(mul)(gr, FL_OP(set1)((FL_T)1.01));
+        gr = FL_OP(mul)(gr, FL_OP(set1)((FL_C)1.01));
 #endif
         if (lp)
-            FL_OP(storen)(lp + i, l, r);
+            FL_STN(lp + i, l, r);
         if (want_g)
-            FL_OP(storen)(g + i, gr, r);
-        FL_T tmp[FL_L];
+            FL_STN(g + i, gr, r);
+        FL_C tmp[FL_L];
         FL_OP(store)(tmp, l);
         for (fl_index k = r; k < L; k++)
             tmp[k] = 0;
@@ -183,12 +185,12 @@ static FL_BIN_INLINE FL_ATTR double FL_KN(bin_rowseg)(const int kind, const bin_
     R.has_w = w != NULL;
     R.has_pw = pw != NULL;
     /* operands constant along the row become values */
-    R.wv = w && a->ws[1] == 0 ? *w : (FL_T)1;
-    R.pwv = pw && a->pws[1] == 0 ? *pw : (FL_T)1;
-    R.sv = (FL_T)cx->scale;
+    R.wv = w && a->ws[1] == 0 ? FL_GET(*w) : (FL_C)1;
+    R.pwv = pw && a->pws[1] == 0 ? FL_GET(*pw) : (FL_C)1;
+    R.sv = (FL_C)cx->scale;
     const FL_T *go_run = go;
     if (go && a->gos[1] == 0) {
-        R.sv = (FL_T)((double)*go * cx->scale);
+        R.sv = (FL_C)((double)FL_GET(*go) * cx->scale);
         go_run = NULL;
     }
     const FL_T *w_run = w && a->ws[1] != 0 ? w : NULL;
@@ -245,11 +247,11 @@ static FL_BIN_INLINE FL_ATTR void FL_KN(bin_block)(const int kind, void *vctx, f
 static FL_ATTR int FL_KN(bin_unit_bad)(const FL_T *p, fl_index n)
 {
     const fl_index L = FL_L;
-    const FL_V one = FL_OP(set1)((FL_T)1), zero = FL_OP(set1)((FL_T)0), nan = FL_OP(set1)((FL_T)NAN);
+    const FL_V one = FL_OP(set1)((FL_C)1), zero = FL_OP(set1)((FL_C)0), nan = FL_OP(set1)((FL_C)NAN);
     FL_V s0 = zero, s1 = zero;
     fl_index i = 0;
     for (; i + 2 * L <= n; i += 2 * L) {
-        FL_V v0 = FL_OP(load)(p + i), v1 = FL_OP(load)(p + i + L);
+        FL_V v0 = FL_LD(p + i), v1 = FL_LD(p + i + L);
         v0 = FL_OP(select)(FL_OP(gt)(v0, one), nan, FL_OP(select)(FL_OP(lt)(v0, zero), nan, v0));
         v1 = FL_OP(select)(FL_OP(gt)(v1, one), nan, FL_OP(select)(FL_OP(lt)(v1, zero), nan, v1));
         s0 = FL_OP(add)(s0, v0);
@@ -257,7 +259,7 @@ static FL_ATTR int FL_KN(bin_unit_bad)(const FL_T *p, fl_index n)
     }
     for (; i < n; i += L) {
         const fl_index r = n - i < L ? n - i : L;
-        FL_V v = FL_OP(loadn)(p + i, r, 0);
+        FL_V v = FL_LDN(p + i, r, 0);
         v = FL_OP(select)(FL_OP(gt)(v, one), nan, FL_OP(select)(FL_OP(lt)(v, zero), nan, v));
         s0 = FL_OP(add)(s0, v);
     }

@@ -72,7 +72,7 @@ static inline FL_ATTR FL_V FL_KN(ce_exp_term)(const FL_T *x, const FL_C *e, fl_i
 static inline FL_C *FL_KN(ce_scratch)(const ce_ctx *cx, void *g)
 {
 #if FL_HALF_INSTANCE
-    return g ? cx->scratch + (fl_index)fl_thread_slot(cx->slots) * cx->scratch_len : NULL;
+    return g && cx->scratch ? cx->scratch + (fl_index)fl_thread_slot(cx->slots) * cx->scratch_len : NULL;
 #else
     (void)cx;
     return (FL_C *)g;
@@ -98,6 +98,7 @@ typedef struct {
 static inline FL_ATTR void FL_KN(ce_refine)(const FL_T *x, fl_index C, FL_KN(ce_row) *r)
 {
     r->near_one = 0;
+    r->rest = 0.0;
 #if FL_HALF_INSTANCE
     if (r->sum < CE_NEAR_ONE) {
         double count;
@@ -197,6 +198,7 @@ static FL_ATTR double FL_KN(ce_row_index)(const ce_ctx *cx, const FL_T *x, FL_T 
         r.wt = cx->a->weight ? (double)((const FL_C *)cx->a->weight)[t] : 1.0;
         r.sdx = 0.0;
         r.near_one = 0;
+        r.rest = 0.0;
         FL_KN(ce_from_lse)(*lse, &r.m, &r.sum);
         /* a pure read pass first brings the row into cache: measured faster than one pass
          * that interleaves the row's reads from memory with the gradient's writes (software

@@ -1,7 +1,7 @@
 /*
  * Regression losses (mse, l1, smooth_l1, huber): the shared elementwise driver, its template
- * instantiated for float32 / float64 on the generic / AVX2 / AVX-512 paths, and the two
- * entry points. Formulas and argument conventions: regression.h.
+ * instantiated for float32 / float64 / bfloat16 / float16 on the generic / AVX2 / AVX-512
+ * paths, and the entry point. Formulas and argument conventions: regression.h.
  */
 #include "regression.h"
 
@@ -18,10 +18,12 @@ typedef struct {
     double scale; /* call.grad_scale over the mean's denominator */
 } reg_ctx;
 
-/* the largest float / double below v (v > 0 here: beta and delta of the kernels that use it) */
-#define FL_NEXTDOWN(v) (sizeof(v) == sizeof(float) ? (FL_T)nextafterf((float)(v), -INFINITY) \
-                                                   : (FL_T)nextafter((double)(v), -INFINITY))
+/* the largest float / double below v (v > 0 here: beta and delta of the kernels that use it;
+ * v is FL_C, float for the half dtypes) */
+#define FL_NEXTDOWN(v) (sizeof(v) == sizeof(float) ? (FL_C)nextafterf((float)(v), -INFINITY) \
+                                                   : (FL_C)nextafter((double)(v), -INFINITY))
 
+#define FL_HALF
 #define FL_TEMPLATE "regression_simd.h"
 #include "fl_instantiate.h"
 
@@ -30,7 +32,8 @@ typedef struct {
 #define REG_DTYPE_ROW(ts, path)                                                                \
     {FL_KERNEL_PATH(regression, mse, ts, path, reg_blk), FL_KERNEL_PATH(regression, l1, ts, path, reg_blk), \
      FL_KERNEL_PATH(regression, smooth_l1, ts, path, reg_blk), FL_KERNEL_PATH(regression, huber, ts, path, reg_blk)}
-#define REG_PATH_ROW(path) {REG_DTYPE_ROW(f32, path), REG_DTYPE_ROW(f64, path)}
+#define REG_PATH_ROW(path) \
+    {REG_DTYPE_ROW(f32, path), REG_DTYPE_ROW(f64, path), REG_DTYPE_ROW(bf16, path), REG_DTYPE_ROW(f16, path)}
 
 /* indexed by FL_REG_MSE, FL_REG_L1, FL_REG_SMOOTH_L1, FL_REG_HUBER */
 static const fl_kernel REG_KERNELS[FL_NSIMD][FL_NDTYPES][4] = {

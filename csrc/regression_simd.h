@@ -1,6 +1,8 @@
 /*
- * Template: the regression kernels for one (dtype, SIMD path). Included by regression.c with
- * FL_P (op prefix), FL_T, FL_TS (f32/f64), FL_PATH and FL_ATTR.
+ * Template: the regression kernels for one (dtype, SIMD path). Included by regression.c
+ * through fl_instantiate.h: FL_T stored (float, double, fl_bf16, fl_f16), FL_C computed,
+ * FL_LD / FL_ST the storage ops (the half dtypes widen to float32 lanes and round each
+ * result to nearest-even once), FL_OP the compute ops, FL_PATH and FL_ATTR.
  *
  *   reg_elem    one vector of d = x - y -> losses and gradients (formulas: regression.h);
  *   reg_contig  the flat loop over contiguous operands: read x and y (and grad_out), write
@@ -12,7 +14,7 @@
 
 typedef struct {
     FL_V zero, p, p_lo, neg_p_lo, half_p, half_inv_p, inv_p, half;
-    int tiny_p; /* 1/p overflows FL_T (subnormal beta): divide by p, as torch does */
+    int tiny_p; /* 1/p overflows FL_C (subnormal beta): divide by p, as torch does */
 } FL_KN(reg_consts);
 
 static inline FL_ATTR __attribute__((always_inline)) void FL_KN(reg_elem)(
@@ -52,61 +54,61 @@ static inline FL_ATTR __attribute__((always_inline)) void FL_KN(reg_elem)(
 
 static inline FL_ATTR __attribute__((always_inline)) double FL_KN(reg_loop)(
     const int kind, const FL_KN(reg_consts) *c, const FL_T *x, const FL_T *y, const FL_T *go,
-    FL_T scale, FL_T *g, FL_T *l, fl_index n)
+    FL_C scale, FL_T *g, FL_T *l, fl_index n)
 {
     const fl_index L = FL_L;
     const FL_V vscale = FL_OP(set1)(scale);
     FL_ACC acc = FL_OP(acc_zero)();
     FL_V lv, gv, s = vscale;
     fl_index i = 0;
-    /* two vectors per step, their losses added in FL_T before the (costlier) widening to
+    /* two vectors per step, their losses added in FL_C before the (costlier) widening to
      * double: at most 1 ulp per pair, then exact double sums */
     for (; i + 2 * L <= n; i += 2 * L) {
         FL_V lv1, gv1, s1 = vscale;
-        const FL_V d0 = FL_OP(sub)(FL_OP(load)(x + i), FL_OP(load)(y + i));
-        const FL_V d1 = FL_OP(sub)(FL_OP(load)(x + i + L), FL_OP(load)(y + i + L));
+        const FL_V d0 = FL_OP(sub)(FL_LD(x + i), FL_LD(y + i));
+        const FL_V d1 = FL_OP(sub)(FL_LD(x + i + L), FL_LD(y + i + L));
         if (go) {
-            s = FL_OP(mul)(FL_OP(load)(go + i), vscale);
-            s1 = FL_OP(mul)(FL_OP(load)(go + i + L), vscale);
+            s = FL_OP(mul)(FL_LD(go + i), vscale);
+            s1 = FL_OP(mul)(FL_LD(go + i + L), vscale);
         }
         FL_KN(reg_elem)(kind, c, d0, s, &lv, &gv);
         FL_KN(reg_elem)(kind, c, d1, s1, &lv1, &gv1);
         acc = FL_OP(acc_add)(acc, FL_OP(add)(lv, lv1));
         if (l) {
-            FL_OP(store)(l + i, lv);
-            FL_OP(store)(l + i + L, lv1);
+            FL_ST(l + i, lv);
+            FL_ST(l + i + L, lv1);
         }
         if (g) {
-            FL_OP(store)(g + i, gv);
-            FL_OP(store)(g + i + L, gv1);
+            FL_ST(g + i, gv);
+            FL_ST(g + i + L, gv1);
         }
     }
     for (; i + L <= n; i += L) {
-        const FL_V d = FL_OP(sub)(FL_OP(load)(x + i), FL_OP(load)(y + i));
+        const FL_V d = FL_OP(sub)(FL_LD(x + i), FL_LD(y + i));
         if (go)
-            s = FL_OP(mul)(FL_OP(load)(go + i), vscale);
+            s = FL_OP(mul)(FL_LD(go + i), vscale);
         FL_KN(reg_elem)(kind, c, d, s, &lv, &gv);
         acc = FL_OP(acc_add)(acc, lv);
         if (l)
-            FL_OP(store)(l + i, lv);
+            FL_ST(l + i, lv);
         if (g)
-            FL_OP(store)(g + i, gv);
+            FL_ST(g + i, gv);
     }
     if (i < n) {
         const fl_index r = n - i;
         /* padding lanes: d = 0, whose loss is 0 for every kind */
-        const FL_V d = FL_OP(sub)(FL_OP(loadn)(x + i, r, 0), FL_OP(loadn)(y + i, r, 0));
+        const FL_V d = FL_OP(sub)(FL_LDN(x + i, r, 0), FL_LDN(y + i, r, 0));
         if (go)
-            s = FL_OP(mul)(FL_OP(loadn)(go + i, r, 0), vscale);
+            s = FL_OP(mul)(FL_LDN(go + i, r, 0), vscale);
         FL_KN(reg_elem)(kind, c, d, s, &lv, &gv);
 #if FL_MUTATE
-        gv = FL_OP(mul)(gv, FL_OP(set1)((FL_T)1.01));
+        gv = FL_OP(mul)(gv, FL_OP(set1)((FL_C)1.01));
 #endif
         acc = FL_OP(acc_add)(acc, lv);
         if (l)
-            FL_OP(storen)(l + i, lv, r);
+            FL_STN(l + i, lv, r);
         if (g)
-            FL_OP(storen)(g + i, gv, r);
+            FL_STN(g + i, gv, r);
     }
     return FL_OP(acc_hsum)(acc);
 }
@@ -118,24 +120,24 @@ static inline FL_ATTR __attribute__((always_inline)) double FL_KN(reg_contig)(
     FL_KN(reg_consts) c;
     const double p = a->param;
     c.zero = FL_OP(set1)(0);
-    /* A positive p below FL_T's smallest value (smooth_l1's beta = 1e-320 in float32) stays
+    /* A positive p below FL_C's smallest value (smooth_l1's beta = 1e-320 in float32) stays
      * positive: as in torch's double arithmetic, |d| < p then holds for d = 0 only. */
-    const FL_T pt = ((FL_T)p == 0 && p > 0) ? -FL_NEXTDOWN((FL_T)0) : (FL_T)p;
+    const FL_C pt = ((FL_C)p == 0 && p > 0) ? -FL_NEXTDOWN((FL_C)0) : (FL_C)p;
     c.p = FL_OP(set1)(pt);
-    /* d >= p  <=>  d > p_lo, the next value of FL_T below p (torch's gradient tests >=:
+    /* d >= p  <=>  d > p_lo, the next value of FL_C below p (torch's gradient tests >=:
      * that matters at p = inf, where d = inf takes the linear branch) */
-    const FL_T p_lo = FL_NEXTDOWN(pt);
+    const FL_C p_lo = FL_NEXTDOWN(pt);
     c.p_lo = FL_OP(set1)(p_lo);
     c.neg_p_lo = FL_OP(set1)(-p_lo);
-    c.half_p = FL_OP(set1)((FL_T)(0.5 * p));
-    c.half_inv_p = FL_OP(set1)((FL_T)(0.5 / p));
-    c.inv_p = FL_OP(set1)((FL_T)(1.0 / p));
-    c.half = FL_OP(set1)((FL_T)0.5);
+    c.half_p = FL_OP(set1)((FL_C)(0.5 * p));
+    c.half_inv_p = FL_OP(set1)((FL_C)(0.5 / p));
+    c.inv_p = FL_OP(set1)((FL_C)(1.0 / p));
+    c.half = FL_OP(set1)((FL_C)0.5);
     {
-        const FL_T inv = (FL_T)(1.0 / p);
-        c.tiny_p = pt > 0 && (inv - inv != 0); /* 1/p is inf in FL_T */
+        const FL_C inv = (FL_C)(1.0 / p);
+        c.tiny_p = pt > 0 && (inv - inv != 0); /* 1/p is inf in FL_C */
     }
-    const FL_T scale = (FL_T)cx->scale;
+    const FL_C scale = (FL_C)cx->scale;
     switch (kind) {
     case FL_REG_MSE:
         return FL_KN(reg_loop)(FL_REG_MSE, &c, x, y, go, scale, g, l, n);

@@ -40,7 +40,7 @@ cdef cnp.ndarray _operand(Call p, cnp.ndarray v, str what, tuple shape):
 cdef object _binary(int kind, object input, object target, object weight, object pos_weight,
                     object reduction, object log_target, object grad_output, object out,
                     bint want_grad):
-    cdef Call p = start(input, "input", want_grad)
+    cdef Call p = start(input, "input", want_grad, True)
     cdef cnp.ndarray x0 = p.x0, t0 = as_array(target), w0 = None, p0 = None, w = None, pw = None
     if not is_float(t0):
         raise TypeError(f"target must be a floating array, got dtype {t0.dtype}")

@@ -25,9 +25,9 @@ Dtypes. The kernels store float32, float64, float16 and bfloat16 (``FL_DTYPE_*``
 no bfloat16: ``ml_dtypes.bfloat16`` arrays (an optional dependency) and the tensors of
 fastloss.torch (which needs no ml_dtypes) reach the kernels as uint16 views tagged
 ``BF16_BITS`` (dtype metadata, which views, copies and ``empty_like`` keep). The families
-whose C tables hold the half dtypes (``start(..., native_half=True)``: cross_entropy,
-softmax) compute them natively; the others compute them in float32 on operands rounded to
-the half dtype first and round their results back. Every conversion to a half dtype rounds
+whose C tables hold the half dtypes (``start(..., native_half=True)``: all of them today)
+compute them natively; a family without would compute them in float32 on operands rounded to
+the half dtype first and round its results back. Every conversion to a half dtype rounds
 to nearest-even once (``to_kernel``, ``loss_scalar``; csrc/half.h for the kernels).
 """
 cimport cython
@@ -813,8 +813,14 @@ cdef class Call:
         """The gradient (or softmax's output) as the caller gets it: in out= / the input, summed
         back to a broadcast input's shape, in the input's dtype."""
         cdef cnp.ndarray g = self.g, x0 = self.x0
+        cdef int dt = self.fl_dtype
         if not cnp.PyArray_SAMESHAPE(g, x0):
-            g = g.reshape(np.shape(x0)) if g.size == x0.size else summed_to(g, np.shape(x0))
+            if g.size == x0.size:
+                g = g.reshape(np.shape(x0))
+            elif dt == FL_DTYPE_BF16 or dt == FL_DTYPE_F16:  # summed in double, rounded once
+                g = to_dtype(np.asarray(summed_to(to_dtype(g, FL_DTYPE_F64), np.shape(x0))), dt)
+            else:
+                g = summed_to(g, np.shape(x0))
         if self.out is None:
             return as_user_dtype(g, user_dtype(x0, fl_dtype_of(x0)))
         if not same_view(g, self.out):

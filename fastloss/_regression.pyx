@@ -26,7 +26,7 @@ _NAMES = {0: "mse_loss", 1: "l1_loss", 2: "smooth_l1_loss", 3: "huber_loss"}
 
 cdef object _regression(int kind, object input, object target, object reduction, object param,
                         object grad_output, object out, bint want_grad):
-    cdef Call p = start(input, "input", want_grad)
+    cdef Call p = start(input, "input", want_grad, True)
     cdef cnp.ndarray x0 = p.x0
     p.red = parse_reduction(reduction)
     cdef double beta = 0.0

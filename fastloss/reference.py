@@ -4,11 +4,25 @@ This module is the *oracle* the fast C/Cython kernels are tested against: one fu
 the same name and signature for every public function of fastloss. It is written for
 clarity, not speed:
 
-* everything is computed in float64 from float64 copies of the arguments;
+* everything is computed in float64 from float64 copies of the arguments; float16 and
+  bfloat16 results are rounded once (to nearest-even) from the float64 values;
 * it shares no code with the fast path (it imports nothing from ``fastloss``) and does not
   import torch;
 * its value semantics are those of ``torch.nn.functional`` (checked against torch 2.13 by
   the tests), including torch's NaN/inf results for degenerate inputs.
+
+Dtypes
+------
+Inputs may be float16, bfloat16, float32 or float64. NumPy has no bfloat16: a bfloat16 array
+is either an ``ml_dtypes.bfloat16`` array (``dtype.name == "bfloat16"``; ml_dtypes is never
+imported here, so this module works without it) or a uint16 array of bfloat16 bit patterns
+whose dtype carries the metadata ``{"fastloss": "bfloat16"}`` (``fastloss._plan.BF16_BITS``).
+Results come in the input's dtype -- for bfloat16 the caller's own kind (ml_dtypes' values
+or BF16_BITS bits), in native byte order -- each rounded once from float64. A reduced loss
+is a NumPy scalar of that dtype, except for BF16_BITS input: a 0-d BF16_BITS array. As in
+torch, a floating target of another dtype promotes the loss (distinct dtypes among float16,
+bfloat16 and float32 give float32, anything with float64 float64), and the operands of a
+float16/bfloat16 loss (targets, weights, grad_output) are rounded to its dtype first.
 
 Documented deliberate differences from torch
 --------------------------------------------
@@ -61,14 +75,123 @@ _INPUT_TYPES = (np.float16, np.float32, np.float64)
 
 
 # --------------------------------------------------------------------------
+# dtypes: bfloat16 (ml_dtypes' or bits tagged BF16_BITS) and rounding to it
+# --------------------------------------------------------------------------
+
+def _is_bf16(dtype):
+    """Whether ``dtype`` holds bfloat16: ``ml_dtypes.bfloat16`` or a uint16 dtype tagged with
+    the metadata {"fastloss": "bfloat16"} (fastloss._plan.BF16_BITS: the values are bits)."""
+    if dtype.itemsize != 2:
+        return False
+    if dtype.kind == "u":
+        md = dtype.metadata
+        return bool(md) and md.get("fastloss") == "bfloat16"
+    return dtype.name == "bfloat16"
+
+
+def _is_half(dtype):
+    """float16 or bfloat16."""
+    return dtype.type is np.float16 or _is_bf16(dtype)
+
+
+def _is_float(a):
+    """A floating array: float16, bfloat16, float32, float64 or longdouble."""
+    return (a.dtype.kind == "f") or _is_bf16(a.dtype)
+
+
+def _is_real(a):
+    """A floating (bfloat16 included) or integer (not bool) array."""
+    return _is_float(a) or (a.dtype.kind in "iu")
+
+
+def _bf16_bits(a):
+    """The native uint16 bit patterns of a bfloat16 array (either kind, any byte order)."""
+    order = a.dtype.byteorder if a.dtype.byteorder in "<>" else "="
+    return a.view(np.dtype(np.uint16).newbyteorder(order)).astype(np.uint16)
+
+
+def _bf16_to_f64(bits):
+    """bfloat16 bit patterns (uint16) as float64 values (exact; NaN payloads kept)."""
+    f = np.asarray(np.asarray(bits).astype(np.uint32) << 16).view(np.float32)
+    with np.errstate(invalid="ignore"):  # a signalling NaN is quieted
+        return f.astype(np.float64)
+
+
+def _bf16_from_f64(v):
+    """float64 values rounded once, to nearest-even, to bfloat16 bit patterns (uint16, same
+    shape): overflow gives +-inf, subnormals are kept, NaN stays a (quiet) NaN of its sign.
+
+    float64 -> float32 rounds to odd (toward zero, then the last bit set when inexact), which
+    keeps enough information for the float32 -> bfloat16 nearest-even step to round as if
+    directly from float64 (float32 carries 16 more significand bits than bfloat16, at every
+    exponent, subnormals included) -- no double rounding."""
+    v = np.asarray(v, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = v.astype(np.float32)                      # nearest; overflow: +-inf
+        away = np.abs(f.astype(np.float64)) > np.abs(v)  # rounded away from zero (or to inf)
+        f = np.where(away, np.nextafter(f, np.float32(0)), f)
+        inexact = f.astype(np.float64) != v           # NaN: True, harmless
+    b = np.asarray(f).view(np.uint32) | np.asarray(inexact).astype(np.uint32)
+    rounded = (b + np.uint32(0x7FFF) + ((b >> 16) & np.uint32(1))) >> 16
+    nan = (b >> 16) | np.uint32(0x40)
+    return np.asarray(np.where(np.isnan(v), nan, rounded).astype(np.uint16))
+
+
+def _as_f64(a):
+    """``a`` (an ndarray of any real dtype, bfloat16 included) as float64 values (exact but
+    for longdouble and integers beyond 2**53)."""
+    if _is_bf16(a.dtype):
+        return _bf16_to_f64(_bf16_bits(a))
+    return a.astype(np.float64)
+
+
+def _native(dtype):
+    return dtype.newbyteorder("=")
+
+
+def _round_to(v, dtype):
+    """float64 values ``v`` (array) rounded once to ``dtype`` (for bfloat16: the caller's own
+    bfloat16 dtype, ml_dtypes' values or BF16_BITS bits, native byte order). Overflow gives
+    inf silently, as in torch."""
+    v = np.asarray(v, dtype=np.float64)
+    if _is_bf16(dtype):
+        return _bf16_from_f64(v).view(_native(dtype))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return v.astype(dtype)
+
+
+def _scalar(value, dtype):
+    """A reduced loss: the float64 ``value`` rounded once to a NumPy scalar of ``dtype``; a
+    BF16_BITS loss is a 0-d BF16_BITS array (its bits), an ml_dtypes one its scalar."""
+    if _is_bf16(dtype):
+        bits = _round_to(np.float64(value), dtype)
+        return bits if dtype.kind == "u" else bits[()]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return dtype.type(value)
+
+
+def _held_in(a, dtype):
+    """The values of the real array ``a`` as ``dtype`` holds them (rounded once to it), as
+    float64."""
+    a = np.asarray(a)
+    if _is_bf16(dtype):
+        return _as_f64(a) if _is_bf16(a.dtype) else _bf16_to_f64(_bf16_from_f64(_as_f64(a)))
+    if _is_bf16(a.dtype):
+        a = _as_f64(a)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return a.astype(dtype).astype(np.float64)
+
+
+# --------------------------------------------------------------------------
 # argument checking
 # --------------------------------------------------------------------------
 
 def _float_array(a, what="input"):
     """``a`` as an ndarray (no copy if it already is one) of a dtype the losses take."""
     a = np.asarray(a)
-    if a.dtype.type not in _INPUT_TYPES:
-        raise TypeError(f"{what} must be float16, float32 or float64, got dtype {a.dtype}")
+    if a.dtype.type not in _INPUT_TYPES and not _is_bf16(a.dtype):
+        raise TypeError(
+            f"{what} must be float16, bfloat16, float32 or float64, got dtype {a.dtype}")
     return a
 
 
@@ -109,17 +232,25 @@ def _check_ignore_index(ignore_index):
 def _loss_dtype(x, t):
     """torch's type promotion of a floating target with the input (mse, l1, smooth_l1, kl_div,
     bce_with_logits, cross_entropy's probabilities): the dtype the loss is computed and returned
-    in. An integer or bool target does not widen it; longdouble counts as float64."""
-    if t.dtype.kind != "f":
+    in. An integer or bool target does not widen it; longdouble counts as float64. The same
+    dtype keeps it (bfloat16: the input's kind of bfloat16); distinct dtypes among float16,
+    bfloat16 and float32 give float32, anything with float64 float64."""
+    if not _is_float(t):
         return x.dtype
+    xb, tb = _is_bf16(x.dtype), _is_bf16(t.dtype)
+    if xb and tb:
+        return _native(x.dtype)
+    if xb or tb:
+        other = t.dtype if xb else x.dtype
+        return np.dtype(np.float64 if other.itemsize >= 8 else np.float32)
     return np.promote_types(x.dtype, np.float64 if t.dtype.itemsize > 8 else t.dtype)
 
 
 def _half_rounded(a, dtype):
-    """An operand as float64, rounded to float16 first when the loss is float16 (the kernels
-    compute float16 in float32 on operands held in float16)."""
+    """An operand as float64, rounded to the loss's dtype first when that is float16 or
+    bfloat16 (torch holds the operands of a half-precision loss in its dtype)."""
     a = np.asarray(a)
-    return (a.astype(np.float16) if dtype == np.float16 else a).astype(np.float64)
+    return _held_in(a, dtype) if _is_half(dtype) else _as_f64(a)
 
 
 def _check_weight(weight, n_classes):
@@ -127,13 +258,13 @@ def _check_weight(weight, n_classes):
     if weight is None:
         return None, np.ones(n_classes, dtype=np.float64)
     w = np.asarray(weight)
-    if w.dtype.kind not in "iuf":
+    if not _is_real(w):
         raise TypeError(f"weight must be a real (integer or floating) array, got dtype {w.dtype}")
     if w.ndim != 1 or w.shape[0] != n_classes:
         raise ValueError(
             f"weight must be a 1-D array of length {n_classes} (number of classes), "
             f"got shape {w.shape}")
-    return w, w.astype(np.float64)
+    return w, _as_f64(w)
 
 
 def _batch_shape(x):
@@ -150,13 +281,13 @@ def _check_target(target, x, ignore_index):
     """
     original = t = np.asarray(target)
     if t.shape == x.shape:
-        if t.dtype.kind != "f":
+        if not _is_float(t):
             raise TypeError(
                 "probability targets (target.shape == input.shape) must have a "
                 f"floating dtype, got {t.dtype}")
         if ignore_index >= 0:
             raise ValueError("ignore_index is not supported for probability targets")
-        return original, "prob", t.astype(np.float64)
+        return original, "prob", _as_f64(t)
 
     t = _index_target(t, x)
     message = _out_of_bounds(t, ignore_index, x.shape[0] if x.ndim == 1 else x.shape[1])
@@ -168,7 +299,7 @@ def _check_target(target, x, ignore_index):
 def _index_target(t, x):
     """Class indices ``t`` (an ndarray) for the input ``x``: an integer dtype and the batch
     shape (0-d or (1,) for 1-D input); returned reshaped to the batch shape."""
-    if t.dtype.kind not in "iu":
+    if t.dtype.kind not in "iu" or _is_bf16(t.dtype):  # BF16_BITS holds bfloat16 bits
         raise TypeError(f"class-index targets must have an integer dtype, got {t.dtype}")
     batch = _batch_shape(x)
     if x.ndim == 1:
@@ -196,13 +327,14 @@ class _BadTargetValue(IndexError):
     argument (grad_output and out= included), as the fast path checks them."""
 
 
-def _check_grad_output(grad_output, reduction, loss_shape):
+def _check_grad_output(grad_output, reduction, loss_shape, dtype=None):
     """Return the upstream gradient (1 when None) as float64, broadcast to ``loss_shape``:
-    real numbers, a scalar unless ``reduction="none"``."""
+    real numbers, a scalar unless ``reduction="none"``; rounded to the loss's ``dtype`` first
+    when that is float16 or bfloat16 (torch holds it in the loss's dtype)."""
     g = np.asarray(1.0 if grad_output is None else grad_output)
-    if g.dtype.kind not in "iuf":
+    if not _is_real(g):
         raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
-    g = g.astype(np.float64)
+    g = _half_rounded(g, dtype) if dtype is not None else _as_f64(g)
     if reduction != "none" and g.ndim != 0:
         raise ValueError(
             f"grad_output must be a scalar for reduction={reduction!r}, got shape {g.shape}")
@@ -268,13 +400,13 @@ def _reduce(loss, reduction, dtype, batch=None):
     there are none), "batchmean" over ``batch`` (the sum when None)."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # float16 overflow: inf
         if reduction == "none":
-            return loss.astype(dtype)
+            return _round_to(loss, dtype)
         total = loss.sum()
         if reduction == "sum":
-            return dtype.type(total)
+            return _scalar(total, dtype)
         if reduction == "batchmean":
-            return dtype.type(total / batch if batch is not None else total)
-        return dtype.type(total / loss.size if loss.size else np.nan)
+            return _scalar(total / batch if batch is not None else total, dtype)
+        return _scalar(total / loss.size if loss.size else np.nan, dtype)
 
 
 def _sum_to_shape(grad, shape):
@@ -288,10 +420,11 @@ def _sum_to_shape(grad, shape):
 
 def _finish(result, dtype, out):
     """A float64 result in ``dtype``, written into ``out`` (already checked) when given."""
+    r = _round_to(result, dtype)
     if out is not None:
-        out[...] = result.astype(dtype)
+        out[...] = r  # the same dtype as out's (up to byte order): bfloat16 bits are copied
         return out
-    return np.asarray(result.astype(dtype))
+    return np.asarray(r)
 
 
 class _Problem:
@@ -321,7 +454,7 @@ class _Problem:
         self.w = _half_rounded(self.w, self.loss_dtype)
 
         # float64 copies, class axis last: shape loss_shape + (C,)
-        z = np.moveaxis(self.x.astype(np.float64), self.class_axis, -1)
+        z = np.moveaxis(_as_f64(self.x), self.class_axis, -1)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             self.logp = _log_softmax_last(z)
             self.p = np.exp(self.logp)
@@ -415,8 +548,8 @@ def _gradient(pb, go):
 
 def _as_result(loss64, pb):
     if pb.reduction == "none":
-        return np.asarray(loss64).astype(pb.loss_dtype)
-    return pb.loss_dtype.type(loss64)
+        return np.asarray(_round_to(loss64, pb.loss_dtype))
+    return _scalar(loss64, pb.loss_dtype)
 
 
 # --------------------------------------------------------------------------
@@ -429,7 +562,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     Parameters
     ----------
-    input : array_like, float16/float32/float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
+    input : array_like, float16/bfloat16/float32/float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
         Unnormalized logits; the class axis is 1 (0 for 1-D input).
     target : array_like
         Either class indices (any integer dtype) of shape ``input.shape``
@@ -544,7 +677,8 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
     an ``out`` of the wrong dtype or a non-real grad_output.
     """
     pb = _Problem(input, target, weight, ignore_index, reduction, label_smoothing, values_now=False)
-    go = _check_grad_output(grad_output, pb.reduction, pb.loss_shape)
+    go = _check_grad_output(grad_output, pb.reduction, pb.loss_shape,
+                            None if pb.target_error is not None else pb.loss_dtype)
     out = _check_out(out, pb.x, (("target", pb.target_orig), ("weight", pb.weight_orig),
                                  ("grad_output", grad_output if isinstance(grad_output, np.ndarray) else None)))
     if pb.target_error is not None:
@@ -580,7 +714,7 @@ def _sm_check_out(out, like, others):
 
 
 def _sm_softmax_parts(x, axis):
-    z = x.astype(np.float64)
+    z = _as_f64(x)
     if z.ndim == 0:
         z = z.reshape(1)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -619,8 +753,8 @@ def _sm_backward_args(grad_output, output, axis, out):
         raise ValueError(f"output has shape {y.shape}, expected {g.shape}")
     ax = _sm_axis(axis, g.ndim)
     out = _sm_check_out(out, g, [g, y])
-    g64 = g.astype(np.float64).reshape(g.shape or (1,))
-    y64 = y.astype(g.dtype).astype(np.float64).reshape(g.shape or (1,))
+    g64 = _as_f64(g).reshape(g.shape or (1,))
+    y64 = _held_in(y, g.dtype).reshape(g.shape or (1,))
     return g, g64, y64, ax, out
 
 
@@ -655,11 +789,11 @@ def _sm_nll_args(input, target, weight, ignore_index, reduction, values_now=True
         w = np.ones(C)
     else:
         w0 = np.asarray(weight)
-        if w0.dtype.kind not in "iuf":
+        if not _is_real(w0):
             raise TypeError(f"weight must be real, got dtype {w0.dtype}")
         if w0.shape != (C,):
             raise ValueError(f"weight must have shape ({C},), got {w0.shape}")
-        w = w0.astype(x.dtype).astype(np.float64)
+        w = _held_in(w0, x.dtype)
     kept = t != ignore_index
     message = _out_of_bounds(t, ignore_index, C)
     error = None if message is None else IndexError(message)
@@ -670,7 +804,7 @@ def _sm_nll_args(input, target, weight, ignore_index, reduction, values_now=True
 
 def _sm_nll_core(x, t, w, kept, C):
     """Per-position losses and the gathered (w_t, position index) in float64."""
-    x64 = x.astype(np.float64)
+    x64 = _as_f64(x)
     xm = np.moveaxis(x64, 0 if x.ndim == 1 else 1, -1)  # batch shape + (C,)
     tt = np.where(kept, t, 0).astype(np.int64)
     if C == 0:
@@ -689,11 +823,11 @@ def _sm_reduce(loss, wt, reduction, dtype):
     # inf + -inf: nan; float16 overflow: inf (no warnings, as the fast path)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if reduction == "none":
-            return np.asarray(loss.astype(dtype))
+            return np.asarray(_round_to(loss, dtype))
         total = float(np.sum(loss))
         if reduction == "sum":
-            return dtype.type(total)
-        return dtype.type(np.float64(total) / np.float64(np.sum(wt)))
+            return _scalar(total, dtype)
+        return _scalar(np.float64(total) / np.float64(np.sum(wt)), dtype)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -708,7 +842,7 @@ def nll_loss_with_grad(input, target, weight=None, ignore_index=-100, reduction=
     """(loss, d(sum(loss * grad_output))/d(input)): -s * w[t] at each kept target, else 0."""
     x, t, w, kept, C, batch, ignore_index, error = _sm_nll_args(input, target, weight, ignore_index,
                                                                 reduction, values_now=False)
-    go = _check_grad_output(grad_output, reduction, batch)
+    go = _check_grad_output(grad_output, reduction, batch, x.dtype)
     out = _check_out(out, x, (("target", target), ("weight", weight), ("grad_output", grad_output)))
     if error is not None:
         raise error
@@ -743,7 +877,7 @@ def _reg_prepare(input, target, reduction, kind, param):
     _check_reduction(reduction)
     _reg_check_param(kind, param)
     t = np.asarray(target)
-    if not (t.dtype.kind in "biuf"):
+    if not (t.dtype.kind in "biu" or _is_float(t)):
         raise TypeError(f"target must be a real array, got dtype {t.dtype}")
     if x.shape != t.shape:
         try:
@@ -755,14 +889,15 @@ def _reg_prepare(input, target, reduction, kind, param):
         warnings.warn(message, UserWarning, stacklevel=3)
     # huber's target is held in the input's dtype (torch), the others promote the loss
     dtype = x.dtype if kind == "huber" else _loss_dtype(x, t)
-    t = t.astype(dtype).astype(np.float64)
-    xd, td = np.broadcast_arrays(x.astype(np.float64), t)
+    t = _held_in(t, dtype)
+    xd, td = np.broadcast_arrays(_as_f64(x), t)
     return x, dtype, xd, td
 
 
-def _reg_upstream(grad_output, reduction, shape):
-    """The upstream factor per element of the loss (float64, loss shape)."""
-    g = _check_grad_output(grad_output, reduction, shape)
+def _reg_upstream(grad_output, reduction, shape, dtype):
+    """The upstream factor per element of the loss (float64, loss shape); the loss is in
+    ``dtype``."""
+    g = _check_grad_output(grad_output, reduction, shape, dtype)
     if reduction == "mean":
         n = int(np.prod(shape))
         g = g / n if n else g * np.nan
@@ -813,7 +948,7 @@ def _reg_loss(kind, input, target, reduction, param):
 
 def _reg_loss_with_grad(kind, input, target, reduction, param, grad_output, out):
     x, dtype, xd, td = _reg_prepare(input, target, reduction, kind, param)
-    g = _reg_upstream(grad_output, reduction, xd.shape)
+    g = _reg_upstream(grad_output, reduction, xd.shape, dtype)
     # out=target, exactly (the input's shape and dtype), is allowed too: the gradient then
     # overwrites the target, as out=input overwrites the input
     out_is_target = (isinstance(out, np.ndarray) and isinstance(target, np.ndarray)
@@ -870,7 +1005,7 @@ def huber_loss_with_grad(input, target, reduction="mean", delta=1.0, grad_output
 
 def _bin_target(a):
     t = np.asarray(a)
-    if t.dtype.kind != "f":
+    if not _is_float(t):
         raise TypeError(f"target must be a floating array, got dtype {t.dtype}")
     return t
 
@@ -880,10 +1015,10 @@ def _bin_broadcast_to_input(a, shape, what):
     if a is None:
         return None
     v = np.asarray(a)
-    if v.dtype.kind not in "iuf":
+    if not _is_real(v):
         raise TypeError(f"{what} must be a real array, got dtype {v.dtype}")
     try:
-        return np.broadcast_to(v.astype(np.float64), shape)
+        return np.broadcast_to(_as_f64(v), shape)
     except ValueError:
         raise ValueError(f"{what} of shape {v.shape} does not broadcast to the input shape {shape}") from None
 
@@ -910,14 +1045,14 @@ def _bin_bce_prepare(input, target, weight, reduction):
                          f"({x0.shape}) is deprecated. Please ensure they have the same size.")
     red = _check_reduction(reduction)
     w = _bin_broadcast_to_input(weight, x0.shape, "weight")
-    x = x0.astype(np.float64)
-    y = t0.astype(x0.dtype).astype(np.float64)
+    x = _as_f64(x0)
+    y = _held_in(t0, x0.dtype)
     if not np.all((x >= 0) & (x <= 1)):
         raise ValueError("all elements of input should be between 0 and 1")
     if not np.all((y >= 0) & (y <= 1)):
         raise ValueError("all elements of target should be between 0 and 1")
     if w is not None:
-        w = w.astype(x0.dtype).astype(np.float64)
+        w = _held_in(w, x0.dtype)
     return x0, x, y, w, red
 
 
@@ -943,7 +1078,7 @@ def binary_cross_entropy_with_grad(input, target, weight=None, reduction="mean",
                                    out=None):
     """(loss, d(sum(loss * grad_output)) / d(input)) for binary_cross_entropy."""
     x0, x, y, w, red = _bin_bce_prepare(input, target, weight, reduction)
-    s = _check_grad_output(grad_output, red, x.shape) * _bin_scale(red, x.size)
+    s = _check_grad_output(grad_output, red, x.shape, x0.dtype) * _bin_scale(red, x.size)
     out = _check_out(out, x0, (("target", target), ("weight", weight), ("grad_output", grad_output)))
     loss = _bin_bce_loss(x, y, w)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -961,13 +1096,13 @@ def _bin_bcel_prepare(input, target, weight, reduction, pos_weight):
     red = _check_reduction(reduction)
     w = _bin_broadcast_to_input(weight, x0.shape, "weight")
     p = _bin_broadcast_to_input(pos_weight, x0.shape, "pos_weight")
-    x = x0.astype(np.float64)
+    x = _as_f64(x0)
     dtype = _loss_dtype(x0, t0)  # torch promotes the target, weights follow the loss
-    y = t0.astype(dtype).astype(np.float64)
+    y = _held_in(t0, dtype)
     if w is not None:
-        w = w.astype(dtype).astype(np.float64)
+        w = _held_in(w, dtype)
     if p is not None:
-        p = p.astype(dtype).astype(np.float64)
+        p = _held_in(p, dtype)
     return x0, x, y, w, p, red
 
 
@@ -995,7 +1130,8 @@ def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduc
                                                pos_weight=None, grad_output=None, out=None):
     """(loss, d(sum(loss * grad_output)) / d(input)) for binary_cross_entropy_with_logits."""
     x0, x, y, w, p, red = _bin_bcel_prepare(input, target, weight, reduction, pos_weight)
-    s = _check_grad_output(grad_output, red, x.shape) * _bin_scale(red, x.size)
+    s = (_check_grad_output(grad_output, red, x.shape, _loss_dtype(x0, np.asarray(target)))
+         * _bin_scale(red, x.size))
     out = _check_out(out, x0, (("target", target), ("weight", weight), ("pos_weight", pos_weight),
                                ("grad_output", grad_output)))
     loss = _bin_bcel_loss(x, y, w, p)
@@ -1021,8 +1157,8 @@ def _bin_kl_prepare(input, target, reduction, log_target):
         shape = np.broadcast_shapes(x0.shape, t0.shape)
     except ValueError:
         raise ValueError(f"The size of input {x0.shape} and target {t0.shape} do not broadcast") from None
-    x = np.broadcast_to(x0.astype(np.float64), shape)
-    y = np.broadcast_to(t0.astype(_loss_dtype(x0, t0)).astype(np.float64), shape)
+    x = np.broadcast_to(_as_f64(x0), shape)
+    y = np.broadcast_to(_held_in(t0, _loss_dtype(x0, t0)), shape)
     batch = x0.shape[0] if (red == "batchmean" and x0.ndim) else None
     return x0, x, y, red, bool(log_target), batch
 
@@ -1045,7 +1181,8 @@ def kl_div_with_grad(input, target, reduction="mean", log_target=False, grad_out
     """(loss, d(sum(loss * grad_output)) / d(input)) for kl_div; when the input is
     broadcast against the target, the gradient is summed over the broadcast axes."""
     x0, x, y, red, lt, batch = _bin_kl_prepare(input, target, reduction, log_target)
-    s = _check_grad_output(grad_output, red, x.shape) * _bin_scale(red, x.size, batch)
+    s = (_check_grad_output(grad_output, red, x.shape, _loss_dtype(x0, np.asarray(target)))
+         * _bin_scale(red, x.size, batch))
     out = _check_out(out, x0, (("target", target), ("grad_output", grad_output)))
     loss = _bin_kl_loss(x, y, lt)
     with np.errstate(over="ignore", invalid="ignore"):

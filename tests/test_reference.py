@@ -8,6 +8,7 @@ rejections to Python exception types.  torch comes from the session fixture
 import ast
 import importlib.util
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -605,3 +606,480 @@ def test_reference_imports_neither_fastloss_nor_torch():
             imported.add("." if node.level else node.module.split(".")[0])
     assert not imported & {"fastloss", "torch", "."}, imported
     assert imported <= {"numbers", "numpy", "warnings"}, imported  # the stdlib and numpy only
+
+
+# --------------------------------------------------------------------------
+# bfloat16: the rounding helper, torch parity, ml_dtypes and BF16_BITS input
+# --------------------------------------------------------------------------
+
+# fastloss._plan.BF16_BITS, spelled out (this file must not need the extension)
+BF16_BITS = np.dtype(np.uint16, metadata={"fastloss": "bfloat16"})
+_BF16_MAX = (2.0 - 2.0 ** -7) * 2.0 ** 127
+
+
+def _bf16_probe_values():
+    """float64 values probing float64 -> bfloat16 rounding, both signs: every finite bfloat16
+    value, every tie between neighbours (including the one above the largest, which rounds to
+    inf), the float64 neighbours of each tie, values within 2**-40 of a tie (which a plain
+    float64 -> float32 -> bfloat16 rounds wrongly), float64 subnormals and values below the
+    float32 range, overflow, +-inf, +-0, NaN."""
+    bits = np.arange(0, 0x7F80, dtype=np.uint32)              # 0 .. 0x7F7F (largest finite)
+    lo = (bits << 16).view(np.float32).astype(np.float64)
+    hi = ((bits + 1) << 16).view(np.float32).astype(np.float64)
+    hi[-1] = 2.0 ** 128                                        # the step above the largest
+    ties = lo + (hi - lo) / 2                                  # exact in float64
+    near = [np.nextafter(ties, np.inf), np.nextafter(ties, -np.inf),
+            ties * (1 + 2.0 ** -40), ties * (1 - 2.0 ** -40),
+            lo + (hi - lo) * 0.25, lo + (hi - lo) * 0.75]
+    special = np.array([0.0, 5e-324, 1e-310, 1e-300, 2.0 ** -150, 2.0 ** -149, 2.0 ** -134,
+                        3 * 2.0 ** -134, 2.0 ** -134 * (1 + 2.0 ** -30), 1e-40,
+                        float(np.finfo(np.float32).max), 2.0 ** 128, 1e39, 1e308,
+                        float(np.finfo(np.float64).max), np.inf, np.nan])
+    v = np.concatenate([lo, ties, *near, special])
+    return np.concatenate([v, -v])
+
+
+def _bf16_nan_canonical(bits, zero_sign=True):
+    """bfloat16 bits with every NaN made 0x7FC0 (NaN signs and payloads are not compared),
+    and -0 made +0 unless zero_sign."""
+    bits = np.asarray(bits, dtype=np.uint16)
+    bits = np.where((bits & 0x7FFF) > 0x7F80, np.uint16(0x7FC0), bits)
+    return bits if zero_sign else np.where(bits == 0x8000, np.uint16(0), bits)
+
+
+def test_bf16_rounding_matches_ml_dtypes():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    v = _bf16_probe_values()
+    got = ref._bf16_from_f64(v)
+    with np.errstate(over="ignore"):
+        want = v.astype(ml_dtypes.bfloat16).view(np.uint16)  # correctly rounded from float64
+    assert got.dtype == np.uint16 and got.shape == v.shape
+    bad = np.flatnonzero(_bf16_nan_canonical(got) != _bf16_nan_canonical(want))
+    assert bad.size == 0, [(float.hex(float(v[i])), hex(got[i]), hex(want[i])) for i in bad[:5]]
+    # NaN stays a quiet NaN of its sign
+    nan = np.isnan(v)
+    assert ((got[nan] & 0x7FC0) == 0x7FC0).all()
+    assert np.array_equal(got[nan] >> 15, np.signbit(v[nan]).astype(np.uint16))
+
+
+@pytest.mark.parametrize("value,bits", [
+    (1.0, 0x3F80),
+    (1 + 2.0 ** -8, 0x3F80),                        # tie: to even
+    (1 + 3 * 2.0 ** -8, 0x3F82),                    # tie: to even (up)
+    (1 + 2.0 ** -8 + 2.0 ** -30, 0x3F81),           # via nearest float32 this would be a tie
+    (np.nextafter(1 + 2.0 ** -8, 2.0), 0x3F81),
+    (np.nextafter(1 + 2.0 ** -8, 0.0), 0x3F80),
+    (-(1 + 2.0 ** -8 + 2.0 ** -30), 0xBF81),
+    (2.0 ** -133, 0x0001),                          # smallest subnormal
+    (2.0 ** -134, 0x0000),                          # half of it: tie to even (0)
+    (2.0 ** -134 * (1 + 2.0 ** -40), 0x0001),
+    (3 * 2.0 ** -134, 0x0002),
+    (-(2.0 ** -134), 0x8000),
+    (1e-300, 0x0000),
+    (-1e-300, 0x8000),
+    (_BF16_MAX, 0x7F7F),
+    ((2.0 - 2.0 ** -8) * 2.0 ** 127, 0x7F80),       # tie above the largest: inf
+    (np.nextafter((2.0 - 2.0 ** -8) * 2.0 ** 127, 0.0), 0x7F7F),
+    (float(np.finfo(np.float32).max), 0x7F80),
+    (1e300, 0x7F80),
+    (-1e300, 0xFF80),
+    (INF, 0x7F80),
+    (-INF, 0xFF80),
+    (0.0, 0x0000),
+    (-0.0, 0x8000),
+    (NAN, 0x7FC0),
+])
+def test_bf16_rounding_known_bits(value, bits):
+    got = ref._bf16_from_f64(np.float64(value))
+    assert got.shape == () and got.dtype == np.uint16
+    assert int(got) == bits, (float.hex(float(value)), hex(int(got)), hex(bits))
+
+
+def test_bf16_decode_round_trips_every_pattern():
+    bits = np.arange(0x10000, dtype=np.uint32).astype(np.uint16)
+    v = ref._bf16_to_f64(bits)
+    assert v.dtype == np.float64
+    nan = (bits & 0x7FFF) > 0x7F80
+    assert np.array_equal(np.isnan(v), nan)
+    assert np.array_equal(ref._bf16_from_f64(v)[~nan], bits[~nan])
+    assert np.array_equal(v[~nan], (bits[~nan].astype(np.uint32) << 16).view(np.float32))
+    # shapes and layouts are kept
+    a = np.arange(24.0).reshape(2, 3, 4)[:, ::2].transpose(2, 0, 1)
+    assert np.array_equal(ref._bf16_to_f64(ref._bf16_from_f64(a)), a)
+
+
+# ---- bfloat16 results are torch's float64 results on the upcast values, rounded once ------
+
+def _bf(a):
+    """float64 values as an ml_dtypes bfloat16 array (rounded by ml_dtypes)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    with np.errstate(over="ignore"):
+        return np.asarray(a, dtype=np.float64).astype(ml_dtypes.bfloat16)
+
+
+def _f64(a):
+    """A bfloat16 (ml_dtypes) or other real array as float64 values."""
+    return np.asarray(a).astype(np.float64)
+
+
+def assert_bf16_equal(actual, desired64, dtype=None):
+    """``actual`` is an ml_dtypes bfloat16 array or scalar (or one of ``dtype``) whose bits are
+    those of the float64 ``desired64`` rounded once (NaN: any NaN; the sign of a zero is not
+    compared, as in the float64 tests). float64 results (promoted losses) are only compared
+    to 1e-13: torch's float64 sums run in another order."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    want_type = ml_dtypes.bfloat16 if dtype is None else dtype
+    assert np.asarray(actual).dtype == want_type, np.asarray(actual).dtype
+    if want_type == np.float64:
+        assert_close(actual, desired64)
+        return
+    if want_type != ml_dtypes.bfloat16:
+        got = np.asarray(actual).astype(np.float64)
+        want = np.asarray(desired64, np.float64).astype(want_type).astype(np.float64)
+        np.testing.assert_array_equal(got, want)
+        return
+    got = _bf16_nan_canonical(np.asarray(actual).view(np.uint16), zero_sign=False)
+    want = _bf16_nan_canonical(_bf(desired64).view(np.uint16), zero_sign=False)
+    assert got.shape == want.shape
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, [(hex(got.flat[i]), hex(want.flat[i])) for i in bad[:5]]
+
+
+def _bf16_ce_cases():
+    rng = np.random.default_rng(11)
+    x2 = rng.standard_normal((7, 5)) * 3
+    x3 = rng.standard_normal((3, 5, 4)) * 3
+    t2 = rng.integers(0, 5, 7)
+    t2i = t2.copy()
+    t2i[[1, 4]] = -100
+    t3 = rng.integers(0, 5, (3, 4))
+    t3[0, 2] = 3
+    w = rng.random(5) + 0.5
+    p2 = rng.random((7, 5))
+    p2 /= p2.sum(axis=1, keepdims=True)
+    p3 = rng.random((3, 5, 4))
+    p3 /= p3.sum(axis=1, keepdims=True)
+    return {
+        "plain": (x2, t2, None, {}),
+        "weight": (x2, t2, w, {}),
+        "ignore": (x2, t2i, None, {}),
+        "weight-ignore-smooth": (x2, t2i, w, {"label_smoothing": 0.1}),
+        "3d-ignore-index-3-smooth": (x3, t3, w, {"ignore_index": 3, "label_smoothing": 0.2}),
+        "1d": (x2[0], t2[0], w, {"label_smoothing": 0.05}),
+        "prob": (x2, p2, None, {}),
+        "prob-weight-3d": (x3, p3, w, {}),
+        "neginf": (np.array([[1.0, -INF, 2.0], [0.5, 0.25, -1.0]]), np.array([0, 2]), None, {}),
+    }
+
+
+_BF16_CE = _bf16_ce_cases()
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("case", list(_BF16_CE), ids=list(_BF16_CE))
+def test_bf16_cross_entropy_matches_torch(torch, case, reduction):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x, t, w, kw = _BF16_CE[case]
+    xb = _bf(x)
+    tb = _bf(t) if np.asarray(t).dtype.kind == "f" else t
+    # weights and grad_output as given (float64): the reference rounds them to bfloat16,
+    # as torch holds them in the loss's dtype
+    loss_shape = np.shape(x)[:1] + np.shape(x)[2:] if np.ndim(x) > 1 else ()
+    go = (np.linspace(-1.3, 2.1, int(np.prod(loss_shape))).reshape(loss_shape)
+          if reduction == "none" else 0.7)
+    loss, grad = ref.cross_entropy_with_grad(xb, tb, weight=w, reduction=reduction,
+                                             grad_output=go, **kw)
+    tloss, tgrad = torch_ce(torch, _f64(xb), _f64(tb) if tb is not t else t,
+                            weight=None if w is None else _f64(_bf(w)),
+                            grad_output=_f64(_bf(go)), reduction=reduction, **kw)
+    assert_bf16_equal(loss, tloss)
+    assert_bf16_equal(grad, tgrad)
+    assert grad.shape == x.shape
+    if reduction == "none":
+        assert isinstance(loss, np.ndarray) and loss.shape == np.shape(tloss)
+    else:
+        assert type(loss) is ml_dtypes.bfloat16
+    assert_bf16_equal(ref.cross_entropy(xb, tb, weight=w, reduction=reduction, **kw), tloss)
+
+
+def test_bf16_weights_and_grad_output_are_rounded_first(torch):
+    """Unrounded operands would give different bits: the test above can fail."""
+    x, t, _, _ = _BF16_CE["plain"]
+    xb = _bf(x)
+    w = np.array([1.01, 0.333, 2.7, 0.9, 1.55])
+    loss, grad = ref.cross_entropy_with_grad(xb, t, weight=w, reduction="sum", grad_output=0.7)
+    rounded = torch_ce(torch, _f64(xb), t, weight=_f64(_bf(w)), grad_output=_f64(_bf(0.7)),
+                       reduction="sum")
+    unrounded = torch_ce(torch, _f64(xb), t, weight=w, grad_output=0.7, reduction="sum")
+    assert_bf16_equal(loss, rounded[0])
+    assert_bf16_equal(grad, rounded[1])
+    assert not np.array_equal(_bf(rounded[1]).view(np.uint16), _bf(unrounded[1]).view(np.uint16))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_bf16_nll_loss_matches_torch(torch, reduction):
+    rng = np.random.default_rng(12)
+    xb = _bf(rng.standard_normal((6, 4, 3)) * 2)
+    t = rng.integers(0, 4, (6, 3))
+    t[2, 1] = -100
+    w = rng.random(4) + 0.5
+    go = np.linspace(-1.0, 1.9, 18).reshape(6, 3) if reduction == "none" else 1.3
+    loss, grad = ref.nll_loss_with_grad(xb, t, weight=w, reduction=reduction, grad_output=go)
+    xt = torch.tensor(_f64(xb), requires_grad=True)
+    tl = torch.nn.functional.nll_loss(xt, torch.tensor(t), weight=torch.tensor(_f64(_bf(w))),
+                                      reduction=reduction)
+    tl.backward(torch.tensor(_f64(_bf(go))).broadcast_to(tl.shape))
+    assert_bf16_equal(loss, tl.detach().numpy())
+    assert_bf16_equal(grad, xt.grad.numpy())
+    assert_bf16_equal(ref.nll_loss(xb, t, weight=w, reduction=reduction), tl.detach().numpy())
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_bf16_softmax_and_backward_match_torch(torch, axis):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((3, 6, 5)) * 4
+    x[0, 0, :] = -INF
+    x[1, 2, 3] = -INF
+    xb = _bf(x)
+    gb = _bf(rng.standard_normal(x.shape))
+    xt, gt = torch.tensor(_f64(xb)), torch.tensor(_f64(gb))
+    for name in ("log_softmax", "softmax"):
+        y = getattr(ref, name)(xb, axis=axis)
+        assert_bf16_equal(y, getattr(torch, name)(xt, axis).numpy())
+        # the backward of the bfloat16 output, in float64 on the upcast values
+        yt = torch.tensor(_f64(y))
+        back = getattr(torch, f"_{name}_backward_data")(gt, yt, axis % 3, torch.float64)
+        assert_bf16_equal(getattr(ref, f"{name}_backward")(gb, y, axis=axis), back.numpy())
+        # out= of the input's dtype is written
+        out = np.empty_like(xb)
+        assert getattr(ref, name)(xb, axis=axis, out=out) is out
+        assert np.array_equal(out.view(np.uint16), y.view(np.uint16))
+
+
+def _torch_elementwise(torch, name, x64, t64, reduction, go64, **kw):
+    xt = torch.tensor(x64, requires_grad=True)
+    kw = {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+    with warnings.catch_warnings():  # kl_div's reduction="mean" warns
+        warnings.simplefilter("ignore", UserWarning)
+        loss = getattr(torch.nn.functional, name)(xt, torch.tensor(t64), reduction=reduction, **kw)
+    loss.backward(torch.tensor(go64).broadcast_to(loss.shape))
+    return loss.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("name,kw", [
+    ("mse_loss", {}),
+    ("l1_loss", {}),
+    ("smooth_l1_loss", {"beta": 0.5}),
+    ("huber_loss", {"delta": 0.7}),
+    ("binary_cross_entropy", {"weight": "w"}),
+    ("binary_cross_entropy_with_logits", {"weight": "w", "pos_weight": "p"}),
+    ("kl_div", {"log_target": False}),
+    ("kl_div", {"log_target": True}),
+])
+def test_bf16_elementwise_losses_match_torch(torch, name, kw, reduction):
+    rng = np.random.default_rng(14)
+    shape = (5, 6)
+    if name == "binary_cross_entropy":
+        x, t = rng.random(shape) * 0.98 + 0.01, rng.random(shape)
+    elif name == "kl_div":
+        x = np.log(rng.random(shape) + 0.01)
+        t = np.log(rng.random(shape) + 0.01) if kw["log_target"] else rng.random(shape)
+    else:
+        x, t = rng.standard_normal(shape) * 2, rng.standard_normal(shape) * 2
+    xb, tb = _bf(x), _bf(t)
+    raw = {"w": rng.random(shape) + 0.5, "p": rng.random(6) + 0.5}
+    kw_ref = {k: raw[v] if isinstance(v, str) else v for k, v in kw.items()}
+    kw_torch = {k: _f64(_bf(raw[v])) if isinstance(v, str) else v for k, v in kw.items()}
+    go = np.linspace(-1.1, 1.7, 30).reshape(shape) if reduction == "none" else 0.3
+    loss, grad = getattr(ref, name + "_with_grad")(xb, tb, reduction=reduction, grad_output=go,
+                                                   **kw_ref)
+    tloss, tgrad = _torch_elementwise(torch, name, _f64(xb), _f64(tb), reduction,
+                                      _f64(_bf(go)), **kw_torch)
+    assert_bf16_equal(loss, tloss)
+    assert_bf16_equal(grad, tgrad)
+    assert_bf16_equal(getattr(ref, name)(xb, tb, reduction=reduction, **kw_ref), tloss)
+
+
+@pytest.mark.parametrize("x_dtype,t_dtype,loss_dtype", [
+    ("bfloat16", np.float16, np.float32),
+    ("bfloat16", np.float32, np.float32),
+    ("bfloat16", np.float64, np.float64),
+    (np.float16, "bfloat16", np.float32),
+    (np.float32, "bfloat16", np.float32),
+    (np.float64, "bfloat16", np.float64),
+    ("bfloat16", "bfloat16", "bfloat16"),
+    ("bfloat16", "bits", "bfloat16"),
+    ("bfloat16", np.int64, "bfloat16"),
+])
+def test_bf16_type_promotion(torch, x_dtype, t_dtype, loss_dtype):
+    """A floating target of another dtype promotes the loss (float32 among float16, bfloat16
+    and float32; float64 with float64); the gradient stays in the input's dtype; both are
+    torch's float64 values on the operands' values, rounded once."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dt = {"bfloat16": np.dtype(ml_dtypes.bfloat16)}
+
+    def cast(a, d):
+        if d == "bits":
+            return _bf(a).view(np.uint16).view(BF16_BITS)
+        return np.asarray(a).astype(dt.get(d, d))
+
+    rng = np.random.default_rng(15)
+    x = cast(rng.standard_normal((4, 5)) * 2, x_dtype)
+    t = cast(rng.standard_normal((4, 5)) * 2 if t_dtype != np.int64
+             else rng.integers(-3, 3, (4, 5)), t_dtype)
+    t64 = _f64(_bf(_f64(t.view(ml_dtypes.bfloat16)))) if t_dtype == "bits" else _f64(t)
+    want_loss = dt.get(loss_dtype, loss_dtype)
+    for reduction in ("none", "mean"):
+        loss, grad = ref.mse_loss_with_grad(x, t, reduction=reduction)
+        tloss, tgrad = _torch_elementwise(torch, "mse_loss", _f64(x), t64, reduction,
+                                          np.float64(1.0))
+        assert np.asarray(loss).dtype == want_loss
+        assert grad.dtype == x.dtype
+        assert_bf16_equal(loss, tloss, np.dtype(want_loss))
+        assert_bf16_equal(grad, tgrad, x.dtype)
+    if t_dtype != np.int64:   # probability targets of cross_entropy promote the same way
+        p = np.abs(t64) / np.abs(t64).sum(axis=1, keepdims=True)
+        loss = ref.cross_entropy(x, cast(p, t_dtype) if t_dtype != "bits" else _bf(p).view(np.uint16).view(BF16_BITS))
+        assert np.asarray(loss).dtype == want_loss
+
+
+# ---- BF16_BITS input: the same bits as the ml_dtypes input, returned as BF16_BITS -----------
+
+def _bf16_calls():
+    """(name, function of a converter ``c`` of bfloat16 operands to the kind under test)."""
+    rng = np.random.default_rng(16)
+    x = _bf(rng.standard_normal((4, 5)) * 2)
+    x3 = _bf(rng.standard_normal((2, 5, 3)))
+    p = _bf(rng.random((4, 5)))
+    q = _bf(rng.random((4, 5)) * 0.9 + 0.05)
+    t = rng.integers(0, 5, 4)
+    t[1] = -100
+    w = _bf(rng.random(5) + 0.5)
+    go = _bf(rng.standard_normal(4))
+    g = _bf(rng.standard_normal((4, 5)))
+    y = ref.log_softmax(x)
+    s = ref.softmax(x)
+    return {
+        "cross_entropy": lambda c: ref.cross_entropy(c(x), t, weight=c(w), label_smoothing=0.1),
+        "cross_entropy-none": lambda c: ref.cross_entropy(c(x3), t[:2, None].repeat(3, 1) % 5,
+                                                          reduction="none"),
+        "cross_entropy_with_grad": lambda c: ref.cross_entropy_with_grad(
+            c(x), t, weight=c(w), reduction="none", grad_output=c(go)),
+        "cross_entropy_with_grad-prob": lambda c: ref.cross_entropy_with_grad(
+            c(x), c(p), weight=c(w), reduction="sum", grad_output=c(go[0])),
+        "nll_loss": lambda c: ref.nll_loss(c(x), t, weight=c(w), reduction="sum"),
+        "nll_loss_with_grad": lambda c: ref.nll_loss_with_grad(c(x), t, weight=c(w),
+                                                               reduction="none", grad_output=c(go)),
+        "log_softmax": lambda c: ref.log_softmax(c(x3), axis=1),
+        "softmax": lambda c: ref.softmax(c(x3), axis=1),
+        "log_softmax_backward": lambda c: ref.log_softmax_backward(c(g), c(y)),
+        "softmax_backward": lambda c: ref.softmax_backward(c(g), c(s), axis=0),
+        "mse_loss": lambda c: ref.mse_loss(c(x), c(p)),
+        "mse_loss_with_grad": lambda c: ref.mse_loss_with_grad(c(x), c(p), reduction="none",
+                                                               grad_output=c(g)),
+        "l1_loss_with_grad": lambda c: ref.l1_loss_with_grad(c(x), c(p), reduction="sum"),
+        "smooth_l1_loss_with_grad": lambda c: ref.smooth_l1_loss_with_grad(c(x), c(p), beta=0.3),
+        "huber_loss_with_grad": lambda c: ref.huber_loss_with_grad(c(x), c(p), delta=0.6),
+        "binary_cross_entropy_with_grad": lambda c: ref.binary_cross_entropy_with_grad(
+            c(q), c(p), weight=c(g), reduction="none"),
+        "binary_cross_entropy_with_logits_with_grad":
+            lambda c: ref.binary_cross_entropy_with_logits_with_grad(
+                c(x), c(p), weight=c(q), pos_weight=c(w), grad_output=c(go[1])),
+        "kl_div_with_grad": lambda c: ref.kl_div_with_grad(c(y), c(p), reduction="batchmean"),
+    }
+
+
+_BF16_CALLS = _bf16_calls() if importlib.util.find_spec("ml_dtypes") else {}
+
+
+@pytest.mark.skipif(not _BF16_CALLS, reason="ml_dtypes is not installed")
+@pytest.mark.parametrize("name", list(_BF16_CALLS), ids=list(_BF16_CALLS))
+def test_bf16_bits_input_matches_ml_dtypes(name):
+    import ml_dtypes
+    call = _BF16_CALLS[name]
+    as_ml = call(lambda a: a)
+    as_bits = call(lambda a: np.asarray(a).view(np.uint16).view(BF16_BITS))
+    pairs = list(zip(as_ml, as_bits)) if isinstance(as_ml, tuple) else [(as_ml, as_bits)]
+    for m, b in pairs:
+        if isinstance(m, np.ndarray):
+            assert m.dtype == ml_dtypes.bfloat16
+        else:
+            assert type(m) is ml_dtypes.bfloat16   # a reduced loss: a bfloat16 scalar
+        # BF16_BITS results are BF16_BITS arrays (a reduced loss: 0-d) of the same bits
+        assert isinstance(b, np.ndarray) and b.dtype == np.uint16
+        assert b.dtype.metadata == {"fastloss": "bfloat16"}
+        assert b.shape == np.shape(m)
+        assert np.array_equal(b.view(np.uint16), np.asarray(m).view(np.uint16)), name
+
+
+def test_bf16_bits_dtype_of_the_extension_is_recognised():
+    plan = pytest.importorskip("fastloss._plan")
+    assert plan.BF16_BITS == BF16_BITS and plan.BF16_BITS.metadata == BF16_BITS.metadata
+    x = np.array([[0x3F80, 0x4000, 0xBF80]], np.uint16).view(plan.BF16_BITS)  # 1, 2, -1
+    loss = ref.cross_entropy(x, np.array([1]))
+    want = -(2.0 - np.log(np.exp(1.0) + np.exp(2.0) + np.exp(-1.0)))
+    assert loss.shape == () and loss.dtype.metadata == {"fastloss": "bfloat16"}
+    assert int(loss.view(np.uint16)) == int(ref._bf16_from_f64(np.float64(want)))
+
+
+def test_bf16_bits_out_and_errors():
+    """out= takes the input's kind of bfloat16; bit patterns are never numbers: a BF16_BITS
+    array is not an integer target, an untagged uint16 array is not bfloat16 input."""
+    x = ref._bf16_from_f64(np.arange(12.0).reshape(3, 4) / 5).view(BF16_BITS)
+    t = np.array([0, 3, 1])
+    loss, grad = ref.cross_entropy_with_grad(x, t)
+    out = np.zeros(x.shape, BF16_BITS)
+    _, got = ref.cross_entropy_with_grad(x, t, out=out)
+    assert got is out and np.array_equal(out, grad)
+    _, got = ref.cross_entropy_with_grad(x, t, out=x)     # in place
+    assert got is x and np.array_equal(x, grad)
+    with pytest.raises(TypeError, match="float16, bfloat16, float32 or float64"):
+        ref.cross_entropy(x.view(np.uint16).copy().view(np.dtype(np.uint16)), t)
+    with pytest.raises(TypeError, match="float16, bfloat16, float32 or float64"):
+        ref.softmax(np.arange(3))
+    with pytest.raises(TypeError, match="integer"):
+        ref.cross_entropy(x, t.astype(np.uint16).view(BF16_BITS))
+    with pytest.raises(TypeError, match="integer"):
+        ref.nll_loss(x, t.astype(np.uint16).view(BF16_BITS))
+    # a BF16_BITS grad_output is its bfloat16 values (0x4000 = 2.0), not 16384
+    _, g2 = ref.cross_entropy_with_grad(x, t, reduction="sum",
+                                        grad_output=np.array(0x4000, np.uint16).view(BF16_BITS))
+    _, g1 = ref.cross_entropy_with_grad(x, t, reduction="sum", grad_output=2.0)
+    assert np.array_equal(g1, g2)
+
+
+def test_bf16_ml_dtypes_out_dtype_checked():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    xb = _bf(np.arange(12.0).reshape(3, 4) / 5)
+    t = np.array([0, 3, 1])
+    out = np.zeros(xb.shape, ml_dtypes.bfloat16)
+    _, grad = ref.cross_entropy_with_grad(xb, t, out=out)
+    assert grad is out and out.any()
+    with pytest.raises(TypeError):   # the input's dtype: not the other kind of bfloat16
+        ref.cross_entropy_with_grad(xb, t, out=np.zeros(xb.shape, BF16_BITS))
+    with pytest.raises(TypeError):
+        ref.cross_entropy_with_grad(xb.view(np.uint16).view(BF16_BITS), t, out=out)
+
+
+def test_bf16_bits_work_without_ml_dtypes():
+    """The reference never imports ml_dtypes: BF16_BITS input works where it is missing."""
+    import subprocess
+    import sys
+    path = Path(__file__).resolve().parents[1] / "fastloss" / "reference.py"
+    code = "\n".join([
+        "import sys, importlib.util",
+        "sys.modules['ml_dtypes'] = None  # import ml_dtypes now raises ImportError",
+        "import numpy as np",
+        f"spec = importlib.util.spec_from_file_location('r', {str(path)!r})",
+        "ref = importlib.util.module_from_spec(spec); spec.loader.exec_module(ref)",
+        "bits = np.dtype(np.uint16, metadata={'fastloss': 'bfloat16'})",
+        "x = np.array([[0x3F80, 0x4000, 0xBF80]], np.uint16).view(bits)",
+        "loss, grad = ref.cross_entropy_with_grad(x, np.array([1]))",
+        "print(int(loss.view(np.uint16)), grad.view(np.uint16).tolist(), grad.dtype.metadata)",
+    ])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    x = np.array([[0x3F80, 0x4000, 0xBF80]], np.uint16).view(BF16_BITS)
+    loss, grad = ref.cross_entropy_with_grad(x, np.array([1]))
+    assert done.stdout.split() == (
+        f"{int(loss.view(np.uint16))} {grad.view(np.uint16).tolist()} {grad.dtype.metadata}".split())
