@@ -818,7 +818,7 @@ cdef class Call:
             if g.size == x0.size:
                 g = g.reshape(np.shape(x0))
             elif dt == FL_DTYPE_BF16 or dt == FL_DTYPE_F16:  # summed in double, rounded once
-                g = to_dtype(np.asarray(summed_to(to_dtype(g, FL_DTYPE_F64), np.shape(x0))), dt)
+                g = to_dtype(summed_to(to_dtype(g, FL_DTYPE_F64), np.shape(x0)), dt)
             else:
                 g = summed_to(g, np.shape(x0))
         if self.out is None:
