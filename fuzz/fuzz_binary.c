@@ -11,7 +11,9 @@
  *
  * Checks: ASan/UBSan, the domain check's answer (verified by a scan), inputs unchanged,
  * finite results and every output element written for moderate data in the loss's domain,
- * in place bitwise identical to a separate gradient of the same layout.
+ * in place bitwise identical to a separate gradient of the same layout. The half dtypes
+ * (bfloat16, float16: 1/8 of the inputs, every operand 16-bit) take the same checks (float16
+ * results may overflow to +-inf, never NaN), and their outputs' padding must stay unwritten.
  */
 #include "binary.h"
 #include "fuzz_common.h"
@@ -19,27 +21,20 @@
 static int run(void *a) { return fl_binary(&((fl_bin_args *)a)->call); }
 
 typedef struct {
-    int es;
+    const fz_arr *a;
     int bad;
 } unit_ctx;
 
 static void unit_elem(void *vctx, char *elem)
 {
     unit_ctx *c = (unit_ctx *)vctx;
-    double v;
-    if (c->es == 4) {
-        float f;
-        memcpy(&f, elem, 4);
-        v = f;
-    } else {
-        memcpy(&v, elem, 8);
-    }
+    const double v = fz_get(c->a, elem);
     c->bad |= !(v >= 0.0 && v <= 1.0);
 }
 
 static int all_unit(const fz_arr *a)
 {
-    unit_ctx c = {a->es, 0};
+    unit_ctx c = {a, 0};
     fz_each(a, unit_elem, &c);
     return !c.bad;
 }
@@ -49,7 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_in in;
     fz_init(&in, data, size);
     const uint8_t mode = fz_u8(&in);
-    const int es = mode & 1 ? 8 : 4;
+    /* bits 5-7 all set: a half dtype (bit 0: bfloat16 / float16), else as before */
+    const int half = (mode & 0xE0) == 0xE0;
+    const int dt = half ? (mode & 1 ? FL_DTYPE_F16 : FL_DTYPE_BF16) : mode & 1 ? FL_DTYPE_F64 : FL_DTYPE_F32;
     const int kind = (mode >> 1) & 3; /* FL_BIN_BCE, _BCE_LOGITS, _KL, _KL_LOG */
 
     fl_bin_args a;
@@ -81,26 +78,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             st[1] = 0;                                                                        \
     } while (0)
     STRIDES(1);
-    fz_arr *x = fz_float_array(&in, 2, dims, st, es, xdom, &moderate, NULL);
+    fz_arr *x = fz_float_array(&in, 2, dims, st, dt, xdom, &moderate, NULL);
     fz_arr *y;
     if (fz_chance(&in, 20)) {
         y = x; /* the same array as input and target */
         y_nonneg = 0;
     } else {
         STRIDES(1);
-        y = fz_float_array(&in, 2, dims, st, es, xdom, &moderate, &y_nonneg);
+        y = fz_float_array(&in, 2, dims, st, dt, xdom, &moderate, &y_nonneg);
     }
     fz_arr *w = NULL, *pw = NULL, *go = NULL, *loss = NULL, *g = NULL;
     if (kind <= FL_BIN_BCE_LOGITS && fz_chance(&in, 90)) {
         STRIDES(1);
-        w = fz_float_array(&in, 2, dims, st, es, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, &moderate, NULL);
+        w = fz_float_array(&in, 2, dims, st, dt, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, &moderate, NULL);
     }
     if (kind == FL_BIN_BCE_LOGITS && fz_chance(&in, 90)) {
         STRIDES(1);
-        pw = fz_float_array(&in, 2, dims, st, es, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, &moderate, NULL);
+        pw = fz_float_array(&in, 2, dims, st, dt, fz_chance(&in, 200) ? FZ_MODERATE : FZ_ANY, &moderate, NULL);
     }
     int want_grad;
-    fz_call_options(&in, &a.call, es, &want_grad, &moderate);
+    fz_call_options(&in, &a.call, dt, &want_grad, &moderate);
     if (kind >= FL_BIN_KL && a.call.reduction == FL_REDUCE_SUM && fz_chance(&in, 128)) {
         a.call.reduction = FL_REDUCE_BATCHMEAN; /* kl_div's "batchmean": over input.shape[0] */
         a.call.batch = (double)fz_range(&in, 0, 5);
@@ -108,20 +105,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const int red = a.call.reduction;
     if (want_grad && red == FL_REDUCE_NONE && fz_chance(&in, 128)) {
         STRIDES(1);
-        go = fz_float_array(&in, 2, dims, st, es, FZ_ANY, &moderate, NULL);
+        go = fz_float_array(&in, 2, dims, st, dt, FZ_ANY, &moderate, NULL);
     }
     if (red == FL_REDUCE_NONE) {
         STRIDES(0);
-        loss = fz_output(2, dims, st, es);
+        loss = fz_output(2, dims, st, dt);
     }
     int in_place = 0;
     if (want_grad) {
         in_place = y != x && (one || (x->st[1] != 0 && (row_zero || x->st[0] != 0))) && fz_chance(&in, 80);
         if (in_place) {
-            g = fz_output(2, dims, x->st, es);
+            g = fz_output(2, dims, x->st, dt);
         } else {
             STRIDES(0);
-            g = fz_output(2, dims, st, es);
+            g = fz_output(2, dims, st, dt);
         }
     }
     const fl_index numel = dims[0] * dims[1];

@@ -10,6 +10,10 @@
  * elements (padding of non-contiguous layouts) is filled with NaN in float arrays and with a
  * huge value in index arrays, so that a kernel reading it shows up in the value checks
  * (NaN in a result that must be finite) or as a wild access.
+ *
+ * Dtypes: the harnesses pass the FL_DTYPE_* of an operand (fz_float_array, fz_output); the
+ * half dtypes (FL_DTYPE_BF16, FL_DTYPE_F16) are stored as 16-bit patterns and read back here
+ * by decoders of our own (fz_get), not by csrc/half.h's, which only makes the inputs.
  */
 #ifndef FUZZ_COMMON_H
 #define FUZZ_COMMON_H
@@ -21,6 +25,7 @@
 #include <string.h>
 
 #include "fastloss.h"
+#include "half.h" /* fl_bf16_from_double, fl_f16_from_double: the half inputs */
 
 /* ---- the input reader ------------------------------------------------------------------ */
 
@@ -126,9 +131,28 @@ typedef struct {
     char *base;   /* element (0, ..., 0) */
     size_t bytes; /* of buf */
     int es;       /* element size */
+    int dt;       /* FL_DTYPE_* of a float array (fz_float_array, fz_output), else -1 */
+    unsigned char gap[8]; /* the es bytes between the addressed elements */
     int nd;
     fl_index dims[FZ_MAXDIM], st[FZ_MAXDIM];
 } fz_arr;
+
+/* The element size of a dtype. */
+static int fz_es(int dt) { return dt == FL_DTYPE_F64 ? 8 : dt == FL_DTYPE_F32 ? 4 : 2; }
+static int fz_is_half(int dt) { return dt == FL_DTYPE_BF16 || dt == FL_DTYPE_F16; }
+static const char *fz_dtype_name(int dt)
+{
+    return dt == FL_DTYPE_F32 ? "float32" : dt == FL_DTYPE_F64 ? "float64" : dt == FL_DTYPE_BF16 ? "bfloat16" : "float16";
+}
+
+/* The dtype from an input byte: bit 0 float32 / float64 as before (bit 7 clear), or, with
+ * bit 7 set, bfloat16 / float16 (the families with half kernels). */
+static int fz_dtype(uint8_t b)
+{
+    if (b & 0x80)
+        return b & 1 ? FL_DTYPE_F16 : FL_DTYPE_BF16;
+    return b & 1 ? FL_DTYPE_F64 : FL_DTYPE_F32;
+}
 
 /* Arrays of one fuzz run, freed at its end. */
 static fz_arr fz_pool[FZ_MAXARR];
@@ -193,6 +217,8 @@ static fz_arr *fz_alloc(int nd, const fl_index *dims, const fl_index *st, int es
     fz_arr *a = &fz_pool[fz_npool++];
     memset(a, 0, sizeof *a);
     a->es = es;
+    a->dt = -1;
+    memcpy(a->gap, gap, (size_t)es);
     a->nd = nd;
     fl_index lo = 0, hi = 0, numel = 1;
     for (int d = 0; d < nd; d++) {
@@ -289,6 +315,53 @@ static double fz_value(fz_in *in, int domain, int es)
     return (double)(int8_t)fz_u8(in) / 8.0 + (double)(b & 7) / 64.0; /* [-16, 16] */
 }
 
+/* ---- half-precision data ------------------------------------------------------------------ */
+
+/* A stored bfloat16 / float16 element as a double: decoders of our own (not half.h's). */
+static double fz_bf16_decode(uint16_t h)
+{
+    const uint32_t b = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static double fz_f16_decode(uint16_t h)
+{
+    const int e = (h >> 10) & 31, m = h & 1023;
+    const double v = e == 0 ? ldexp((double)m, -24)
+                   : e == 31 ? (m ? (double)NAN : (double)INFINITY)
+                             : ldexp((double)(m + 1024), e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+static double fz_half_decode(int dt, uint16_t h) { return dt == FL_DTYPE_BF16 ? fz_bf16_decode(h) : fz_f16_decode(h); }
+
+/* A half element as fz_value draws it (FZ_ANY: also the half dtypes' own edges, and raw 16-bit
+ * patterns, signalling NaNs included), its bits. */
+static uint16_t fz_half_value(fz_in *in, int domain, int dt)
+{
+    static const double edge[] = {NAN, INFINITY, -INFINITY, 0.0, -0.0, 1.0, -1.0, 0.5,
+                                  0x1p-24, -0x1p-24, 0x1p-14, 65504.0, -65504.0, 65520.0,
+                                  0x1.fep127, -0x1.fep127, 0x1p-133, 0x1p-126, 88.72, -87.33,
+                                  -103.9, 1e30, -100.0, 100.0, 1e-7, 30.0, -30.0, 0.1};
+    static const double unit[] = {0.0, 1.0, 0.5, 0x1p-24, 1.0 - 0x1p-11, 0x1p-133, NAN, -0x1p-24, 1.0 + 0x1p-7,
+                                  -0.0, 1e-300};
+    double v;
+    const uint8_t b = fz_u8(in);
+    if (domain == FZ_UNIT)
+        v = b < 24 ? unit[b % (sizeof unit / sizeof unit[0])] : (double)fz_u8(in) / 255.0;
+    else if (domain == FZ_ANY && b < 24)
+        v = edge[fz_u8(in) % (sizeof edge / sizeof edge[0])];
+    else if (domain == FZ_ANY && b < 36)
+    {
+        const uint16_t hi = fz_u8(in);
+        return (uint16_t)(hi << 8 | fz_u8(in)); /* raw bits */
+    } else
+        v = (double)(int8_t)fz_u8(in) / 8.0 + (double)(b & 7) / 64.0; /* [-16, 16] */
+    return dt == FL_DTYPE_BF16 ? fl_bf16_from_double(v) : fl_f16_from_double(v);
+}
+
 /* Is v (as stored) small and finite: the data for which results must be finite. */
 static int fz_is_moderate(double v) { return isfinite(v) && fabs(v) <= 30.0; }
 
@@ -297,6 +370,7 @@ typedef struct {
     int domain;
     int moderate; /* stays 1 while every value written is moderate */
     int nonneg;   /* stays 1 while every value written is >= 0 */
+    int dt;       /* the half dtype of fz_fill_half */
 } fz_fill_ctx;
 
 static void fz_fill_f32(void *vctx, char *elem)
@@ -317,17 +391,37 @@ static void fz_fill_f64(void *vctx, char *elem)
     c->nonneg &= v >= 0;
 }
 
-/* A float array (es 4 or 8) with NaN between its elements, its elements from the input.
- * *moderate (if not NULL) is cleared when an element is not moderate, *nonneg when one is
- * negative or NaN. */
-static fz_arr *fz_float_array(fz_in *in, int nd, const fl_index *dims, const fl_index *st, int es,
-                              int domain, int *moderate, int *nonneg)
+static void fz_fill_half(void *vctx, char *elem)
+{
+    fz_fill_ctx *c = (fz_fill_ctx *)vctx;
+    const uint16_t h = fz_half_value(c->in, c->domain, c->dt);
+    memcpy(elem, &h, 2);
+    const double v = fz_half_decode(c->dt, h);
+    c->moderate &= fz_is_moderate(v);
+    c->nonneg &= v >= 0;
+}
+
+/* An array of dtype dt (FL_DTYPE_*) holding a NaN of dt everywhere. */
+static fz_arr *fz_nan_array(int nd, const fl_index *dims, const fl_index *st, int dt)
 {
     const float nf = NAN;
     const double nd64 = NAN;
-    fz_arr *a = fz_alloc(nd, dims, st, es, es == 4 ? (const void *)&nf : (const void *)&nd64);
-    fz_fill_ctx c = {in, domain, 1, 1};
-    fz_each(a, es == 4 ? fz_fill_f32 : fz_fill_f64, &c);
+    const uint16_t nh = dt == FL_DTYPE_BF16 ? 0x7FC0u : 0x7E00u;
+    const void *gap = dt == FL_DTYPE_F32 ? (const void *)&nf : dt == FL_DTYPE_F64 ? (const void *)&nd64 : (const void *)&nh;
+    fz_arr *a = fz_alloc(nd, dims, st, fz_es(dt), gap);
+    a->dt = dt;
+    return a;
+}
+
+/* A float array of dtype dt with NaN between its elements, its elements from the input.
+ * *moderate (if not NULL) is cleared when an element is not moderate, *nonneg when one is
+ * negative or NaN. */
+static fz_arr *fz_float_array(fz_in *in, int nd, const fl_index *dims, const fl_index *st, int dt,
+                              int domain, int *moderate, int *nonneg)
+{
+    fz_arr *a = fz_nan_array(nd, dims, st, dt);
+    fz_fill_ctx c = {in, domain, 1, 1, dt};
+    fz_each(a, dt == FL_DTYPE_F32 ? fz_fill_f32 : dt == FL_DTYPE_F64 ? fz_fill_f64 : fz_fill_half, &c);
     if (moderate)
         *moderate &= c.moderate;
     if (nonneg)
@@ -335,13 +429,35 @@ static fz_arr *fz_float_array(fz_in *in, int nd, const fl_index *dims, const fl_
     return a;
 }
 
-/* An output array: NaN everywhere (so an element the kernel fails to write stays NaN). */
-static fz_arr *fz_output(int nd, const fl_index *dims, const fl_index *st, int es)
+/* An output array of dtype dt: NaN everywhere (so an element the kernel fails to write
+ * stays NaN). */
+static fz_arr *fz_output(int nd, const fl_index *dims, const fl_index *st, int dt)
 {
-    const float nf = NAN;
-    const double nd64 = NAN;
-    return fz_alloc(nd, dims, st, es, es == 4 ? (const void *)&nf : (const void *)&nd64);
+    return fz_nan_array(nd, dims, st, dt);
 }
+
+/* An element of a float array as a double. */
+static double fz_get(const fz_arr *a, const char *elem)
+{
+    if (a->dt == FL_DTYPE_F32) {
+        float f;
+        memcpy(&f, elem, 4);
+        return f;
+    }
+    if (a->dt == FL_DTYPE_F64) {
+        double d;
+        memcpy(&d, elem, 8);
+        return d;
+    }
+    if (!fz_is_half(a->dt))
+        abort(); /* not a float array */
+    uint16_t h;
+    memcpy(&h, elem, 2);
+    return fz_half_decode(a->dt, h);
+}
+
+/* The element at offset off (in elements, from the base) of a float array. */
+static double fz_at(const fz_arr *a, fl_index off) { return fz_get(a, a->base + off * a->es); }
 
 /* A double from fz_value, rounded to the kernel dtype. */
 static double fz_scalar(fz_in *in, int domain, int es)
@@ -361,29 +477,35 @@ static double fz_scalar(fz_in *in, int domain, int es)
     } while (0)
 
 typedef struct {
-    int es;
+    const fz_arr *a;
     fl_index bad;
 } fz_finite_ctx;
 
 static void fz_finite_elem(void *vctx, char *elem)
 {
     fz_finite_ctx *c = (fz_finite_ctx *)vctx;
-    if (c->es == 4) {
-        float v;
-        memcpy(&v, elem, 4);
-        c->bad += !isfinite(v);
-    } else {
-        double v;
-        memcpy(&v, elem, 8);
-        c->bad += !isfinite(v);
-    }
+    c->bad += !isfinite(fz_get(c->a, elem));
 }
 
 /* The number of addressed elements that are not finite (NaN: maybe never written). */
 static fl_index fz_count_nonfinite(const fz_arr *a)
 {
-    fz_finite_ctx c = {a->es, 0};
+    fz_finite_ctx c = {a, 0};
     fz_each(a, fz_finite_elem, &c);
+    return c.bad;
+}
+
+static void fz_nan_elem(void *vctx, char *elem)
+{
+    fz_finite_ctx *c = (fz_finite_ctx *)vctx;
+    c->bad += isnan(fz_get(c->a, elem));
+}
+
+/* The number of addressed elements that are NaN. */
+static fl_index fz_count_nan(const fz_arr *a)
+{
+    fz_finite_ctx c = {a, 0};
+    fz_each(a, fz_nan_elem, &c);
     return c.bad;
 }
 
@@ -424,18 +546,7 @@ static void fz_cmp_elem(void *vctx, char *elem)
 {
     fz_cmp_ctx *c = (fz_cmp_ctx *)vctx;
     const char *o = c->other->base + (elem - c->self->base);
-    double a, b;
-    if (c->self->es == 4) {
-        float fa, fb;
-        memcpy(&fa, elem, 4);
-        memcpy(&fb, o, 4);
-        a = fa;
-        b = fb;
-    } else {
-        memcpy(&a, elem, 8);
-        memcpy(&b, o, 8);
-    }
-    c->diff += !fz_same(a, b);
+    c->diff += !fz_same(fz_get(c->self, elem), fz_get(c->other, o));
 }
 
 /* Number of addressed elements that differ between a and b (same dims and strides). */
@@ -466,6 +577,20 @@ static void fz_ncs_dims(fz_in *in, fl_index dims[3])
     fz_cap(dims, 3, 1 << 16);
     if (dims[2] == 1)
         dims[0] = 1;
+}
+
+/* The class index at (i, j) of a target array (int32 or int64) viewed with strides (sn, ss). */
+static fl_index fz_target_at(const fz_arr *t, fl_index sn, fl_index ss, fl_index i, fl_index j)
+{
+    const char *p = t->base + (i * sn + j * ss) * t->es;
+    if (t->es == 8) {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return (fl_index)v;
+    }
+    int32_t v;
+    memcpy(&v, p, 4);
+    return (fl_index)v;
 }
 
 /* An ignore_index: the default, small values, INT64 limits, c - 1, c or a random byte. */
@@ -514,9 +639,9 @@ static fz_arr *fz_class_targets(fz_in *in, fl_index n, fl_index s, fl_index c, i
 
 /* The call options every loss takes: the reduction (FL_REDUCE_NONE / MEAN / SUM), whether a
  * gradient is wanted and the upstream scalar (*moderate cleared when it is not moderate). */
-static void fz_call_options(fz_in *in, fl_call *call, int es, int *want_grad, int *moderate)
+static void fz_call_options(fz_in *in, fl_call *call, int dt, int *want_grad, int *moderate)
 {
-    call->dtype = es == 4 ? FL_DTYPE_F32 : FL_DTYPE_F64;
+    call->dtype = dt;
     call->nthreads = 1;
     call->reduction = fz_u8(in) % 3;
     call->grad_scale = 1.0;
@@ -530,14 +655,24 @@ static void fz_call_options(fz_in *in, fl_call *call, int es, int *want_grad, in
 
 /* After a call with moderate finite data: the reduced value, the loss and the gradient
  * elements finite (NaN: an element never written). */
+static void fz_check_gaps(const fz_arr *a, const char *what); /* below */
 static void fz_check_finite(const fl_call *call, const fz_arr *loss, const fz_arr *g)
 {
     if (call->reduction != FL_REDUCE_NONE && !isfinite(call->value))
         FZ_FAIL("non-finite loss %g from finite data", call->value);
-    if (loss && fz_count_nonfinite(loss))
-        FZ_FAIL("%lld loss elements not finite", (long long)fz_count_nonfinite(loss));
-    if (g && fz_count_nonfinite(g))
-        FZ_FAIL("%lld gradient elements not finite", (long long)fz_count_nonfinite(g));
+    const fz_arr *out[2] = {loss, g};
+    static const char *const what[2] = {"loss", "gradient"};
+    for (int k = 0; k < 2; k++) {
+        if (out[k] == NULL)
+            continue;
+        /* float16's range ends at 65504: a large finite result (BCE's gradient near x = 0 is
+         * up to 1e12) rounds to +-inf, correctly; NaN is still an element never written */
+        const fl_index bad = out[k]->dt == FL_DTYPE_F16 ? fz_count_nan(out[k]) : fz_count_nonfinite(out[k]);
+        if (bad)
+            FZ_FAIL("%lld %s elements not finite", (long long)bad, what[k]);
+        if (fz_is_half(out[k]->dt))
+            fz_check_gaps(out[k], what[k]);
+    }
 }
 
 /* The in-place check: the same call again with the gradient written over `aliased` (x, or y
@@ -551,7 +686,7 @@ static void fz_check_in_place(fz_run_fn run, void *args, fl_call *call, void **l
     const double value = call->value;
     fz_arr *loss2 = NULL;
     if (loss) {
-        loss2 = fz_output(loss->nd, loss->dims, loss->st, loss->es);
+        loss2 = fz_output(loss->nd, loss->dims, loss->st, loss->dt);
         *loss_ptr = loss2->base;
     }
     *grad_ptr = aliased->base;
@@ -562,5 +697,87 @@ static void fz_check_in_place(fz_run_fn run, void *args, fl_call *call, void **l
     if (fz_count_diff(aliased, g))
         FZ_FAIL("in place: %lld gradient elements differ", (long long)fz_count_diff(aliased, g));
 }
+
+/* ---- the half dtypes' checks --------------------------------------------------------------- */
+
+typedef struct {
+    const fz_arr *a;
+    unsigned char *mark;
+} fz_mark_ctx;
+
+static void fz_mark_elem(void *vctx, char *elem)
+{
+    fz_mark_ctx *c = (fz_mark_ctx *)vctx;
+    c->mark[(size_t)(elem - (char *)c->a->buf) / (size_t)c->a->es] = 1;
+}
+
+/* An output written only where it should be: every element slot of a's buffer that no index
+ * addresses (the padding of a non-contiguous layout) still holds the gap value. */
+static void fz_check_gaps(const fz_arr *a, const char *what)
+{
+    if (a->bytes == 0)
+        return;
+    const size_t nel = a->bytes / (size_t)a->es;
+    unsigned char *mark = (unsigned char *)calloc(nel, 1);
+    if (mark == NULL)
+        abort();
+    fz_mark_ctx c = {a, mark};
+    fz_each(a, fz_mark_elem, &c);
+    for (size_t e = 0; e < nel; e++)
+        if (!mark[e] && memcmp((const char *)a->buf + e * (size_t)a->es, a->gap, (size_t)a->es) != 0) {
+            free(mark);
+            FZ_FAIL("%s: the padding element %zu of its buffer was written", what, e);
+        }
+    free(mark);
+}
+
+/* Tolerances against a double reference from the upcast (exact) half inputs: the result is
+ * rounded once to the half dtype (relative error at most 2^-9 for bfloat16, 2^-12 for
+ * float16: FZ_RTOL gives a few of those), from a float32 / double computation whose error is
+ * a small multiple of float32's epsilon times `mag`, the size of the terms that make the
+ * result (cancellation included); FZ_ATOL: the smallest subnormal of the dtype. */
+#define FZ_MAG 1e-5
+static double fz_rtol(int dt) { return dt == FL_DTYPE_BF16 ? 1e-2 : 2e-3; }
+static double fz_atol(int dt) { return dt == FL_DTYPE_BF16 ? 0x1p-133 : 0x1p-24; }
+static double fz_hmax(int dt) { return dt == FL_DTYPE_BF16 ? 0x1.fep127 : 65504.0; }
+
+/* Whether a stored half result out matches the reference ref (terms of size mag): within the
+ * tolerance, or +-inf where ref rounds (nearly) to beyond the largest finite value. A NaN
+ * reference (NaN by definition, e.g. a mean over a zero weight sum) is not checked. */
+static int fz_close(int dt, double out, double ref, double mag)
+{
+    if (isnan(ref))
+        return 1;
+    const double tol = fz_rtol(dt) * fabs(ref) + FZ_MAG * mag + fz_atol(dt);
+    if (isfinite(out))
+        return fabs(out - ref) <= tol;
+    if (isinf(out))
+        return (out > 0) == (ref > 0) && fabs(ref) + tol >= fz_hmax(dt);
+    return 0;
+}
+
+/* The element at offset off of the half output a against its reference. */
+static void fz_expect(const fz_arr *a, fl_index off, double ref, double mag, const char *what, fl_index i,
+                      fl_index k, fl_index j)
+{
+    const double out = fz_at(a, off);
+    if (!fz_close(a->dt, out, ref, mag))
+        FZ_FAIL("%s %s[%lld, %lld, %lld] = %.9g, reference %.9g (terms %.3g)", fz_dtype_name(a->dt), what,
+                (long long)i, (long long)k, (long long)j, out, ref, mag);
+}
+
+/* The reduced value (a double, not rounded to the half dtype) against its reference. */
+static void fz_expect_value(int dt, double value, double ref, double mag)
+{
+    if (isnan(ref))
+        return;
+    const double tol = fz_rtol(dt) * fabs(ref) + FZ_MAG * mag + fz_atol(dt);
+    if (!(isfinite(value) && fabs(value - ref) <= tol))
+        FZ_FAIL("%s value %.17g, reference %.17g (terms %.3g)", fz_dtype_name(dt), value, ref, mag);
+}
+
+/* log(sum_k exp(x_k - m)) of a row with max m as log1p of (count of the maxima - 1 + the
+ * other terms): accurate however close the sum is to 1. */
+static double fz_logsum(double count, double others) { return log1p((count - 1.0) + others); }
 
 #endif /* FUZZ_COMMON_H */

@@ -11,7 +11,9 @@
  *
  * Checks: ASan/UBSan, inputs unchanged, finite results and every output element written for
  * moderate finite data (and a parameter in [1e-3, 1e3]), in place bitwise identical to a
- * separate gradient of the same layout.
+ * separate gradient of the same layout. The half dtypes (bfloat16, float16: 1/8 of the
+ * inputs, every operand 16-bit) take the same checks (float16 results may overflow to
+ * +-inf, never NaN), and their outputs' padding must stay unwritten.
  */
 #include "fuzz_common.h"
 #include "regression.h"
@@ -37,7 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_in in;
     fz_init(&in, data, size);
     const uint8_t mode = fz_u8(&in);
-    const int es = mode & 1 ? 8 : 4;
+    /* bits 5-7 all set: a half dtype (bit 0: bfloat16 / float16), else as before */
+    const int half = (mode & 0xE0) == 0xE0;
+    const int dt = half ? (mode & 1 ? FL_DTYPE_F16 : FL_DTYPE_BF16) : mode & 1 ? FL_DTYPE_F64 : FL_DTYPE_F32;
     const int kind = (mode >> 1) & 3;
 
     fl_reg_args a;
@@ -78,26 +82,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fl_index st[FZ_MAXDIM];
     const fl_index zeros[FZ_MAXDIM] = {0};
     fz_strides(&in, nd, dims, st, 1);
-    fz_arr *x = fz_float_array(&in, nd, dims, one ? zeros : st, es, FZ_ANY, &moderate, NULL);
+    fz_arr *x = fz_float_array(&in, nd, dims, one ? zeros : st, dt, FZ_ANY, &moderate, NULL);
     fz_arr *y;
     if (fz_chance(&in, 20)) {
         y = x; /* mse_loss(a, a) */
     } else {
         fz_strides(&in, nd, dims, st, 1);
-        y = fz_float_array(&in, nd, dims, one ? zeros : st, es, FZ_ANY, &moderate, NULL);
+        y = fz_float_array(&in, nd, dims, one ? zeros : st, dt, FZ_ANY, &moderate, NULL);
     }
     int want_grad;
-    fz_call_options(&in, &a.call, es, &want_grad, &moderate);
+    fz_call_options(&in, &a.call, dt, &want_grad, &moderate);
     const int red = a.call.reduction;
     fz_arr *go = NULL;
     if (want_grad && red == FL_REDUCE_NONE && fz_chance(&in, 128)) {
         fz_strides(&in, nd, dims, st, 1);
-        go = fz_float_array(&in, nd, dims, one ? zeros : st, es, FZ_ANY, &moderate, NULL);
+        go = fz_float_array(&in, nd, dims, one ? zeros : st, dt, FZ_ANY, &moderate, NULL);
     }
     fz_arr *loss = NULL;
     if (red == FL_REDUCE_NONE) {
         fz_strides(&in, nd, dims, st, 0);
-        loss = fz_output(nd, dims, one ? zeros : st, es);
+        loss = fz_output(nd, dims, one ? zeros : st, dt);
     }
     /* 0: separate gradient; 1: out = x; 2: out = y */
     int alias = 0;
@@ -110,10 +114,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             alias = 2;
         aliased = alias == 1 ? x : alias == 2 ? y : NULL;
         if (aliased) {
-            g = fz_output(nd, dims, aliased->st, es);
+            g = fz_output(nd, dims, aliased->st, dt);
         } else {
             fz_strides(&in, nd, dims, st, 0);
-            g = fz_output(nd, dims, one ? zeros : st, es);
+            g = fz_output(nd, dims, one ? zeros : st, dt);
         }
     }
     a.x = x->base;
