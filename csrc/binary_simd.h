@@ -16,10 +16,13 @@
  *   bin_blk_check  FL_BIN_BCE's domain check on one block.
  */
 /* the smallest subnormal of the compute dtype (log's argument floor for y log y at y = 0) */
+/* and its largest finite value (|v| > FL_BIN_MAX: v = +-inf) */
 #if FL_F32
 #define FL_BIN_DENORM_MIN 1.40129846e-45f
+#define FL_BIN_MAX 3.40282347e38f
 #else
 #define FL_BIN_DENORM_MIN 4.9406564584124654e-324
+#define FL_BIN_MAX 1.7976931348623157e308
 #endif
 
 /* One contiguous run: NULL w / pw / go pointers mean "the value wv / pwv / 1 for every
@@ -51,19 +54,40 @@ static FL_BIN_INLINE FL_ATTR void FL_KN(bin_vec)(const int kind, const int has_w
             g = FL_OP(div)(FL_OP(sub)(x, y), den);
         }
     } else if (kind == FL_BIN_BCE_LOGITS) {
+        /* torch's (1 - y) x + lw (log1p(e) + max(-x, 0)), e = exp(-|x|), lw = 1 + (pw - 1) y,
+         * with its linear terms combined first, a x + lw log1p(e) where a = 1 - y for x >= 0
+         * and -pw y below: no cancellation of x against max(-x, 0) (a 1e-5 loss at x = -11.7,
+         * y = 0 kept its digits, not float32's 1e-6 of them); torch's form where an operand is
+         * infinite */
         const FL_V ax = FL_OP(max)(x, FL_OP(sub)(zero, x)); /* |x|, NaN stays NaN */
         const FL_V e = FL_OP(exp_le0)(FL_OP(sub)(zero, ax));
         /* log1p(e) = log(u) + c / u, u = 1 + e in [1, 2], c exact; 1 / u ~ 2 - u (c is tiny) */
         const FL_V u = FL_OP(add)(one, e);
         const FL_V c = FL_OP(sub)(e, FL_OP(sub)(u, one));
-        FL_V sp = FL_OP(add)(FL_OP(log)(u), FL_OP(mul)(c, FL_OP(sub)(FL_OP(set1)((FL_C)2), u)));
-        sp = FL_OP(add)(sp, FL_OP(max)(FL_OP(sub)(zero, x), zero));
+        const FL_V sp = FL_OP(add)(FL_OP(log)(u), FL_OP(mul)(c, FL_OP(sub)(FL_OP(set1)((FL_C)2), u)));
         const FL_V lw = has_pw ? FL_OP(fmadd)(FL_OP(sub)(pw, one), y, one) : one;
-        l = FL_OP(add)(FL_OP(mul)(FL_OP(sub)(one, y), x), has_pw ? FL_OP(mul)(lw, sp) : sp);
+        const FL_M neg = FL_OP(lt)(x, zero);
+        const FL_V a = FL_OP(select)(neg, FL_OP(sub)(zero, has_pw ? FL_OP(mul)(pw, y) : y), FL_OP(sub)(one, y));
+        l = FL_OP(add)(FL_OP(mul)(a, x), has_pw ? FL_OP(mul)(lw, sp) : sp);
+        { /* x, y or lw infinite: torch's own form, whose inf - inf is NaN where it is */
+            const FL_V spx = FL_OP(add)(sp, FL_OP(max)(FL_OP(sub)(zero, x), zero));
+            const FL_V lt = FL_OP(add)(FL_OP(mul)(FL_OP(sub)(one, y), x), has_pw ? FL_OP(mul)(lw, spx) : spx);
+            FL_V big = FL_OP(max)(ax, FL_OP(max)(y, FL_OP(sub)(zero, y)));
+            if (has_pw)
+                big = FL_OP(max)(big, FL_OP(max)(lw, FL_OP(sub)(zero, lw)));
+            l = FL_OP(select)(FL_OP(lt)(FL_OP(set1)(FL_BIN_MAX), big), lt, l);
+        }
         if (want_g) {
-            /* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below */
-            const FL_V sig = FL_OP(div)(FL_OP(select)(FL_OP(lt)(x, zero), e, one), u);
-            g = has_pw ? FL_OP(sub)(FL_OP(mul)(lw, sig), FL_OP(mul)(pw, y)) : FL_OP(sub)(sig, y);
+            /* lw sigmoid(x) - pw y = a - q for x >= 0, a + q below, q = lw e / (1 + e) */
+            const FL_V eu = FL_OP(div)(e, u);
+            const FL_V q = has_pw ? FL_OP(mul)(lw, eu) : eu;
+            g = FL_OP(select)(neg, FL_OP(add)(a, q), FL_OP(sub)(a, q));
+            if (has_pw) { /* lw or pw y infinite: torch's lw sigmoid(x) - pw y itself (inf - inf) */
+                const FL_V sig = FL_OP(select)(neg, eu, FL_OP(div)(one, u));
+                const FL_V pwy = FL_OP(mul)(pw, y);
+                const FL_V big = FL_OP(max)(FL_OP(max)(lw, FL_OP(sub)(zero, lw)), FL_OP(max)(pwy, FL_OP(sub)(zero, pwy)));
+                g = FL_OP(select)(FL_OP(lt)(FL_OP(set1)(FL_BIN_MAX), big), FL_OP(sub)(FL_OP(mul)(lw, sig), pwy), g);
+            }
         }
     } else if (kind == FL_BIN_KL) {
         /* xlogy(y, y): log(max(y, smallest subnormal)) makes y = 0 give 0 * finite = 0 */
@@ -311,3 +335,4 @@ static FL_ATTR void FL_KN(bin_blk_check)(void *vctx, fl_index b, double *sums)
 }
 
 #undef FL_BIN_DENORM_MIN
+#undef FL_BIN_MAX

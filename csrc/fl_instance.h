@@ -2,8 +2,8 @@
  * half dtypes reuse float32's), the op shorthands every kernel template uses, the row toolkit
  * (row_simd.h), then the template.
  *
- * Shorthands: FL_OP(name) a compute op, FL_V / FL_ACC / FL_L its vector, accumulator and
- * lanes; FL_LD / FL_LDN / FL_ST / FL_STN load and store FL_T elements as FL_V vectors (the
+ * Shorthands: FL_OP(name) a compute op, FL_V / FL_M / FL_ACC / FL_L its vector, compare mask,
+ * accumulator and lanes; FL_LD / FL_LDN / FL_ST / FL_STN load and store FL_T elements as FL_V vectors (the
  * half dtypes convert, rounding to nearest-even), FL_STF / FL_STNF store vectors known to hold
  * no NaN (bfloat16 on AVX-512 skips its NaN rule); FL_GET(e) a stored element as a number,
  * FL_PUT(d) the element nearest to the double d (rounded once; half.h); FL_KN(name) and
@@ -15,6 +15,7 @@
 
 #define FL_OP(name) FL_XCAT(FL_P, name)
 #define FL_V FL_XCAT(FL_P, v)
+#define FL_M FL_XCAT(FL_P, m)
 #define FL_ACC FL_XCAT(FL_P, acc)
 #define FL_L FL_XCAT(FL_P, LANES)
 #define FL_LD FL_XCAT(FL_H, load)
@@ -33,6 +34,7 @@
 
 #undef FL_OP
 #undef FL_V
+#undef FL_M
 #undef FL_ACC
 #undef FL_L
 #undef FL_LD

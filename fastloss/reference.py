@@ -1106,11 +1106,21 @@ def _bin_bcel_prepare(input, target, weight, reduction, pos_weight):
     return x0, x, y, w, p, red
 
 
+def _bin_bcel_terms(x, y, p):
+    """lw = 1 + (p - 1) y, the linear coefficient a (1 - y for x >= 0, -p y below: torch's
+    (1 - y) x + lw max(-x, 0) combined, so that nothing cancels) and whether torch's own form
+    must be used instead (an infinite x, y or lw, where its inf - inf is NaN)."""
+    lw = np.ones_like(x) if p is None else (p - 1.0) * y + 1.0
+    a = np.where(x >= 0, 1.0 - y, -(y if p is None else p * y))
+    torch_form = np.isinf(x) | np.isinf(y) | np.isinf(lw)
+    return lw, a, torch_form
+
+
 def _bin_bcel_loss(x, y, w, p):
     with np.errstate(invalid="ignore", over="ignore"):
-        lw = 1.0 if p is None else (p - 1.0) * y + 1.0
-        softplus = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0.0)
-        loss = (1.0 - y) * x + lw * softplus
+        lw, a, torch_form = _bin_bcel_terms(x, y, p)
+        l1p = np.log1p(np.exp(-np.abs(x)))
+        loss = np.where(torch_form, (1.0 - y) * x + lw * (l1p + np.maximum(-x, 0.0)), a * x + lw * l1p)
         return loss if w is None else loss * w  # 0 * inf: nan, without a warning
 
 
@@ -1137,7 +1147,11 @@ def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduc
     loss = _bin_bcel_loss(x, y, w, p)
     sig = _bin_sigmoid(x)
     with np.errstate(invalid="ignore", over="ignore"):
-        grad = sig - y if p is None else ((p - 1.0) * y + 1.0) * sig - p * y
+        # lw sigmoid(x) - p y = a - lw e / (1 + e) for x >= 0, a + lw e / (1 + e) below
+        lw, a, torch_form = _bin_bcel_terms(x, y, p)
+        e = np.exp(-np.abs(x))
+        q = lw * (e / (1.0 + e))
+        grad = np.where(torch_form, lw * sig - (y if p is None else p * y), np.where(x >= 0, a - q, a + q))
         grad = grad * s
         if w is not None:
             grad = grad * w
