@@ -22,9 +22,11 @@ cdef extern from "fastloss.h" nogil:
     const char *fl_simd_name(int path)
     int fl_openmp_enabled()
 
-cdef extern from "half.h" nogil:  # one rounding from double (a reduced loss)
+cdef extern from "half.h" nogil:  # one rounding from double (a reduced loss), and back
     uint16_t fl_bf16_from_double(double d)
     uint16_t fl_f16_from_double(double d)
+    float fl_bf16_to_float(uint16_t h)
+    float fl_f16_to_float(uint16_t h)
 
 # every family's entry point, fl_<family>(&args.call), and fl_<family>_kernels(simd, names,
 # max), the names its dispatch table holds for a path

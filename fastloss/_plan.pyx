@@ -313,6 +313,15 @@ cdef object loss_scalar(double value, object dt):
     return bits if dt.metadata is not None else bits[()]
 
 
+cdef double half_rounded(double value, int fl_dtype):
+    """value rounded to nearest-even in a half dtype (FL_DTYPE_BF16 / F16), else as it is."""
+    if fl_dtype == FL_DTYPE_BF16:
+        return fl_bf16_to_float(fl_bf16_from_double(value))
+    if fl_dtype == FL_DTYPE_F16:
+        return fl_f16_to_float(fl_f16_from_double(value))
+    return value
+
+
 cdef object int64_option(object value, str what):
     """int_option within int64 (the kernels' target type), else ValueError."""
     value = int_option(value, what)
@@ -328,8 +337,9 @@ cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object
     above 2**63 - 1, which have no int64 form."""
     cdef int nd = cnp.PyArray_NDIM(x0), d
     cdef bint ok
-    if not cnp.PyArray_ISINTEGER(t0):
-        raise TypeError(f"class-index targets must be an integer array, got dtype {t0.dtype} "
+    if not cnp.PyArray_ISINTEGER(t0) or fl_dtype_of(t0) == FL_DTYPE_BF16:  # BF16_BITS: bfloat16, not uint16
+        raise TypeError(f"class-index targets must be an integer array, got dtype "
+                        f"{'bfloat16' if fl_dtype_of(t0) == FL_DTYPE_BF16 else t0.dtype} "
                         "(a floating target of the input's shape holds class probabilities)")
     if nd == 1:
         if not (t0.ndim == 0 or (t0.ndim == 1 and cnp.PyArray_DIM(t0, 0) == 1)):
@@ -526,7 +536,8 @@ cdef object summed_to(object g, tuple xshape):
 
 GRAD_PARAMS = """grad_output : float or array_like, optional
         The upstream gradient g (default 1): a scalar for "mean"/"sum"; for "none" a scalar
-        or an array that broadcasts to the loss's shape.
+        or an array that broadcasts to the loss's shape. For a bfloat16 / float16 loss, g is
+        first rounded to that dtype, as torch's autograd casts a gradient to its output's.
     out : ndarray, optional
         Where to write the gradient: the input's shape and dtype, writeable, any layout.
         ``out=input`` (exactly that array) is overwritten with the gradient; an ``out`` that
@@ -781,7 +792,8 @@ cdef class Call:
         cdef int status
         c.dtype = self.fl_dtype
         c.simd, c.nthreads = simd_path(), _threads._num_threads
-        c.reduction, c.grad_scale, c.batch = self.red, self.go_scalar, self.batch
+        c.reduction, c.batch = self.red, self.batch
+        c.grad_scale = half_rounded(self.go_scalar, self.loss_dtype)
         if work >= FL_BLOCK_ELEMENTS:
             with nogil:
                 status = entry(c)
