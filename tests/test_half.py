@@ -546,7 +546,11 @@ def test_thread_count_does_not_change_a_bit(name):
         for n in (1, 2, 3):
             fastloss.set_num_threads(n)
             loss, g = fastloss.cross_entropy_with_grad(x, t)
-            results.append((bits(loss).copy(), bits(g).copy(), bits(fastloss.softmax(x)).copy()))
+            out = [loss, g, fastloss.softmax(x)]
+            for loss_name in ELEMENTWISE:  # many blocks of the flat order
+                out.extend(getattr(fastloss, loss_name + "_with_grad")(*elementwise_operands(
+                    np.random.default_rng(13), loss_name, 300_001, name)[:2]))
+            results.append([bits(a).copy() for a in out])
     finally:
         fastloss.set_num_threads(before)
     for r in results[1:]:
