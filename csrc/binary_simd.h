@@ -66,27 +66,28 @@ static FL_BIN_INLINE FL_ATTR void FL_KN(bin_vec)(const int kind, const int has_w
         const FL_V c = FL_OP(sub)(e, FL_OP(sub)(u, one));
         const FL_V sp = FL_OP(add)(FL_OP(log)(u), FL_OP(mul)(c, FL_OP(sub)(FL_OP(set1)((FL_C)2), u)));
         const FL_V lw = has_pw ? FL_OP(fmadd)(FL_OP(sub)(pw, one), y, one) : one;
+        const FL_V pwy = has_pw ? FL_OP(mul)(pw, y) : y;
         const FL_M neg = FL_OP(lt)(x, zero);
-        const FL_V a = FL_OP(select)(neg, FL_OP(sub)(zero, has_pw ? FL_OP(mul)(pw, y) : y), FL_OP(sub)(one, y));
+        const FL_V a = FL_OP(select)(neg, FL_OP(sub)(zero, pwy), FL_OP(sub)(one, y));
+        /* x, y or lw infinite: torch's own forms, whose inf - inf is NaN where it is */
+        FL_V big = FL_OP(max)(ax, FL_OP(max)(y, FL_OP(sub)(zero, y)));
+        if (has_pw)
+            big = FL_OP(max)(big, FL_OP(max)(lw, FL_OP(sub)(zero, lw)));
+        const FL_M torch_form = FL_OP(lt)(FL_OP(set1)(FL_BIN_MAX), big);
         l = FL_OP(add)(FL_OP(mul)(a, x), has_pw ? FL_OP(mul)(lw, sp) : sp);
-        { /* x, y or lw infinite: torch's own form, whose inf - inf is NaN where it is */
+        {
             const FL_V spx = FL_OP(add)(sp, FL_OP(max)(FL_OP(sub)(zero, x), zero));
-            const FL_V lt = FL_OP(add)(FL_OP(mul)(FL_OP(sub)(one, y), x), has_pw ? FL_OP(mul)(lw, spx) : spx);
-            FL_V big = FL_OP(max)(ax, FL_OP(max)(y, FL_OP(sub)(zero, y)));
-            if (has_pw)
-                big = FL_OP(max)(big, FL_OP(max)(lw, FL_OP(sub)(zero, lw)));
-            l = FL_OP(select)(FL_OP(lt)(FL_OP(set1)(FL_BIN_MAX), big), lt, l);
+            const FL_V lt_torch = FL_OP(add)(FL_OP(mul)(FL_OP(sub)(one, y), x), has_pw ? FL_OP(mul)(lw, spx) : spx);
+            l = FL_OP(select)(torch_form, lt_torch, l);
         }
         if (want_g) {
             /* lw sigmoid(x) - pw y = a - q for x >= 0, a + q below, q = lw e / (1 + e) */
             const FL_V eu = FL_OP(div)(e, u);
             const FL_V q = has_pw ? FL_OP(mul)(lw, eu) : eu;
             g = FL_OP(select)(neg, FL_OP(add)(a, q), FL_OP(sub)(a, q));
-            if (has_pw) { /* lw or pw y infinite: torch's lw sigmoid(x) - pw y itself (inf - inf) */
+            if (has_pw) { /* (without pos_weight both forms agree at the infinities) */
                 const FL_V sig = FL_OP(select)(neg, eu, FL_OP(div)(one, u));
-                const FL_V pwy = FL_OP(mul)(pw, y);
-                const FL_V big = FL_OP(max)(FL_OP(max)(lw, FL_OP(sub)(zero, lw)), FL_OP(max)(pwy, FL_OP(sub)(zero, pwy)));
-                g = FL_OP(select)(FL_OP(lt)(FL_OP(set1)(FL_BIN_MAX), big), FL_OP(sub)(FL_OP(mul)(lw, sig), pwy), g);
+                g = FL_OP(select)(torch_form, FL_OP(sub)(FL_OP(mul)(lw, sig), pwy), g);
             }
         }
     } else if (kind == FL_BIN_KL) {

@@ -336,10 +336,10 @@ cdef cnp.ndarray index_target(cnp.ndarray t0, cnp.ndarray x0, fl_index C, object
     already that, native and aligned). Values are checked later, in C, except uint64 values
     above 2**63 - 1, which have no int64 form."""
     cdef int nd = cnp.PyArray_NDIM(x0), d
-    cdef bint ok
-    if not cnp.PyArray_ISINTEGER(t0) or fl_dtype_of(t0) == FL_DTYPE_BF16:  # BF16_BITS: bfloat16, not uint16
+    cdef bint ok, bf16 = fl_dtype_of(t0) == FL_DTYPE_BF16  # BF16_BITS: bfloat16, not uint16
+    if bf16 or not cnp.PyArray_ISINTEGER(t0):
         raise TypeError(f"class-index targets must be an integer array, got dtype "
-                        f"{'bfloat16' if fl_dtype_of(t0) == FL_DTYPE_BF16 else t0.dtype} "
+                        f"{'bfloat16' if bf16 else t0.dtype} "
                         "(a floating target of the input's shape holds class probabilities)")
     if nd == 1:
         if not (t0.ndim == 0 or (t0.ndim == 1 and cnp.PyArray_DIM(t0, 0) == 1)):

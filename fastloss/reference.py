@@ -1124,12 +1124,6 @@ def _bin_bcel_loss(x, y, w, p):
         return loss if w is None else loss * w  # 0 * inf: nan, without a warning
 
 
-def _bin_sigmoid(x):
-    with np.errstate(invalid="ignore", over="ignore"):
-        e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     """Binary cross-entropy of logits (see the module docstring)."""
     x0, x, y, w, p, red = _bin_bcel_prepare(input, target, weight, reduction, pos_weight)
@@ -1145,12 +1139,13 @@ def binary_cross_entropy_with_logits_with_grad(input, target, weight=None, reduc
     out = _check_out(out, x0, (("target", target), ("weight", weight), ("pos_weight", pos_weight),
                                ("grad_output", grad_output)))
     loss = _bin_bcel_loss(x, y, w, p)
-    sig = _bin_sigmoid(x)
     with np.errstate(invalid="ignore", over="ignore"):
         # lw sigmoid(x) - p y = a - lw e / (1 + e) for x >= 0, a + lw e / (1 + e) below
         lw, a, torch_form = _bin_bcel_terms(x, y, p)
         e = np.exp(-np.abs(x))
-        q = lw * (e / (1.0 + e))
+        eu = e / (1.0 + e)
+        sig = np.where(x >= 0, 1.0 / (1.0 + e), eu)
+        q = lw * eu
         grad = np.where(torch_form, lw * sig - (y if p is None else p * y), np.where(x >= 0, a - q, a + q))
         grad = grad * s
         if w is not None:
