@@ -156,9 +156,37 @@ static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x,
         const double et = from_lse ? exp(r->xt - (double)r->m) : (double)e[t];
         const double f = sc * A / r->sum, c = sc * eps / (double)C;
         const FL_V vf = FL_OP(set1)((FL_C)f), vc = FL_OP(set1)((FL_C)c), vm = FL_OP(set1)(r->m);
+        /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
+#if FL_HALF_INSTANCE
+        /* = sc ((1 - eps) w_t (p_t - 1) + (eps / C) (W p_t - w_t)), p_t - 1 = -rest / sum when the
+         * target is the max of a refined row */
+        const double pt = et / r->sum;
+        const double pt_m1 = r->near_one && r->xt == (double)r->m ? -r->rest / r->sum : pt - 1.0;
+        const double gt = sc * ((1.0 - eps) * wt * pt_m1 + (eps != 0.0 ? eps / (double)C * (cx->weight_total * pt - wt) : 0.0));
+#else
+        const double gt = et * f - sc * (1.0 - eps) * wt - (eps != 0.0 ? c * wt : 0.0);
+#endif
+        /* rounded before the row's vector passes: its scalar chain (exp, division) then
+         * overlaps with them */
+        const FL_T gt_put = FL_PUT(FL_MUTATE_GRAD(gt));
         /* a finite sum and factors: every entry is finite (the terms are in [0, 1]) */
         const int finite = isfinite(r->sum) && isfinite((double)(FL_C)f) && isfinite((double)(FL_C)c);
-        for (fl_index k = 0; k < C; k += L) {
+        fl_index k = 0;
+        if (finite && eps == 0.0) {
+            /* the common case without a branch per vector, two vectors a step (independent
+             * exp chains); the general loop below takes the rest */
+            if (from_lse)
+                for (; k + 2 * L <= C; k += 2 * L) {
+                    FL_STF(g + k, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k), vm)), vf));
+                    FL_STF(g + k + L, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + L), vm)), vf));
+                }
+            else
+                for (; k + 2 * L <= C; k += 2 * L) {
+                    FL_STF(g + k, FL_OP(mul)(FL_OP(load)(e + k), vf));
+                    FL_STF(g + k + L, FL_OP(mul)(FL_OP(load)(e + k + L), vf));
+                }
+        }
+        for (; k < C; k += L) {
             const fl_index n = C - k < L ? C - k : L;
             FL_V gv = FL_OP(mul)(FL_KN(ce_exp_term)(x + k, e + k, n, vm, from_lse), vf);
             if (eps != 0.0)
@@ -170,17 +198,7 @@ static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x,
             else
                 FL_STN(g + k, gv, n);
         }
-        /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
-#if FL_HALF_INSTANCE
-        /* = sc ((1 - eps) w_t (p_t - 1) + (eps / C) (W p_t - w_t)), p_t - 1 = -rest / sum when the
-         * target is the max of a refined row */
-        const double pt = et / r->sum;
-        const double pt_m1 = r->near_one && r->xt == (double)r->m ? -r->rest / r->sum : pt - 1.0;
-        const double gt = sc * ((1.0 - eps) * wt * pt_m1 + (eps != 0.0 ? eps / (double)C * (cx->weight_total * pt - wt) : 0.0));
-#else
-        const double gt = et * f - sc * (1.0 - eps) * wt - (eps != 0.0 ? c * wt : 0.0);
-#endif
-        g[t] = FL_PUT(FL_MUTATE_GRAD(gt));
+        g[t] = gt_put; /* after the vector passes, which wrote the whole row */
     }
     return nll;
 }
@@ -200,18 +218,20 @@ static FL_ATTR double FL_KN(ce_row_index)(const ce_ctx *cx, const FL_T *x, FL_T 
         r.near_one = 0;
         r.rest = 0.0;
         FL_KN(ce_from_lse)(*lse, &r.m, &r.sum);
+#if FL_HALF_INSTANCE
+        /* a confident target (p_t > 1/2: x_t is the row's max): 1 - p_t again from the row,
+         * as 1 + rest (ce_refine), for the rounding of its entry; NaN rows fail the test */
+        if (r.xt - *lse > -log(CE_NEAR_ONE)) {
+            r.m = (FL_C)r.xt;
+            r.sum = exp(*lse - r.xt);
+            FL_KN(ce_refine)(x, cx->a->c, &r);
+        }
+#endif
         /* a pure read pass first brings the row into cache: measured faster than one pass
          * that interleaves the row's reads from memory with the gradient's writes (software
          * prefetch was not) */
         volatile FL_C touch = FL_KN(fl_rowmax)(x, cx->a->c);
         (void)touch;
-#if FL_HALF_INSTANCE
-        if (r.sum < CE_NEAR_ONE) { /* a confident row: its terms again, for 1 - p_t (ce_refine) */
-            r.m = FL_KN(fl_rowmax)(x, cx->a->c);
-            r.sum = FL_KN(fl_expsum)(x, NULL, cx->a->c, r.m, 0);
-            FL_KN(ce_refine)(x, cx->a->c, &r);
-        }
-#endif
     } else {
         FL_KN(ce_row_head)(cx, x, e, t, &r);
     }

@@ -479,6 +479,45 @@ def test_torch_cross_entropy_through_autograd(torch, name):
 
 
 @pytest.mark.parametrize("name", HALVES)
+def test_torch_backward_rounds_confident_rows(torch, simd, name):
+    """The autograd backward takes each row's log-sum-exp from the forward; rows whose target
+    is the max by a wide margin (1 - p_t down to ~1e-26) need 1 - p_t again from the row
+    (the refinement of csrc/cross_entropy_simd.h): their target entries and the rest stay
+    within 1 ulp of torch's float64 gradient. Other rows take the one-pass gradient."""
+    import fastloss.torch as flt
+    rng = np.random.default_rng(12)
+    n, c = 64, 1500
+    x = rng.standard_normal((n, c)) * 3
+    t = rng.integers(0, c, n)
+    margins = [0.5, 2, 6, 12, 25, 40, 60]  # above the row's max, for the first rows' targets
+    for i, m in enumerate(margins * 2):
+        x[i, t[i]] = x[i].max() + m
+    x = half_array(x, name)
+    xt = torch.from_numpy(x.view(np.int16)).view(torch_half(torch, name)).clone().requires_grad_()
+    # float64 oracle with 1 - p_t as the sum of the other terms (float64's own p_t - 1 is 0
+    # from a margin of ~37 on)
+    x64 = x.astype(np.float64)
+    m = x64.max(axis=1, keepdims=True)
+    e = np.exp(x64 - m)
+    total = e.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    e[rows, t] = 0.0
+    one_minus = np.where(x64[rows, t] == m[:, 0], e.sum(axis=1) / total[:, 0], np.nan)
+    confident = ~np.isnan(one_minus)
+    for reduction in ["mean", "sum"]:
+        xt.grad = None
+        flt.cross_entropy(xt, torch.from_numpy(t), reduction=reduction).backward()
+        _, want_g = torch_ce(torch, x, t, reduction=reduction)
+        scale = 1.0 / n if reduction == "mean" else 1.0
+        want_g[rows[confident], t[confident]] = -scale * one_minus[confident]
+        got = xt.grad.float().numpy().astype(np_dtype(name))
+        assert_within_ulp(got, want_g, name, f"gradient ({reduction})")
+        r = rows[confident]
+        assert len(r) >= len(margins)
+        assert_within_ulp(got[r, t[r]], want_g[r, t[r]], name, f"target entries ({reduction})")
+
+
+@pytest.mark.parametrize("name", HALVES)
 def test_torch_autocast_dtypes_are_torch(torch, name):
     """Under torch.autocast("cpu"), every loss returns float32 as torch's does (its float32 list),
     log_softmax/softmax keep the input's dtype; the values match torch's within 1e-3."""
