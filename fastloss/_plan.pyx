@@ -117,9 +117,17 @@ cdef int float_compute_type(cnp.ndarray a, str what) except -1:
     return d
 
 
+cdef cnp.ndarray bf16_bits(cnp.ndarray a):
+    """A bfloat16 array (ml_dtypes' or BF16_BITS) as native-order BF16_BITS: a view, or for a
+    byte-swapped array a copy with its bytes put in native order."""
+    if cnp.PyArray_ISNOTSWAPPED(a):
+        return a.view(BF16_BITS)
+    return a.view(_U16.newbyteorder("S")).astype(_U16).view(BF16_BITS)
+
+
 cdef cnp.ndarray _bf16_widened(cnp.ndarray a):
     """bfloat16 bits as float32 values (exact)."""
-    return _half.widen(a.view(_U16), "bfloat16")
+    return _half.widen(bf16_bits(a), "bfloat16")
 
 
 cdef cnp.ndarray _bf16_rounded(cnp.ndarray a):
@@ -127,7 +135,7 @@ cdef cnp.ndarray _bf16_rounded(cnp.ndarray a):
     (csrc/half.c; float64 and wider through round-to-odd float32)."""
     cdef int d = fl_dtype_of(a)
     if d == FL_DTYPE_BF16:
-        return a.view(BF16_BITS)
+        return bf16_bits(a)
     if d == FL_DTYPE_F32 or d == FL_DTYPE_F16 or cnp.PyArray_ISBOOL(a) or \
             (cnp.PyArray_ISINTEGER(a) and cnp.PyArray_ITEMSIZE(a) <= 2):
         r = _half.narrow(np.asarray(a, dtype=_F32), "bfloat16")  # exact in float32 first
@@ -141,7 +149,7 @@ cdef cnp.ndarray to_dtype(cnp.ndarray a, int fl_dtype):
     gives inf, as in torch."""
     cdef int d = fl_dtype_of(a)
     if d == fl_dtype:
-        return a.view(BF16_BITS) if d == FL_DTYPE_BF16 else a
+        return bf16_bits(a) if d == FL_DTYPE_BF16 else a
     if fl_dtype == FL_DTYPE_BF16:
         return _bf16_rounded(a)
     if d == FL_DTYPE_BF16:
@@ -155,7 +163,7 @@ cdef cnp.ndarray to_dtype(cnp.ndarray a, int fl_dtype):
 cdef object user_dtype(cnp.ndarray a, int fl_dtype):
     """The dtype results for a caller's array a of FL_DTYPE_* fl_dtype come in: native byte
     order; bfloat16 as the caller's own (ml_dtypes' or BF16_BITS)."""
-    return a.dtype if fl_dtype == FL_DTYPE_BF16 else kernel_dtype(fl_dtype)
+    return a.dtype.newbyteorder("=") if fl_dtype == FL_DTYPE_BF16 else kernel_dtype(fl_dtype)
 
 
 cdef object as_user_dtype(cnp.ndarray a, object dt):
@@ -165,7 +173,8 @@ cdef object as_user_dtype(cnp.ndarray a, object dt):
         return a
     cdef int want = -1 if dt.metadata is None and dt.name != "bfloat16" else FL_DTYPE_BF16
     if want == FL_DTYPE_BF16:
-        return to_dtype(a, FL_DTYPE_BF16).view(dt)
+        bits = to_dtype(a, FL_DTYPE_BF16)
+        return bits.view(dt) if dt.isnative else bits.view(dt.newbyteorder("=")).astype(dt)
     if fl_dtype_of(a) == FL_DTYPE_BF16:
         a = _bf16_widened(a)
     with np.errstate(over="ignore"):

@@ -1,7 +1,8 @@
 """Shared fixtures, and the gradient comparison of the NumPy-layer tests (assert_grad_close).
 
 torch is optional for users but required in CI: with ``CI`` set, a missing torch is a test
-failure, never a skip (the parity tests are the specification).
+failure, never a skip (the parity tests are the specification). The same holds for ml_dtypes
+(the [bf16] extra): ``BF16`` is its bfloat16, or None outside CI when it is not installed.
 """
 import importlib
 import os
@@ -11,6 +12,14 @@ import pytest
 
 import fastloss
 from fastloss import _runtime
+
+try:
+    import ml_dtypes  # also registers the dtype name "bfloat16"
+except ImportError:  # the [bf16] extra: required in CI
+    if os.environ.get("CI"):
+        raise
+    ml_dtypes = None
+BF16 = ml_dtypes.bfloat16 if ml_dtypes is not None else None
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +59,13 @@ def simd(request):
 # comparing gradients
 # --------------------------------------------------------------------------
 
+def _finfo(dtype):
+    """np.finfo, and ml_dtypes' finfo for bfloat16 (numpy's does not know it)."""
+    if np.dtype(dtype).name == "bfloat16":
+        return ml_dtypes.finfo(dtype)
+    return np.finfo(dtype)
+
+
 def grad_tolerance(expected, rtol, axis=None, dtype=None, scale=None):
     """Per-entry tolerance for a gradient: ``rtol * (|expected| + row scale)``, the row
     scale being the largest finite ``|expected|`` along ``axis`` (a loss's class axis or a
@@ -69,7 +85,7 @@ def grad_tolerance(expected, rtol, axis=None, dtype=None, scale=None):
         row = np.max(finite)
     else:
         row = np.max(finite, axis=axis, keepdims=True)
-    tiny = float(np.finfo(dtype or np.asarray(expected).dtype).smallest_subnormal)
+    tiny = float(_finfo(dtype or np.asarray(expected).dtype).smallest_subnormal)
     return rtol * (finite + row) + 4 * tiny
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 import fastloss
+from conftest import BF16
 from fastloss import reference as ref
 
 INF = math.inf
@@ -49,16 +50,16 @@ FAMILY = {
 FUNCTIONS = (LOSSES + [n + "_with_grad" for n in LOSSES]
              + ["log_softmax", "softmax", "log_softmax_backward", "softmax_backward"])
 
-FLOATS = ("float16", "float32", "float64")
+FLOATS = ("float16", "float32", "float64") + (("bfloat16",) if BF16 is not None else ())
 INTS = ("int8", "int32", "int64", "uint8", "uint64")
 ALL_DTYPES = FLOATS + INTS + ("bool", "complex128", "object")
 
 # fast vs reference: the fast path computes float16 in float32, the reference in float64
 TOL = {np.float16: dict(rtol=2e-3, atol=2e-3), np.float32: dict(rtol=2e-5, atol=2e-6),
-       np.float64: dict(rtol=1e-11, atol=1e-12)}
+       np.float64: dict(rtol=1e-11, atol=1e-12), BF16: dict(rtol=1.6e-2, atol=1.6e-2)}
 # against torch (which has its own float32/float16 rounding)
 TORCH_TOL = {np.float16: dict(rtol=1e-2, atol=5e-3), np.float32: dict(rtol=1e-4, atol=1e-5),
-             np.float64: dict(rtol=1e-10, atol=1e-12)}
+             np.float64: dict(rtol=1e-10, atol=1e-12), BF16: dict(rtol=4e-2, atol=2e-2)}
 
 
 def root(name):
@@ -308,6 +309,11 @@ def _generic_cases(name):
     # a float16 input in an unusual layout too
     add(name, "f16_negstride", lambda: {k: lay_negstride(v) if isinstance(v, np.ndarray) and v.ndim
                                         else v for k, v in base(name, dtype=np.float16).items()})
+    if BF16 is not None:  # bfloat16 (ml_dtypes) strided backwards, and big-endian
+        add(name, "bf16_negstride", lambda: {k: lay_negstride(v) if isinstance(v, np.ndarray) and v.ndim
+                                             else v for k, v in base(name, dtype=BF16).items()})
+        add(name, "bf16_bigendian", lambda: {k: lay_bigendian(v) if isinstance(v, np.ndarray) and _is_bf16(v)
+                                             else v for k, v in base(name, dtype=BF16).items()})
     add(name, "f32_fortran_all", lambda: {k: lay_fortran(v) if isinstance(v, np.ndarray) else v
                                           for k, v in base(name, dtype=np.float32).items()})
 
@@ -663,16 +669,18 @@ _GRAD = tuple(n for n in FUNCTIONS if has_grad(n))
 TORCH_DIFFERS = [
     (_CE, ("target_int8", "target_int32", "target_uint64"),
      "docs/semantics.md: any integer target dtype (torch takes int64/uint8 only)"),
-    (_CE, ("weight_float16", "weight_float32", "weight_int8", "weight_int32", "weight_int64",
+    (_CE, ("weight_float16", "weight_bfloat16", "weight_float32", "weight_int8", "weight_int32", "weight_int64",
            "weight_uint8", "weight_uint64"),
      "docs/inputs-and-errors.md 'Dtypes': integer or other-precision weights are rounded to the loss's dtype"),
     (("ce",), ("smoothing_negative", "smoothing_nan"),
      "docs/semantics.md: label_smoothing outside [0, 1] is a ValueError (torch accepts negatives and NaN)"),
     (("cross_entropy_with_grad", "nll_loss_with_grad"), ("input_1d_target_shape1",),
      "docs/semantics.md: a (1,) target for 1-D input is accepted (torch's backward raises)"),
-    (("bce",), ("input_float16", "input_float32", "target_float16", "target_float32"),
+    (("bce",), ("input_float16", "input_bfloat16", "input_float32", "target_float16", "target_bfloat16",
+                "target_float32"),
      "docs/inputs-and-errors.md 'Dtypes': bce's target rounded to the input's dtype (torch's BCE needs equal dtypes)"),
-    (("huber_loss_with_grad",), ("input_float16", "input_float32", "target_float16", "target_float32")
+    (("huber_loss_with_grad",), ("input_float16", "input_bfloat16", "input_float32", "target_float16",
+                                 "target_bfloat16", "target_float32")
      + tuple(f"target_{d}" for d in INTS + ("bool",)),
      "docs/inputs-and-errors.md 'Dtypes': huber's target held in the input's dtype (torch's huber backward needs equal dtypes)"),
     (("l1_loss", "l1_loss_with_grad"), ("target_bool",),
@@ -700,7 +708,8 @@ TORCH_DIFFERS = [
      "difference is 0 and so is the gradient"),
     (("smb",), ("f16_grad_f64_output",),
      "output cast to grad_output's dtype (torch's backward ops need equal dtypes)"),
-    (("smb",), ("grad_output_float16", "grad_output_float32", "output_float16", "output_float32",
+    (("smb",), ("grad_output_float16", "grad_output_bfloat16", "grad_output_float32", "output_float16",
+               "output_bfloat16", "output_float32",
                "output_f32_for_f64"),
      "output is cast to grad_output's dtype (torch's backward ops need equal dtypes)"),
     (("log_softmax_backward",), ("output_shape_mismatch", "output_transposed"),
@@ -748,8 +757,14 @@ def _native(a):
     return np.asarray(a).dtype.newbyteorder("=")
 
 
+def _is_bf16(a):
+    return isinstance(a, np.ndarray) and a.dtype.name == "bfloat16"
+
+
 def _torch_tol(kw):
     """The tolerance of the least precise floating argument (torch rounds in each)."""
+    if any(_is_bf16(v) for v in kw.values()):
+        return TORCH_TOL[BF16]
     its = [np.dtype(v.dtype).itemsize for v in kw.values()
            if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
     return TORCH_TOL[{2: np.float16, 4: np.float32}.get(min(its, default=8), np.float64)]
@@ -781,7 +796,15 @@ def _to_torch(torch, a):
     a = np.array(a)  # native byte order, contiguous, owned (a copy)
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("="))
+    if _is_bf16(a):  # exact through float32
+        return torch.tensor(a.astype(np.float32)).to(torch.bfloat16)
     return torch.tensor(a)
+
+
+def _from_torch(t):
+    """A tensor as a NumPy array (bfloat16 as ml_dtypes' bfloat16)."""
+    t = t.detach()
+    return t.float().numpy().astype(BF16) if str(t.dtype) == "torch.bfloat16" else t.numpy()
 
 
 def torch_call(torch, name, kw):
@@ -799,12 +822,12 @@ def _torch_call(torch, name, kw):
     if fam == "sm":
         fn = F.log_softmax if name == "log_softmax" else F.softmax
         r = fn(T["input"], dim=kw.get("axis", -1))
-        return r.numpy(), None
+        return _from_torch(r), None
     if fam == "smb":
         g, y = T["grad_output"], T["output"]
         fn = torch._log_softmax_backward_data if name == "log_softmax_backward" else torch._softmax_backward_data
         r = fn(g, y, kw.get("axis", -1), g.dtype)
-        return r.numpy(), None
+        return _from_torch(r), None
     grad = has_grad(name)
     x = T.pop("input")
     if grad:
@@ -819,14 +842,14 @@ def _torch_call(torch, name, kw):
           "smooth_l1_loss": F.smooth_l1_loss, "huber_loss": F.huber_loss}[r]
     loss = fn(x, t, **T)
     if not grad:
-        return loss.detach().numpy(), None
+        return _from_torch(loss), None
     if go is None:
         gt = torch.ones_like(loss)
     else:
         gt = torch.broadcast_to(torch.as_tensor(go), loss.shape)
     loss.backward(gt)
     g = x.grad if x.grad is not None else torch.zeros_like(x)
-    return loss.detach().numpy(), g.numpy()
+    return _from_torch(loss), _from_torch(g)
 
 
 OUR_ERRORS = (TypeError, ValueError, IndexError)

@@ -1,7 +1,8 @@
 """Property tests (hypothesis): every public function of the NumPy layer against its
 ``fastloss.reference`` twin over generated shapes (0 and 1 sizes included; K-dim inputs for
 cross_entropy and nll_loss; broadcasting for kl_div and the regression losses), dtypes
-(float16/float32/float64 inputs, other-precision and integer targets), memory layouts (C,
+(float16/bfloat16/float32/float64 inputs, other-precision and integer targets; bfloat16 as
+ml_dtypes arrays, drawn in float32 and rounded), memory layouts (C,
 Fortran, strided, negative strides, big-endian, unaligned, read-only) and options
 (reduction, weight, ignore_index, label_smoothing, probability targets, beta, delta,
 log_target, pos_weight, grad_output, out=, axis).
@@ -30,7 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastloss
-from conftest import assert_grad_close
+from conftest import BF16, assert_grad_close
 from fastloss import reference as ref
 
 _COMMON = dict(
@@ -52,7 +53,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 INF = math.inf
 NAN = math.nan
-FLOAT_DTYPES = [np.float16, np.float32, np.float64]
+FLOAT_DTYPES = [np.float16, np.float32, np.float64] + ([BF16] if BF16 is not None else [])
 REDUCTIONS = ["none", "mean", "sum"]
 # relative tolerance per dtype (float16 is computed in float32 by the fast path and in float64
 # by the reference, both rounded to float16 at the end). Losses and softmax outputs: the
@@ -60,7 +61,8 @@ REDUCTIONS = ["none", "mean", "sum"]
 # logits, O(1)). Gradients (*_with_grad, *_backward): rtol * (|entry| + its row's largest
 # |entry|), rows along the class / softmax axis, the whole array for the elementwise losses
 # (conftest.grad_tolerance): no floor of 1, so a 1% error in a mean-reduced gradient fails.
-RTOL = {np.float16: 4e-3, np.float32: 5e-5, np.float64: 1e-10}
+# bfloat16: the float16 tolerance scaled by the ratio of their ulps (2^-8 / 2^-11).
+RTOL = {np.float16: 4e-3, np.float32: 5e-5, np.float64: 1e-10, BF16: 3.2e-2}
 
 
 # --------------------------------------------------------------------------
@@ -131,13 +133,21 @@ def build(recipe):
 # --------------------------------------------------------------------------
 
 def floats(dtype, lo=-20.0, hi=20.0):
-    return st.floats(lo, hi, width=np.dtype(dtype).itemsize * 8)
+    return st.floats(lo, hi, width=32 if dtype is BF16 else np.dtype(dtype).itemsize * 8)
+
+
+def float_arrays(dtype, shape, elements):
+    """hnp.arrays, and for bfloat16 (which hypothesis cannot draw) float32 values rounded
+    to it (into [lo, hi] still: the bounds are bfloat16 numbers)."""
+    if dtype is BF16:
+        return hnp.arrays(np.float32, shape, elements=elements).map(lambda a: a.astype(BF16))
+    return hnp.arrays(dtype, shape, elements=elements)
 
 
 @st.composite
 def values(draw, dtype, shape, lo=-20.0, hi=20.0, specials=(NAN, INF, -INF)):
     """An array of floats in [lo, hi], now and then with a few special values."""
-    a = draw(hnp.arrays(dtype, shape, elements=floats(dtype, lo, hi)))
+    a = draw(float_arrays(dtype, shape, floats(dtype, lo, hi)))
     if a.size and specials and draw(st.integers(0, 4)) == 0:
         for _ in range(draw(st.integers(1, 3))):
             a.reshape(-1)[draw(st.integers(0, a.size - 1))] = draw(st.sampled_from(specials))
@@ -195,6 +205,8 @@ def _snapshot(kw):
 
 def _dtype(kw):
     x = np.asarray(kw["input"] if "input" in kw else kw["grad_output"])
+    if BF16 is not None and x.dtype.newbyteorder("=") == np.dtype(BF16):
+        return BF16
     return {2: np.float16, 4: np.float32}.get(x.dtype.itemsize, np.float64)
 
 
@@ -268,7 +280,7 @@ def term_scale(name, kw):
                             batch)
         t = np.asarray(kw["target"])
         mean = kw["reduction"] == "mean"
-        if t.dtype.kind == "f":  # probabilities
+        if t.dtype.kind == "f" or t.dtype.name == "bfloat16":  # probabilities
             y = (1 - eps) * t.astype(np.float64) + (eps / C if C else 0.0)
             s = np.expand_dims(g / (math.prod(batch) if mean else 1), ax)
             return np.abs(s) * (p * np.sum(wb * y, axis=ax, keepdims=True) + wb * y)
@@ -322,6 +334,7 @@ def check(name, recipe):
     assert f_warn == r_warn, f"warnings: fast {f_warn}, reference {r_warn}"
     if f_exc is not None:
         return "raised"
+    kw = build(recipe)  # the arguments as they were (out=input overwrote an operand)
     dtype = _dtype(kw)
     if name.endswith("_with_grad"):
         assert_close(f_res[0], r_res[0], dtype, "loss")
@@ -362,7 +375,7 @@ def ce_problems(draw, name):
                             elements=st.integers(0, 3) | st.just(1)))
         rec["weight"] = arr(w, draw(layouts))
     if not nll and draw(st.integers(0, 3)) == 0:  # probability targets (ignore_index must be < 0)
-        t = draw(hnp.arrays(draw(st.sampled_from(FLOAT_DTYPES)), shape, elements=floats(np.float16, 0.0, 1.0)))
+        t = draw(float_arrays(draw(st.sampled_from(FLOAT_DTYPES)), shape, floats(np.float16, 0.0, 1.0)))
         rec["ignore_index"] = draw(st.sampled_from([-100, -1]))
     else:
         valid = st.integers(0, max(C - 1, 0)) if C else st.just(ignore_index)
