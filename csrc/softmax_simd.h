@@ -112,6 +112,13 @@ static FL_ATTR void FL_KN(sm_row_fwd)(const fl_softmax_args *a, const FL_T *x, F
  * stays accurate where it cancels (g and the products g y are exact in float32 and their
  * sum is exact in double) */
 #undef SM_DIFF
+/* the low part of s: s - (float)s, 0 when (float)s is not finite (s infinite, NaN or beyond
+ * float32's range: g - s is then +-inf or NaN as torch's float32 sum makes it, not inf - inf) */
+static inline FL_C FL_KN(sm_lo)(double s)
+{
+    const FL_C hi = (FL_C)s;
+    return isfinite((double)hi) ? (FL_C)(s - (double)hi) : (FL_C)0;
+}
 #if FL_HALF_INSTANCE
 #define SM_DIFF(gv, vs, vs_lo) FL_OP(sub)(FL_OP(sub)(gv, vs), vs_lo)
 #else
@@ -150,7 +157,7 @@ static FL_ATTR void FL_KN(sm_row_bwd)(const fl_softmax_args *a, const FL_T *g, c
             s0 = FL_OP(acc_add)(s0, FL_OP(mul)(FL_LDN(g + k, r, 0), FL_LDN(y + k, r, 0)));
         }
         const double sd = FL_OP(acc_hsum)(s0) + FL_OP(acc_hsum)(s1);
-        const FL_V vs = FL_OP(set1)((FL_C)sd), vs_lo = FL_OP(set1)((FL_C)(sd - (double)(FL_C)sd));
+        const FL_V vs = FL_OP(set1)((FL_C)sd), vs_lo = FL_OP(set1)(FL_KN(sm_lo)(sd));
         (void)vs_lo;
         for (k = 0; k + L <= C; k += L)
             FL_ST(o + k, FL_OP(mul)(FL_LD(y + k), SM_DIFF(FL_LD(g + k), vs, vs_lo)));
@@ -240,7 +247,7 @@ static FL_ATTR void FL_KN(sm_cols)(const fl_softmax_args *a, int backward, fl_in
             FL_C f_lo[L];
             for (int l = 0; l < L; l++) {
                 f[l] = (FL_C)sum[l];
-                f_lo[l] = (FL_C)(sum[l] - (double)f[l]);
+                f_lo[l] = FL_KN(sm_lo)(sum[l]);
             }
             const FL_V vs = FL_OP(load)(f), vs_lo = FL_OP(load)(f_lo);
             (void)vs_lo;
