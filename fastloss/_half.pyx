@@ -28,7 +28,7 @@ cdef int _half_code(str dtype) except -1:
 def narrow(values, str dtype):
     """float32 values as bfloat16 / float16 bits (uint16, C order, the input's shape), each
     rounded to nearest-even by the SIMD path in use."""
-    cdef cnp.ndarray src = np.asarray(values, dtype=np.float32, order="C")
+    cdef cnp.ndarray src = np.require(values, np.float32, ("C", "A"))  # aligned: the C loads need it
     cdef cnp.ndarray dst = np.empty(np.shape(src), np.uint16)
     fl_half_convert(simd_path(), _half_code(dtype), 1, cnp.PyArray_DATA(src), cnp.PyArray_DATA(dst), src.size)
     return dst
@@ -36,7 +36,7 @@ def narrow(values, str dtype):
 
 def widen(bits, str dtype):
     """bfloat16 / float16 bits (uint16) as float32 values (exact), by the SIMD path in use."""
-    cdef cnp.ndarray src = np.asarray(bits, order="C").view(np.uint16)
+    cdef cnp.ndarray src = np.require(bits, None, ("C", "A")).view(np.uint16)
     cdef cnp.ndarray dst = np.empty(np.shape(src), np.float32)
     fl_half_convert(simd_path(), _half_code(dtype), 0, cnp.PyArray_DATA(src), cnp.PyArray_DATA(dst), src.size)
     return dst
@@ -45,7 +45,7 @@ def widen(bits, str dtype):
 def from_double(values, str dtype):
     """float64 values as bfloat16 / float16 bits (uint16, C order), each rounded once to
     nearest-even (csrc/half.h: round-to-odd float32, then the half dtype)."""
-    cdef cnp.ndarray src = np.asarray(values, dtype=np.float64, order="C")
+    cdef cnp.ndarray src = np.require(values, np.float64, ("C", "A"))
     cdef cnp.ndarray dst = np.empty(np.shape(src), np.uint16)
     fl_half_from_double(_half_code(dtype), <const double *>cnp.PyArray_DATA(src), cnp.PyArray_DATA(dst), src.size)
     return dst
