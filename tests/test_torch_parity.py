@@ -599,6 +599,21 @@ def quiet():
         yield
 
 
+# gradcheck computes every vector-Jacobian product twice and, by default, wants identical bits.
+# fastloss's kernels give them, and the cases that differentiate the input only keep that
+# default. The gradients with respect to a target, and the whole double backward, are torch's
+# own ops (see fastloss/torch/_functions.py), and those are not bit-reproducible between two
+# calls in one process: torch's F.binary_cross_entropy itself fails the check in about one
+# process in seven (float64, 5x7, its target gradient: entries from flat index 18 on differ by
+# 1.2e-14 in a vJu of size 0.1; a block boundary that follows the temporaries' addresses, by
+# the look of it). The tolerance lets such last bits through and no wrong gradient.
+TORCH_NONDET_TOL = 1e-12
+
+
+def _torch_nondet_tol(diff):
+    return TORCH_NONDET_TOL if any(i != 0 for i in diff) else 0.0
+
+
 @pytest.mark.parametrize("case_id", [pytest.param(c, marks=[pytest.mark.slow] if c.endswith("-sum") else [])
                                      for c in SMOOTH])
 def test_gradcheck(torch, flt, case_id):
@@ -606,7 +621,8 @@ def test_gradcheck(torch, flt, case_id):
     float64; gradcheck's fast mode (random projections) keeps the matrix cheap."""
     f, diff = _differentiable(torch, flt, case_id)
     with quiet():
-        assert torch.autograd.gradcheck(f, diff, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
+        assert torch.autograd.gradcheck(f, diff, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True,
+                                        nondet_tol=_torch_nondet_tol(CASES[case_id].diff))
 
 
 @pytest.mark.parametrize("case_id", [pytest.param(c, marks=[] if c in MECHANICS else [pytest.mark.slow])
@@ -616,7 +632,8 @@ def test_gradgradcheck(torch, flt, case_id):
     by default one rich case per function, every smooth case under ``-m slow``."""
     f, diff = _differentiable(torch, flt, case_id)
     with quiet():
-        assert torch.autograd.gradgradcheck(f, diff, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
+        assert torch.autograd.gradgradcheck(f, diff, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True,
+                                            nondet_tol=TORCH_NONDET_TOL)
 
 
 @pytest.mark.parametrize("case_id", [pytest.param(c, marks=[pytest.mark.slow] if _reduced(c) and
