@@ -44,6 +44,7 @@ typedef struct {
     fl_index npos, block;
     double scale;        /* call.grad_scale over the mean's denominator (1 for none / sum) */
     double weight_total; /* sum of the class weights, c without weights */
+    const fl_margin *margin; /* NULL, or a->margin with its derived constants (index targets) */
     float *scratch;      /* half dtypes with a gradient: slots x scratch_len floats (ce_scratch) */
     fl_index scratch_len;
     int slots;
@@ -106,9 +107,20 @@ int fl_cross_entropy(fl_call *call)
     cx.npos = npos;
     cx.scale = call->reduction == FL_REDUCE_MEAN ? fl_mean_scale(call->grad_scale, kept) : call->grad_scale;
     cx.weight_total = ce_weight_total(a);
+    fl_margin margin;
+    cx.margin = NULL;
+    a->hits = 0.0;
+    if (a->margin && !prob) {
+        margin = *a->margin;
+        fl_margin_prepare(&margin);
+        cx.margin = &margin;
+    }
     /* 3. the kernel, in fixed blocks of about FL_BLOCK_ELEMENTS elements (a multiple of 8
-     * positions in the column layout, so that its vectors stay whole) */
-    const int layout = ce_layout(a);
+     * positions in the column layout, so that its vectors stay whole); with a margin the
+     * column layout takes the scalar positions of the strided one */
+    int layout = ce_layout(a);
+    if (cx.margin && layout == FL_COLS)
+        layout = FL_STRIDED;
     fl_index block = FL_BLOCK_ELEMENTS / (a->c > 1 ? a->c : 1);
     if (block < 1)
         block = 1;
@@ -127,15 +139,16 @@ int fl_cross_entropy(fl_call *call)
         if (cx.scratch == NULL)
             return FL_ERR_NOMEM;
     }
-    double sums[2] = {0.0, 0.0}; /* nll terms, smoothing terms */
+    double sums[3] = {0.0, 0.0, 0.0}; /* nll terms, smoothing terms, top-1 hits (margin) */
     int status = FL_OK;
     if (npos > 0) {
         const fl_kernel *k = &CE_KERNELS[fl_simd_row(call->simd)][fl_dtype_row(call->dtype)][layout];
-        status = fl_parallel_run(k, &cx, (npos + block - 1) / block, 2, sums, call);
+        status = fl_parallel_run(k, &cx, (npos + block - 1) / block, 3, sums, call);
     }
     free(cx.scratch);
     if (status != FL_OK)
         return status;
+    a->hits = sums[2];
     /* 4. the two terms reduced as torch reduces them */
     const double eps = a->label_smoothing, eps_c = eps / (double)a->c; /* c == 0: inf, and inf * 0 gives torch's NaN */
     const double nll = sums[0], smooth = sums[1];

@@ -19,6 +19,7 @@
 #define FASTLOSS_CROSS_ENTROPY_H
 
 #include "fastloss.h"
+#include "margin_cross_entropy.h"
 
 /* target kinds: FL_TARGET_I32 / FL_TARGET_I64 (fastloss.h), or */
 #define FL_TARGET_PROB 2 /* class probabilities, same dtype and shape as x */
@@ -54,6 +55,12 @@ typedef struct fl_ce_args {
      * lse_in. */
     double *lse_out;
     const double *lse_in;
+    /* NULL, or the margin of margin-softmax cross-entropy (margin_cross_entropy.h; index
+     * targets only, x the cosines; lse_in is then ignored) */
+    const fl_margin *margin;
+    /* out (with margin): the number of kept positions whose modified target logit is their
+     * top-1 (first index among equal maxima) */
+    double hits;
 } fl_ce_args;
 
 /* The entry point: checks the index targets (FL_ERR_TARGET, nothing written), then runs the

@@ -124,31 +124,38 @@ static double FL_DT(ce_position)(const ce_ctx *cx, fl_index i, fl_index j, doubl
     return nll;
 }
 
-/* Positions [p0, p1) one by one (ce_position), their losses stored; adds their terms to
- * acc[0] (nll) and acc[1] (smoothing) in position order. */
+#include "margin_cross_entropy_dtype.h"
+
+/* Positions [p0, p1) one by one (ce_position, or mce_position with a margin), their losses
+ * stored; adds their terms to acc[0] (nll), acc[1] (smoothing) and acc[2] (top-1 hits of the
+ * margin) in position order. */
 static void FL_DT(ce_positions)(const ce_ctx *cx, fl_index p0, fl_index p1, double *acc)
 {
     const fl_ce_args *a = cx->a;
     FL_T *loss_out = (FL_T *)a->loss;
-    double s_nll = acc[0], s_smooth = acc[1];
+    double s_nll = acc[0], s_smooth = acc[1], s_hits = acc[2];
     for (fl_index p = p0; p < p1; p++) {
         const fl_index i = p / a->s;
-        double smooth;
-        const double nll = FL_DT(ce_position)(cx, i, p - i * a->s, &smooth);
+        double smooth, hit = 0.0;
+        const double nll = cx->margin ? FL_DT(mce_position)(cx, i, p - i * a->s, &smooth, &hit)
+                                      : FL_DT(ce_position)(cx, i, p - i * a->s, &smooth);
         if (loss_out)
             loss_out[p] = FL_PUT(ce_combine(a, nll, smooth));
         s_nll += nll;
         s_smooth += smooth;
+        s_hits += hit;
     }
     acc[0] = s_nll;
     acc[1] = s_smooth;
+    acc[2] = s_hits;
 }
 
-/* Block b of the strided layout: sums[0] = its nll terms, sums[1] = its smoothing terms. */
+/* Block b of the strided layout: sums[0] = its nll terms, sums[1] = its smoothing terms,
+ * sums[2] its top-1 hits (margin). */
 static void FL_DT(ce_blk_strided)(void *vctx, fl_index b, double *sums)
 {
     fl_index p0, p1;
     fl_block_range(b, ((const ce_ctx *)vctx)->block, ((const ce_ctx *)vctx)->npos, &p0, &p1);
-    sums[0] = sums[1] = 0.0;
+    sums[0] = sums[1] = sums[2] = 0.0;
     FL_DT(ce_positions)((const ce_ctx *)vctx, p0, p1, sums);
 }

@@ -66,6 +66,46 @@ static inline FL_ATTR FL_V FL_KN(ce_exp_term)(const FL_T *x, const FL_C *e, fl_i
     return r == FL_L ? FL_OP(load)(e) : FL_OP(loadn)(e, r, 0);
 }
 
+/* The gradient pass of an index-target row: g_k = f exp(x_k - m) - c w_k for every k (w NULL:
+ * 1; c only with label smoothing eps), the exp terms recomputed from x (from_lse) or read from
+ * e (ce_exp_term); the target's entry is the caller's to overwrite afterwards. sum: the row's
+ * exp-sum, for the test that every entry is finite (a finite sum and factors: the terms are in
+ * [0, 1]), which lets the stores skip the half dtypes' NaN rule. */
+static inline FL_ATTR void FL_KN(ce_grad_pass)(const FL_T *x, FL_T *g, const FL_C *e, const FL_C *w, fl_index C,
+                                               double eps, double sum, double f, double c, FL_C m, int from_lse)
+{
+    const fl_index L = FL_L;
+    const FL_V vf = FL_OP(set1)((FL_C)f), vc = FL_OP(set1)((FL_C)c), vm = FL_OP(set1)(m);
+    const int finite = isfinite(sum) && isfinite((double)(FL_C)f) && isfinite((double)(FL_C)c);
+    fl_index k = 0;
+    if (finite && eps == 0.0) {
+        /* the common case without a branch per vector, two vectors a step (independent exp
+         * chains); the general loop below takes the rest */
+        if (from_lse)
+            for (; k + 2 * L <= C; k += 2 * L) {
+                FL_STF(g + k, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k), vm)), vf));
+                FL_STF(g + k + L, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + L), vm)), vf));
+            }
+        else
+            for (; k + 2 * L <= C; k += 2 * L) {
+                FL_STF(g + k, FL_OP(mul)(FL_OP(load)(e + k), vf));
+                FL_STF(g + k + L, FL_OP(mul)(FL_OP(load)(e + k + L), vf));
+            }
+    }
+    for (; k < C; k += L) {
+        const fl_index n = C - k < L ? C - k : L;
+        FL_V gv = FL_OP(mul)(FL_KN(ce_exp_term)(x + k, e + k, n, vm, from_lse), vf);
+        if (eps != 0.0)
+            gv = FL_OP(fnmadd)(vc, w ? FL_OP(loadn)(w + k, n, 0) : FL_OP(set1)(1), gv);
+        if (n == L && finite)
+            FL_STF(g + k, gv);
+        else if (n == L)
+            FL_ST(g + k, gv);
+        else
+            FL_STN(g + k, gv, n);
+    }
+}
+
 /* Where the exp terms of a row wait between passes: the gradient itself (float32, float64),
  * or this thread's slot of the call's float32 scratch (the half dtypes; NULL without a
  * gradient). */
@@ -142,7 +182,7 @@ static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x,
 {
     const fl_ce_args *a = cx->a;
     const FL_C *w = (const FL_C *)a->weight;
-    const fl_index C = a->c, L = FL_L;
+    const fl_index C = a->c;
     const double eps = a->label_smoothing, wt = r->wt;
     const double nll = wt * (((double)r->m - r->xt) + logsum);
     *lse = (double)r->m + logsum;
@@ -155,7 +195,6 @@ static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x,
     if (g) {
         const double et = from_lse ? exp(r->xt - (double)r->m) : (double)e[t];
         const double f = sc * A / r->sum, c = sc * eps / (double)C;
-        const FL_V vf = FL_OP(set1)((FL_C)f), vc = FL_OP(set1)((FL_C)c), vm = FL_OP(set1)(r->m);
         /* the target entry in double: p_t A - (1 - eps) w_t cancels when p_t is near 1 */
 #if FL_HALF_INSTANCE
         /* = sc ((1 - eps) w_t (p_t - 1) + (eps / C) (W p_t - w_t)), p_t - 1 = -rest / sum when the
@@ -169,36 +208,8 @@ static inline FL_ATTR double FL_KN(ce_row_tail)(const ce_ctx *cx, const FL_T *x,
         /* rounded before the row's vector passes: its scalar chain (exp, division) then
          * overlaps with them */
         const FL_T gt_put = FL_PUT(FL_MUTATE_GRAD(gt));
-        /* a finite sum and factors: every entry is finite (the terms are in [0, 1]) */
-        const int finite = isfinite(r->sum) && isfinite((double)(FL_C)f) && isfinite((double)(FL_C)c);
-        fl_index k = 0;
-        if (finite && eps == 0.0) {
-            /* the common case without a branch per vector, two vectors a step (independent
-             * exp chains); the general loop below takes the rest */
-            if (from_lse)
-                for (; k + 2 * L <= C; k += 2 * L) {
-                    FL_STF(g + k, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k), vm)), vf));
-                    FL_STF(g + k + L, FL_OP(mul)(FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + L), vm)), vf));
-                }
-            else
-                for (; k + 2 * L <= C; k += 2 * L) {
-                    FL_STF(g + k, FL_OP(mul)(FL_OP(load)(e + k), vf));
-                    FL_STF(g + k + L, FL_OP(mul)(FL_OP(load)(e + k + L), vf));
-                }
-        }
-        for (; k < C; k += L) {
-            const fl_index n = C - k < L ? C - k : L;
-            FL_V gv = FL_OP(mul)(FL_KN(ce_exp_term)(x + k, e + k, n, vm, from_lse), vf);
-            if (eps != 0.0)
-                gv = FL_OP(fnmadd)(vc, w ? FL_OP(loadn)(w + k, n, 0) : FL_OP(set1)(1), gv);
-            if (n == L && finite)
-                FL_STF(g + k, gv);
-            else if (n == L)
-                FL_ST(g + k, gv);
-            else
-                FL_STN(g + k, gv, n);
-        }
-        g[t] = gt_put; /* after the vector passes, which wrote the whole row */
+        FL_KN(ce_grad_pass)(x, g, e, w, C, eps, r->sum, f, c, r->m, from_lse);
+        g[t] = gt_put; /* after the vector pass, which wrote the whole row */
     }
     return nll;
 }
@@ -399,18 +410,20 @@ static FL_ATTR void FL_KN(ce_rows_batch)(const ce_ctx *cx, fl_index p0, fl_index
     sums[1] = s_smooth;
 }
 
-/* Positions [p0, p1) of the row layout; adds to sums[0] (nll) and sums[1] (smoothing),
- * through locals stored back once. */
+#include "margin_cross_entropy_simd.h"
+
+/* Positions [p0, p1) of the row layout; adds to sums[0] (nll), sums[1] (smoothing) and, with a
+ * margin, sums[2] (top-1 hits), through locals stored back once. */
 static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, double *sums)
 {
     const fl_ce_args *a = cx->a;
     const fl_index S = a->s, C = a->c;
-    if (a->target_kind != FL_TARGET_PROB && !(a->lse_in && a->grad) && C > 0 &&
+    if (a->target_kind != FL_TARGET_PROB && !(a->lse_in && a->grad) && !cx->margin && C > 0 &&
         (double)C * CE_BATCH * sizeof(FL_T) <= CE_BATCH_BYTES) {
         FL_KN(ce_rows_batch)(cx, p0, p1, sums);
         return;
     }
-    double s_nll = sums[0], s_smooth = sums[1];
+    double s_nll = sums[0], s_smooth = sums[1], s_hits = sums[2];
     FL_T *loss_out = (FL_T *)a->loss;
     fl_index i = p0 / S, j = p0 - i * S;
     for (fl_index p = p0; p < p1; p++, j++) {
@@ -434,6 +447,10 @@ static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, d
                     FL_KN(ce_ignored_row)(x, g, C);
                 nll = 0.0;
                 lse = 0.0;
+            } else if (cx->margin) {
+                double hit;
+                nll = FL_KN(mce_row)(cx, x, g, t, sc, &smooth, &lse, &hit);
+                s_hits += hit;
             } else {
                 nll = FL_KN(ce_row_index)(cx, x, g, t, sc, &smooth, &lse);
             }
@@ -447,6 +464,7 @@ static FL_ATTR void FL_KN(ce_rows)(const ce_ctx *cx, fl_index p0, fl_index p1, d
     }
     sums[0] = s_nll;
     sums[1] = s_smooth;
+    sums[2] = s_hits;
 }
 
 /* Positions [j0, j1) of item i in the column layout (xv.ss == 1, and gv.ss == 1, tv.ss == 1 for
@@ -622,16 +640,17 @@ static FL_ATTR void FL_KN(ce_cols)(const ce_ctx *cx, fl_index i, fl_index j0, fl
 }
 
 /* The table's block functions: block b of the row / column layout; sums[0] = the block's nll
- * terms, sums[1] = its smoothing terms, each stored once. */
+ * terms, sums[1] = its smoothing terms, sums[2] its top-1 hits (margin), each stored once. */
 static FL_ATTR void FL_KN(ce_blk_rows)(void *vctx, fl_index b, double *sums)
 {
     const ce_ctx *cx = (const ce_ctx *)vctx;
     fl_index p0, p1;
     fl_block_range(b, cx->block, cx->npos, &p0, &p1);
-    double acc[2] = {0.0, 0.0};
+    double acc[3] = {0.0, 0.0, 0.0};
     FL_KN(ce_rows)(cx, p0, p1, acc);
     sums[0] = acc[0];
     sums[1] = acc[1];
+    sums[2] = acc[2];
 }
 
 static FL_ATTR void FL_KN(ce_blk_cols)(void *vctx, fl_index b, double *sums)
@@ -640,7 +659,7 @@ static FL_ATTR void FL_KN(ce_blk_cols)(void *vctx, fl_index b, double *sums)
     const fl_index S = cx->a->s;
     fl_index p0, p1;
     fl_block_range(b, cx->block, cx->npos, &p0, &p1);
-    double acc[2] = {0.0, 0.0};
+    double acc[3] = {0.0, 0.0, 0.0};
     for (fl_index p = p0; p < p1;) { /* split at item boundaries */
         const fl_index i = p / S, j = p - i * S;
         const fl_index stop = (i + 1) * S < p1 ? (i + 1) * S : p1;
@@ -649,4 +668,5 @@ static FL_ATTR void FL_KN(ce_blk_cols)(void *vctx, fl_index b, double *sums)
     }
     sums[0] = acc[0];
     sums[1] = acc[1];
+    sums[2] = acc[2];
 }

@@ -53,19 +53,24 @@ static inline FL_ATTR FL_C FL_KN(fl_rowmax)(const FL_T *x, fl_index C)
     return FL_OP(hmax)(FL_OP(max)(FL_OP(max)(m0, m1), FL_OP(max)(m2, m3)));
 }
 
-static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_C *e, fl_index C, FL_C m, int store)
+/* fl_expsum_by: with scaled, the terms exp(s x_k - m), one fused multiply-add (s > 0:
+ * margin_cross_entropy's scale; m >= s x_k for every k, e.g. s times the max rounded up);
+ * always inlined, so that the flags cost nothing where they are constants */
+static inline FL_ATTR __attribute__((always_inline)) double FL_KN(fl_expsum_by)(const FL_T *x, FL_C *e, fl_index C,
+                                                                              FL_C m, FL_C s, int store, int scaled)
 {
-    const FL_V vm = FL_OP(set1)(m);
+    const FL_V vm = FL_OP(set1)(m), vs = FL_OP(set1)(s), vnm = FL_OP(set1)(-m);
+#define FL_EXPSUM_ARG_(v) (scaled ? FL_OP(fmadd)((v), vs, vnm) : FL_OP(sub)((v), vm))
     const fl_index L = FL_L;
-    FL_ACC s = FL_OP(acc_zero)();
+    FL_ACC acc = FL_OP(acc_zero)();
     FL_V run = FL_OP(set1)(0);
     int steps = 0;
     fl_index k = 0;
     for (; k + 4 * L <= C; k += 4 * L) {
-        const FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k), vm));
-        const FL_V e1 = FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + L), vm));
-        const FL_V e2 = FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + 2 * L), vm));
-        const FL_V e3 = FL_OP(exp_le0)(FL_OP(sub)(FL_LD(x + k + 3 * L), vm));
+        const FL_V e0 = FL_OP(exp_le0)(FL_EXPSUM_ARG_(FL_LD(x + k)));
+        const FL_V e1 = FL_OP(exp_le0)(FL_EXPSUM_ARG_(FL_LD(x + k + L)));
+        const FL_V e2 = FL_OP(exp_le0)(FL_EXPSUM_ARG_(FL_LD(x + k + 2 * L)));
+        const FL_V e3 = FL_OP(exp_le0)(FL_EXPSUM_ARG_(FL_LD(x + k + 3 * L)));
         if (store) {
             FL_OP(store)(e + k, e0);
             FL_OP(store)(e + k + L, e1);
@@ -74,7 +79,7 @@ static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_C *e, fl_index C
         }
         run = FL_OP(add)(run, FL_OP(add)(FL_OP(add)(e0, e1), FL_OP(add)(e2, e3)));
         if (++steps == FL_EXPSUM_STEPS) {
-            s = FL_OP(acc_add)(s, run);
+            acc = FL_OP(acc_add)(acc, run);
             run = FL_OP(set1)(0);
             steps = 0;
         }
@@ -82,12 +87,18 @@ static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_C *e, fl_index C
     for (; k < C; k += L) {
         const fl_index r = C - k < L ? C - k : L;
         /* padding lanes hold -inf: exp gives 0 and they add nothing */
-        const FL_V e0 = FL_OP(exp_le0)(FL_OP(sub)(FL_LDN(x + k, r, -INFINITY), vm));
+        const FL_V e0 = FL_OP(exp_le0)(FL_EXPSUM_ARG_(FL_LDN(x + k, r, -INFINITY)));
         if (store)
             FL_OP(storen)(e + k, e0, r);
         run = FL_OP(add)(run, e0);
     }
-    return FL_OP(acc_hsum)(FL_OP(acc_add)(s, run));
+#undef FL_EXPSUM_ARG_
+    return FL_OP(acc_hsum)(FL_OP(acc_add)(acc, run));
+}
+
+static inline FL_ATTR double FL_KN(fl_expsum)(const FL_T *x, FL_C *e, fl_index C, FL_C m, int store)
+{
+    return FL_KN(fl_expsum_by)(x, e, C, m, 1, store, 0);
 }
 
 #if FL_HALF_INSTANCE

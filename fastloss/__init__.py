@@ -55,7 +55,13 @@ if _other is not None:
 else:
     from fastloss._version import __version__
     from fastloss._threads import get_num_threads, set_num_threads
-    from fastloss._cross_entropy import cross_entropy, cross_entropy_with_grad
+    from fastloss._cross_entropy import (
+        MARGIN_COSINE_EPS,
+        cross_entropy,
+        cross_entropy_with_grad,
+        margin_cross_entropy,
+        margin_cross_entropy_with_grad,
+    )
     from fastloss._nll_loss import nll_loss, nll_loss_with_grad
     from fastloss._binary import (
         binary_cross_entropy,
@@ -83,6 +89,7 @@ else:
     _threadpool.register_when_imported()
 
 __all__ = [
+    "MARGIN_COSINE_EPS",
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_with_grad",
@@ -100,6 +107,8 @@ __all__ = [
     "l1_loss_with_grad",
     "log_softmax",
     "log_softmax_backward",
+    "margin_cross_entropy",
+    "margin_cross_entropy_with_grad",
     "mse_loss",
     "mse_loss_with_grad",
     "nll_loss",

@@ -219,6 +219,9 @@ def main(argv=None):
     half.add_argument("--no-half", action="store_true", help="leave the half-precision section out")
     half.add_argument("--half-only", action="store_true",
                       help="the self-check and the half-precision section only")
+    half.add_argument("--margin-only", action="store_true",
+                      help="the self-check and the margin-heads section only")
+    p.add_argument("--no-margin", action="store_true", help="leave the margin-heads section out")
     p.add_argument("--json", metavar="PATH", help="write every figure to PATH")
     p.add_argument("--plot", metavar="PATH.png", help="draw the chart (needs matplotlib)")
     args = p.parse_args(argv)
@@ -233,7 +236,7 @@ def main(argv=None):
 
     # every side runs on fastloss's thread count, set before anything is timed
     threads = fastloss.get_num_threads()
-    if args.half_only:
+    if args.half_only or args.margin_only:
         peers = _report.Peers(threads, use_torch=not args.no_torch, use_compile=False, use_jax=False,
                               use_sklearn=False)
         report = {"machine": _report.machine(), "versions": peers.versions(), "threads": threads,
@@ -242,7 +245,7 @@ def main(argv=None):
     else:
         peers = _report.Peers(threads, use_torch=not args.no_torch, use_compile=not args.no_compile)
         report = float32_sections(args, peers)
-    if not args.no_half:
+    if not args.no_half and not args.margin_only:
         print()
         report["half"] = _report.run_half(
             peers, args.rounds, args.repeat,
@@ -250,6 +253,10 @@ def main(argv=None):
             _report.HALF_QUICK_TORCH if args.quick else _report.HALF_TORCH,
             _report.HALF_QUICK_ELEMENTWISE_N if args.quick else _report.HALF_ELEMENTWISE_N,
             elementwise_best_of=args.repeat)
+    if not args.no_margin and not args.half_only:
+        print()
+        report["margin"] = _report.run_margin(peers, args.rounds, args.repeat,
+                                              _report.MARGIN_QUICK if args.quick else _report.MARGIN_SHAPES)
     if args.json:
         _report.write_json(report, args.json)
         print(f"\nfigures written to {args.json}")
@@ -258,7 +265,8 @@ def main(argv=None):
             _report.plot(report, args.plot)
             print(f"chart written to {args.plot}")
         else:
-            print(f"no chart written to {args.plot}: it is of the float32 sweep, which --half-only leaves out")
+            print(f"no chart written to {args.plot}: it is of the float32 sweep, which --half-only and "
+                  "--margin-only leave out")
     return 0 if ok else 1
 
 

@@ -35,7 +35,7 @@ cdef double *lse_buffer(object arr, fl_index npos, bint writeable) except NULL:
 cdef object _cross_entropy(object input, object target, object weight, object ignore_index,
                            object reduction, object label_smoothing, object grad_output,
                            object out, bint want_grad, object lse_out=None,
-                           object lse_in=None):
+                           object lse_in=None, tuple margin=None, list hits=None):
     cdef Call p = start(input, "input", want_grad, True)
     cdef cnp.ndarray x0 = p.x0, t0 = as_array(target), t = None
     cdef int nd = cnp.PyArray_NDIM(x0)
@@ -51,6 +51,8 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     if prob:
         if not is_float(t0):
             raise TypeError(f"class-probability targets must be floating, got dtype {t0.dtype}")
+        if margin is not None:
+            raise ValueError("margin_cross_entropy needs class-index targets, not probabilities")
         if ignore >= 0:
             raise ValueError("ignore_index is not supported for probability targets")
         p.promote(t0)  # torch: float16 logits with float32 probabilities give a float32 loss
@@ -70,7 +72,16 @@ cdef object _cross_entropy(object input, object target, object weight, object ig
     a.label_smoothing = eps
     a.lse_out = lse_buffer(lse_out, a.n * a.s, True) if lse_out is not None else NULL
     a.lse_in = lse_buffer(lse_in, a.n * a.s, False) if lse_in is not None and want_grad else NULL
-    return p.run(fl_cross_entropy, &a.call, a.n * a.s * a.c, "cross_entropy")
+    cdef fl_margin mg
+    a.margin = NULL
+    if margin is not None:
+        mg.kind, mg.easy, mg.margin, mg.scale = margin
+        a.margin = &mg
+    result = p.run(fl_cross_entropy, &a.call, a.n * a.s * a.c,
+                   "cross_entropy" if margin is None else "margin_cross_entropy")
+    if hits is not None:
+        hits.append(a.hits)
+    return result
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -165,6 +176,113 @@ def _cross_entropy_backward_lse(input, target, weight, ignore_index, reduction, 
 
 
 document(cross_entropy_with_grad)
+
+
+# ---- margin-softmax cross-entropy (csrc/margin_cross_entropy.h) ----------------------------
+
+MARGIN_COSINE_EPS = FL_MARGIN_EPS
+
+
+cdef tuple margin_spec(object margin, object scale, object kind, object easy_margin):
+    """The checked margin options as (kind, easy, margin, scale) for the C layer."""
+    cdef double m = real_option(margin, "margin"), s = real_option(scale, "scale")
+    if not (m - m == 0.0):
+        raise ValueError(f"margin must be finite, got {m}")
+    if not (s > 0.0 and s - s == 0.0):
+        raise ValueError(f"scale must be positive and finite, got {s}")
+    if not isinstance(kind, str) or kind not in ("arc", "cos"):
+        raise ValueError(f'kind must be "arc" (additive angular margin) or "cos" (additive cosine margin), got {kind!r}')
+    if not isinstance(easy_margin, (bool, np.bool_)):
+        raise TypeError(f"easy_margin must be a bool, got {type(easy_margin).__name__}")
+    if easy_margin and kind == "cos":
+        raise ValueError('easy_margin applies to kind="arc" only')
+    return (FL_MARGIN_ARC if kind == "arc" else FL_MARGIN_COS, 1 if easy_margin else 0, m, s)
+
+
+def margin_cross_entropy(cosine, target, margin=0.2, scale=30.0, kind="arc", easy_margin=False,
+                         weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Margin-softmax cross-entropy (AAM-softmax / ArcFace, AM-softmax / CosFace) of cosines.
+
+    The cross-entropy of :func:`cross_entropy` (same weight, ignore_index, reduction and
+    label_smoothing) of the logits ``scale * cosine`` with the target's column replaced by
+    ``scale * phi(cosine[t])``; the one-hot of the usual formulation is never built.
+
+    Parameters
+    ----------
+    cosine : array_like of float16, bfloat16, float32 or float64, shape (C,), (N, C) or (N, C, d1, ..., dk)
+        Cosine similarities between embeddings and class centres (any memory layout).
+    target : array_like of integers
+        Class indices, shape (N, d1, ..., dk) (0-d for 1-D input), in [0, C) or ``ignore_index``.
+    margin : float, default 0.2
+        m: an angle in radians (kind "arc") or a cosine offset (kind "cos").
+    scale : float > 0, default 30.0
+        s, the logits' scale.
+    kind : {"arc", "cos"}, default "arc"
+    easy_margin : bool, default False
+        kind "arc" only: the margin only where the target's cosine is positive.
+    weight, ignore_index, reduction, label_smoothing :
+        as in :func:`cross_entropy`.
+
+    Returns
+    -------
+    loss : as :func:`cross_entropy` returns it.
+
+    Notes
+    -----
+    With ``x = cosine`` and ``t`` the target, the logits are ``z[k] = s * x[k]`` for k != t and
+    ``z[t] = s * phi(x[t])``::
+
+        kind "arc":   phi(x) = cos(acos(x) + m) = x cos m - sqrt(1 - x^2) sin m   if x > cos(pi - m)
+                      phi(x) = x - m sin(pi - m)                                  otherwise
+                      easy_margin: phi(x) = cos(acos(x) + m) if x > 0, else x
+        kind "cos":   phi(x) = x - m
+
+    and the loss is ``cross_entropy(z, target, ...)``. For kind "arc" the target's cosine is
+    first clamped to ``[-1 + eps, 1 - eps]``, ``eps = MARGIN_COSINE_EPS = 1e-7`` (a NaN stays NaN):
+    cosines at or just beyond +-1, from rounding, give a finite loss and gradient.
+    """
+    return _cross_entropy(cosine, target, weight, ignore_index, reduction, label_smoothing, None, None,
+                          False, None, None, margin_spec(margin, scale, kind, easy_margin))
+
+
+def margin_cross_entropy_with_grad(cosine, target, margin=0.2, scale=30.0, kind="arc", easy_margin=False,
+                                   weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                                   grad_output=None, out=None):
+    """Margin-softmax cross-entropy and its gradient with respect to the cosines, in one pass.
+
+    Parameters are those of :func:`margin_cross_entropy`, plus:
+
+    @GRAD_PARAMS@
+
+    Notes
+    -----
+    With ``G`` the gradient of :func:`cross_entropy_with_grad` with respect to the logits z
+    (see :func:`margin_cross_entropy`)::
+
+        grad[k] = s * G[k]                   k != t
+        grad[t] = s * phi'(x[t]) * G[t]      phi'(x) = cos m + x sin m / sqrt(1 - x^2) on the
+                                             margin's branch of kind "arc", 1 elsewhere
+
+    at the clamped cosine for kind "arc". No N x C temporary is allocated.
+    """
+    return _cross_entropy(cosine, target, weight, ignore_index, reduction, label_smoothing, grad_output, out,
+                          True, None, None, margin_spec(margin, scale, kind, easy_margin))
+
+
+def _margin_cross_entropy_hits(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index,
+                               reduction, label_smoothing, want_grad, out=None):
+    """For fastloss.torch's modules: ``(loss, gradient or None, hits)``, hits the number of
+    kept positions whose modified target logit is their top-1 (the first index among equal
+    maxima, as torch.argmax picks it), for the accuracy beside the loss. The gradient is that
+    of an upstream gradient of 1."""
+    hits = []
+    result = _cross_entropy(cosine, target, weight, ignore_index, reduction, label_smoothing, None, out,
+                            want_grad, None, None, margin_spec(margin, scale, kind, easy_margin), hits)
+    loss, grad = result if want_grad else (result, None)
+    return loss, grad, hits[0]
+
+
+document(margin_cross_entropy_with_grad)
 
 
 def _kernel_names():  # for kernel_info(): what the dispatch table holds

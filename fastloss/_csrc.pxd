@@ -35,6 +35,15 @@ ctypedef int (*fl_kernels_fn)(int simd, const char **names, int max) noexcept no
 
 cdef extern from "cross_entropy.h" nogil:
     int FL_TARGET_PROB
+    enum:
+        FL_MARGIN_ARC
+        FL_MARGIN_COS
+    double FL_MARGIN_EPS
+    ctypedef struct fl_margin:
+        int kind
+        int easy
+        double margin
+        double scale
     ctypedef struct fl_ce_args:
         fl_call call
         fl_index n, c, s
@@ -50,6 +59,8 @@ cdef extern from "cross_entropy.h" nogil:
         double label_smoothing
         double *lse_out
         const double *lse_in
+        const fl_margin *margin
+        double hits
     int fl_cross_entropy(fl_call *call)
     int fl_cross_entropy_kernels(int simd, const char **names, int max)
 

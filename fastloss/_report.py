@@ -526,3 +526,129 @@ def run_half(peers, rounds, best_of, ce_shapes=HALF_CE, torch_shapes=HALF_TORCH,
     echo(f"half precision: {sum(met)} of {len(met)} targets met" if met else
          "half precision: no figure has a target (the targets are at the issue's shapes)")
     return out
+
+
+# ---- margin-softmax cross-entropy (the "margin heads" section; bench/ times the same calls) ----
+#
+# AAM-softmax (ArcFace), m = 0.2, s = 30, float32, mean, every side on the same thread count:
+# - from a cosine matrix: fastloss.margin_cross_entropy_with_grad(cos, t, out=g) against
+#   fastloss.cross_entropy_with_grad(cos, t, out=g) on the same array (target <= 1.15x) and
+#   against the seed code's formulation in torch ops (sqrt, where, one-hot, cross_entropy,
+#   backward; target: the seed's time >= 10x ours);
+# - the whole head, forward and backward to the embeddings and the class weights (dim 256):
+#   fastloss.torch.AAMSoftmax against the seed's AAMsoftmax module with its accuracy()
+#   (targets: >= 1.4x at 256x5994, >= 4x at 1024x100000).
+
+MARGIN_SHAPES = [(256, 5994), (1024, 100000)]
+MARGIN_QUICK = [(64, 1000)]
+MARGIN_M, MARGIN_S, MARGIN_DIM = 0.2, 30.0, 256
+MARGIN_TARGETS = {"margin / cross_entropy": ("<=", 1.15), "seed / margin": (">=", 10.0),
+                  "module": {(256, 5994): (">=", 1.4), (1024, 100000): (">=", 4.0)}}
+
+
+def seed_margin_loss(torch, cosine, label, m=MARGIN_M, s=MARGIN_S):
+    """The seed's AAM-softmax from a cosine matrix, in torch ops: (loss, the modified logits)."""
+    import math
+
+    sine = torch.sqrt((1.0 - torch.mul(cosine, cosine)).clamp(0, 1))
+    phi = cosine * math.cos(m) - sine * math.sin(m)
+    phi = torch.where((cosine - math.cos(math.pi - m)) > 0, phi, cosine - math.sin(math.pi - m) * m)
+    one_hot = torch.zeros_like(cosine)
+    one_hot.scatter_(1, label.view(-1, 1), 1)
+    output = ((one_hot * phi) + ((1.0 - one_hot) * cosine)) * s
+    return torch.nn.functional.cross_entropy(output, label), output
+
+
+def seed_module_step(torch, x, weight, label):
+    """The seed's AAMsoftmax.forward (normalize, linear, margin, cross-entropy, its accuracy())
+    and the backward pass: (loss, prec1)."""
+    F = torch.nn.functional
+    cosine = F.linear(F.normalize(x), F.normalize(weight))
+    loss, output = seed_margin_loss(torch, cosine, label)
+    _, pred = output.detach().topk(1, 1, True, True)
+    prec1 = pred.t().eq(label.view(1, -1)).reshape(-1).float().sum(0) * (100.0 / label.size(0))
+    loss.backward()
+    return loss, prec1
+
+
+def margin_inputs(n, c, dim=MARGIN_DIM, seed=0):
+    """(cosine, label, embeddings, centres): unit vectors and their cosines, float32."""
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((n, dim)).astype(np.float32)
+    centres = rng.standard_normal((c, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return emb @ centres.T, rng.integers(0, c, n), emb, centres
+
+
+def margin_fns(torch, cosine, label, emb, centres):
+    """{"from cosine": {side: fn}, "module": {side: fn}} (torch None: fastloss's two sides)."""
+    g = np.empty_like(cosine)
+    cos_fns = {
+        "margin_cross_entropy_with_grad": lambda: fastloss.margin_cross_entropy_with_grad(
+            cosine, label, MARGIN_M, MARGIN_S, out=g),
+        "cross_entropy_with_grad": lambda: fastloss.cross_entropy_with_grad(cosine, label, out=g),
+    }
+    module_fns = {}
+    if torch is not None:
+        import fastloss.torch as flt
+
+        t = torch.from_numpy(label)
+
+        def seed_from_cosine():
+            c = torch.from_numpy(cosine).requires_grad_()
+            seed_margin_loss(torch, c, t)[0].backward()
+
+        cos_fns["seed"] = seed_from_cosine
+        head = flt.AAMSoftmax(centres.shape[0], MARGIN_M, MARGIN_S, embedding_dim=centres.shape[1])
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(centres))
+        weight = torch.from_numpy(centres.copy()).requires_grad_()
+
+        def module_fastloss():
+            x = torch.from_numpy(emb).requires_grad_()
+            head.weight.grad = None
+            head(x, t)[0].backward()
+
+        def module_seed():
+            x = torch.from_numpy(emb).requires_grad_()
+            weight.grad = None
+            seed_module_step(torch, x, weight, t)
+
+        module_fns = {"fastloss.torch.AAMSoftmax": module_fastloss, "seed AAMsoftmax": module_seed}
+    return {"from cosine": cos_fns, "module": module_fns}
+
+
+def run_margin(peers, rounds, best_of, shapes=MARGIN_SHAPES, echo=print):
+    """The margin-heads section: a line per figure, and {"rows": [...], "figures": [...]}."""
+    echo(f"margin heads (AAM-softmax, m={MARGIN_M}, s={MARGIN_S:g}, float32, mean): median of {rounds} rounds of "
+         f"best-of-{best_of}; {peers.threads} threads on every side")
+    if peers.torch is None:
+        echo("  torch is not installed (or --no-torch): the seed's sides skipped")
+    out = {"threads": peers.threads, "rows": [], "figures": []}
+    for n, c in shapes:
+        fns = margin_fns(peers.torch, *margin_inputs(n, c))
+        raw = measure({**fns["from cosine"], **fns["module"]}, rounds, best_of)
+        del fns
+        ms = {k: statistics.median(v) * 1e3 for k, v in raw.items()}
+        shape, th = f"{n}x{c}", f"{peers.threads}t"
+        mce = "margin_cross_entropy_with_grad"
+        figs = [_figure(f"{mce} {shape} {th}", ms[mce], "cross_entropy_with_grad", ms["cross_entropy_with_grad"],
+                        median_ratio(raw[mce], raw["cross_entropy_with_grad"]), "time / cross-entropy's",
+                        MARGIN_TARGETS["margin / cross_entropy"] if (n, c) in MARGIN_SHAPES else None)]
+        if "seed" in raw:
+            figs.append(_figure(f"{mce} vs the seed's ops, {shape} {th}", ms[mce], "seed", ms["seed"],
+                                median_ratio(raw["seed"], raw[mce]), "seed's time / ours",
+                                MARGIN_TARGETS["seed / margin"] if (n, c) in MARGIN_SHAPES else None))
+            figs.append(_figure(f"AAMSoftmax module fwd+bwd {shape} {th}", ms["fastloss.torch.AAMSoftmax"],
+                                "seed module", ms["seed AAMsoftmax"],
+                                median_ratio(raw["seed AAMsoftmax"], raw["fastloss.torch.AAMSoftmax"]),
+                                "seed's time / ours", MARGIN_TARGETS["module"].get((n, c))))
+        out["rows"].append({"shape": shape, "n": n, "c": c, "ms": ms, "figures": figs})
+        out["figures"] += figs
+        for fig in figs:
+            echo(format_figure(fig))
+    met = [f["met"] for f in out["figures"] if f["met"] is not None]
+    echo(f"margin heads: {sum(met)} of {len(met)} targets met" if met else
+         "margin heads: no figure has a target (the targets are at the issue's shapes)")
+    return out

@@ -48,6 +48,8 @@ import numpy as np
 __all__ = [
     "cross_entropy",
     "cross_entropy_with_grad",
+    "margin_cross_entropy",
+    "margin_cross_entropy_with_grad",
     "log_softmax",
     "softmax",
     "log_softmax_backward",
@@ -686,6 +688,97 @@ def cross_entropy_with_grad(input, target, weight=None, ignore_index=-100, reduc
 
     loss = _as_result(_forward(pb), pb)
     return loss, _finish(np.moveaxis(_gradient(pb, go), -1, pb.class_axis), pb.x.dtype, out)
+
+
+# ---- margin-softmax cross-entropy ------------------------------------------------------------
+
+MARGIN_COSINE_EPS = 1e-7  # the clamp of the target cosine (kind "arc")
+
+
+def _margin_phi(x, margin, kind, easy_margin):
+    """phi(x) and phi'(x) of :func:`margin_cross_entropy`, float64, elementwise."""
+    if kind == "cos":
+        return x - margin, np.ones_like(x)
+    c = np.where(x > 1 - MARGIN_COSINE_EPS, 1 - MARGIN_COSINE_EPS,
+                 np.where(x < -1 + MARGIN_COSINE_EPS, -1 + MARGIN_COSINE_EPS, x))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sine = np.sqrt(1.0 - c * c)
+        on = c > 0 if easy_margin else c - np.cos(np.pi - margin) > 0
+        phi = np.where(on, c * np.cos(margin) - sine * np.sin(margin),
+                       c if easy_margin else c - np.sin(np.pi - margin) * margin)
+        dphi = np.where(on, np.cos(margin) + c * np.sin(margin) / sine, 1.0)
+    return phi, dphi
+
+
+def _margin_problem(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index, reduction,
+                    label_smoothing, values_now=True):
+    """The cross-entropy problem of the margin logits z, and phi'(x_t) per position."""
+    for name, v in (("margin", margin), ("scale", scale)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    margin, scale = float(margin), float(scale)
+    if not np.isfinite(margin):
+        raise ValueError(f"margin must be finite, got {margin}")
+    if not (scale > 0 and np.isfinite(scale)):
+        raise ValueError(f"scale must be positive and finite, got {scale}")
+    if not isinstance(kind, str) or kind not in ("arc", "cos"):
+        raise ValueError(f'kind must be "arc" or "cos", got {kind!r}')
+    if not isinstance(easy_margin, (bool, np.bool_)):
+        raise TypeError(f"easy_margin must be a bool, got {type(easy_margin).__name__}")
+    if easy_margin and kind == "cos":
+        raise ValueError('easy_margin applies to kind="arc" only')
+    pb = _Problem(cosine, target, weight, ignore_index, reduction, label_smoothing, values_now)
+    if pb.target_error is not None:
+        return pb, None
+    if pb.kind == "prob":
+        raise ValueError("margin_cross_entropy needs class-index targets, not probabilities")
+    x = np.moveaxis(_as_f64(pb.x), pb.class_axis, -1)
+    onehot = (np.arange(pb.C) == pb.t[..., None]) & pb.kept[..., None]
+    phi, dphi = _margin_phi(x, margin, kind, bool(easy_margin))
+    z = scale * np.where(onehot, phi, x)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        pb.logp = _log_softmax_last(z)
+        pb.p = np.exp(pb.logp)
+    pb.margin_chain = scale * np.where(onehot, dphi, 1.0)  # dz/dx
+    return pb, z
+
+
+def margin_cross_entropy(cosine, target, margin=0.2, scale=30.0, kind="arc", easy_margin=False,
+                         weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    r"""Margin-softmax cross-entropy (ArcFace / CosFace): :func:`cross_entropy` of the logits
+    ``z = scale * cosine`` whose target entry is ``scale * phi(cosine[t])``::
+
+        kind "arc":  phi(x) = x cos m - sqrt(1 - x^2) sin m  if x > cos(pi - m), else x - m sin(pi - m)
+                     (easy_margin: the first form where x > 0, else x); x clamped to
+                     [-1 + MARGIN_COSINE_EPS, 1 - MARGIN_COSINE_EPS]
+        kind "cos":  phi(x) = x - m
+
+    computed in float64 with the one-hot formulation (the user code's), the result rounded to
+    the input's dtype."""
+    pb, _ = _margin_problem(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index, reduction,
+                            label_smoothing)
+    return _as_result(_forward(pb), pb)
+
+
+def margin_cross_entropy_with_grad(cosine, target, margin=0.2, scale=30.0, kind="arc", easy_margin=False,
+                                   weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                                   grad_output=None, out=None):
+    r"""The loss of :func:`margin_cross_entropy` and its gradient with respect to the cosines:
+    the cross-entropy gradient G with respect to z times dz/dx, that is ``scale * G`` off the
+    target and ``scale * phi'(x_t) * G`` at it (phi' = cos m + x sin m / sqrt(1 - x^2) on the
+    margin branch of kind "arc", 1 elsewhere)."""
+    pb, _ = _margin_problem(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index, reduction,
+                            label_smoothing, values_now=False)
+    go = _check_grad_output(grad_output, pb.reduction, pb.loss_shape,
+                            None if pb.target_error is not None else pb.loss_dtype)
+    out = _check_out(out, pb.x, (("target", pb.target_orig), ("weight", pb.weight_orig),
+                                 ("grad_output", grad_output if isinstance(grad_output, np.ndarray) else None)))
+    if pb.target_error is not None:
+        raise pb.target_error
+    loss = _as_result(_forward(pb), pb)
+    with np.errstate(invalid="ignore"):
+        g = _gradient(pb, go) * pb.margin_chain
+    return loss, _finish(np.moveaxis(g, -1, pb.class_axis), pb.x.dtype, out)
 
 
 # ---- softmax, log_softmax and their backward; nll_loss -----------------------------------

@@ -10,7 +10,7 @@ import pytest
 import fastloss
 from fastloss import reference
 
-RUNTIME = {"get_num_threads", "set_num_threads", "kernel_info", "reference", "__version__"}
+RUNTIME = {"get_num_threads", "set_num_threads", "kernel_info", "reference", "__version__", "MARGIN_COSINE_EPS"}
 LOSSES = sorted(set(fastloss.__all__) - RUNTIME)
 
 
@@ -32,6 +32,11 @@ FORMULA_TOKENS = {
     "cross_entropy_with_grad": ["p = softmax(x)", "grad[k] = s * (p[k] * A", "(1 - eps) * w[t] * [k == t]",
                                 "eps / C * w[k]", "A = (1 - eps) * w[t] + eps / C * sum_j w[j]",
                                 "grad[k] = s * (p[k] * sum_j w[j] * y'[j] - w[k] * y'[k])"],
+    "margin_cross_entropy": ["z[k] = s * x[k]", "z[t] = s * phi(x[t])", "phi(x) = cos(acos(x) + m)",
+                             "phi(x) = x - m sin(pi - m)", "phi(x) = x - m", "cross_entropy(z, target, ...)",
+                             "MARGIN_COSINE_EPS = 1e-7"],
+    "margin_cross_entropy_with_grad": ["grad[k] = s * G[k]", "grad[t] = s * phi'(x[t]) * G[t]",
+                                       "phi'(x) = cos m + x sin m / sqrt(1 - x^2)"],
     "nll_loss": ["loss = -w[t] * input[t]", "ignore_index"],
     "nll_loss_with_grad": ["grad[k] = -s * w[t] * [k == t]", "sum of the kept targets' weights"],
     "binary_cross_entropy": ["loss = -w * (y * max(log(x), -100)",
@@ -146,7 +151,7 @@ def test_every_public_name_is_typed():
     or from a Python module."""
     import importlib
 
-    for name in sorted(set(fastloss.__all__) - {"__version__"}):
+    for name in sorted(set(fastloss.__all__) - {"__version__", "MARGIN_COSINE_EPS"}):  # constants: in the stubs
         value = getattr(fastloss, name)
         origin = getattr(value, "__module__", None) or getattr(value, "__name__", "")
         assert origin.startswith("fastloss."), (name, origin)

@@ -1,7 +1,7 @@
 """Hardening of every public kernel of the NumPy layer: concurrency, fork, leaks, big
 arrays, determinism.
 
-The functions are the 22 kernels in ``SPECS_SRC.NAMES`` (every loss and its ``*_with_grad``
+The functions are the 24 kernels in ``SPECS_SRC.NAMES`` (every loss and its ``*_with_grad``
 twin, the four softmax functions). Their inputs are fixed; the "big" ones span several
 blocks of FL_BLOCK_ELEMENTS (32768) elements, so that their parallel regions really run on
 several threads, which ``fastloss._plan.ran`` reports as ``threads_used`` (the team).
@@ -62,6 +62,7 @@ from fastloss._plan import ran
 #: Every public kernel of the NumPy layer.
 NAMES = (
     "cross_entropy", "cross_entropy_with_grad", "nll_loss", "nll_loss_with_grad",
+    "margin_cross_entropy", "margin_cross_entropy_with_grad",
     "binary_cross_entropy", "binary_cross_entropy_with_grad",
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_with_grad",
     "kl_div", "kl_div_with_grad",
@@ -126,6 +127,11 @@ def make_inputs(name, dtype, variant, size="big"):
         t[::9] = -100
         kw.update(weight=rng.uniform(0.5, 2.0, c).astype(dtype), label_smoothing=0.05)
         return (normal(3.0), t), kw
+    if base == "margin_cross_entropy":
+        t = rng.integers(0, c, n)
+        t[::9] = -100
+        kw.update(weight=rng.uniform(0.5, 2.0, c).astype(dtype), label_smoothing=0.05, margin=0.3, scale=20.0)
+        return (rng.uniform(-1.0, 1.0, shape).astype(dtype), t), kw
     if base == "nll_loss":
         t = rng.integers(0, c, n).astype(np.int32)
         t[::7] = -100
@@ -176,7 +182,8 @@ def error_calls(name):
     base = base_name(name)
     x = np.linspace(-1.0, 1.0, 30, dtype=np.float32).reshape(6, 5)
     xi = np.arange(30).reshape(6, 5)
-    calls = [((xi,) + ((x,) if base != "cross_entropy" and base != "nll_loss" else (np.zeros(6, np.int64),)),
+    class_index = base in ("cross_entropy", "nll_loss", "margin_cross_entropy")
+    calls = [((xi,) + ((x,) if not class_index else (np.zeros(6, np.int64),)),
               {}, TypeError)]
     if name in _SOFTMAX:
         calls = [((xi,) + ((x,) if name.endswith("_backward") else ()), {}, TypeError)]
@@ -188,7 +195,7 @@ def error_calls(name):
         calls.append(((x,) * (2 if name.endswith("_backward") else 1),
                       {"out": np.zeros((6, 4), np.float32)}, ValueError))
         return calls
-    if base in ("cross_entropy", "nll_loss"):
+    if class_index:
         calls.append(((x, np.array([0, 1, 2, 3, 4, 7])), {}, IndexError))
         calls.append(((x, np.array([0, 1, 2, 3, 4, -3])), {"reduction": "none"}, IndexError))
         calls.append(((x, np.zeros(5, np.int64)), {}, ValueError))
@@ -261,8 +268,8 @@ def run_script(code, tmp_path, env=None, timeout=90):
 def test_specs_cover_every_public_kernel():
     kernels = {n for n in fastloss.__all__
                if n not in ("__version__", "reference", "kernel_info", "get_num_threads",
-                            "set_num_threads")}
-    assert set(NAMES) == kernels and len(NAMES) == len(set(NAMES)) == 22
+                            "set_num_threads", "MARGIN_COSINE_EPS")}
+    assert set(NAMES) == kernels and len(NAMES) == len(set(NAMES)) == 24
 
 
 # ----------------------------------------------------------------------------------------------

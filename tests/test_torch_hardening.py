@@ -232,9 +232,10 @@ def specs(torch):
 def test_functions_cover_fastloss_torch(specs):
     import fastloss.torch as flt
 
-    public = {n for n in flt.__all__ if n[0].islower() and n not in ("functional", "empty_cache")}
+    margin = {"margin_cross_entropy", "AAMSoftmax", "AMSoftmax"}  # no torch namesake: test_margin_cross_entropy.py
+    public = {n for n in flt.__all__ if n[0].islower() and n not in ("functional", "empty_cache") and n not in margin}
     assert set(specs["FUNCTIONS"]) == public == set(FUNCTIONS) and len(FUNCTIONS) == 11
-    modules = {n for n in flt.__all__ if n[0].isupper()}
+    modules = {n for n in flt.__all__ if n[0].isupper() and n not in margin}
     assert set(specs["MODULE_OF"].values()) == modules and len(modules) == 9
 
 

@@ -27,12 +27,15 @@ from fastloss.torch.functional import (
     kl_div,
     l1_loss,
     log_softmax,
+    margin_cross_entropy,
     mse_loss,
     nll_loss,
     smooth_l1_loss,
     softmax,
 )
 from fastloss.torch.modules import (
+    AAMSoftmax,
+    AMSoftmax,
     BCELoss,
     BCEWithLogitsLoss,
     CrossEntropyLoss,
@@ -45,6 +48,8 @@ from fastloss.torch.modules import (
 )
 
 __all__ = [
+    "AAMSoftmax",
+    "AMSoftmax",
     "BCELoss",
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
@@ -63,6 +68,7 @@ __all__ = [
     "kl_div",
     "l1_loss",
     "log_softmax",
+    "margin_cross_entropy",
     "mse_loss",
     "nll_loss",
     "smooth_l1_loss",

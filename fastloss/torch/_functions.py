@@ -144,6 +144,84 @@ class CrossEntropy(torch.autograd.Function):
         return grad_input, grad_target, None, None
 
 
+# ---- margin_cross_entropy ----------------------------------------------------------------
+
+def margin_logits(cosine, target, margin, scale, kind, easy_margin, ignore_index):
+    """The margin-modified logits in torch ops (the one-hot formulation of the seed code, with
+    fastloss's clamp of the target cosine for kind "arc"): for devices and dtypes the kernels
+    do not take."""
+    if kind == "cos":
+        phi = cosine - margin
+    else:
+        eps = fastloss.MARGIN_COSINE_EPS
+        c = cosine.clamp(-1 + eps, 1 - eps)
+        sine = torch.sqrt(1.0 - c * c)
+        phi = c * math.cos(margin) - sine * math.sin(margin)
+        if easy_margin:
+            phi = torch.where(c > 0, phi, c)
+        else:
+            phi = torch.where(c - math.cos(math.pi - margin) > 0, phi, c - math.sin(math.pi - margin) * margin)
+    cls_dim = 1 if cosine.dim() >= 2 else 0
+    t = target.long()
+    kept = t != ignore_index
+    one_hot = torch.zeros_like(cosine, dtype=torch.bool).scatter_(
+        cls_dim, torch.where(kept, t, 0).unsqueeze(cls_dim), kept.unsqueeze(cls_dim))
+    return torch.where(one_hot, phi, cosine) * scale
+
+
+def margin_cross_entropy_torch(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index, reduction,
+                               label_smoothing):
+    """margin_cross_entropy in torch ops (any device; differentiable twice)."""
+    z = margin_logits(cosine, target, margin, scale, kind, easy_margin, ignore_index)
+    return F.cross_entropy(z, target.long(), weight=weight, ignore_index=ignore_index, reduction=reduction,
+                           label_smoothing=label_smoothing)
+
+
+class MarginCrossEntropy(torch.autograd.Function):
+    """apply(cosine, target, weight, (margin, scale, kind, easy_margin, ignore_index, reduction,
+    label_smoothing)) -> (loss, hits): hits (float64, not differentiable) counts the kept
+    positions whose modified target logit is their top-1.
+
+    Kept between forward and backward: the gradient for an upstream gradient of 1, computed in
+    forward by the fused kernel when the cosine requires grad, and nothing else of the
+    cosine's size (the cosine itself is not kept: in a margin head it is a linear layer's
+    output, which autograd does not otherwise hold). backward scales that gradient by the
+    upstream one (no work for the usual 1). Double backward (create_graph=True) is not
+    supported by this path: it raises; margin_cross_entropy_torch is the differentiable
+    formulation."""
+
+    @staticmethod
+    def forward(ctx, cosine, target, weight, options):
+        margin, scale, kind, easy_margin, ignore_index, reduction, label_smoothing = options
+        x = as_numpy(cosine)
+        want = ctx.needs_input_grad[0]
+        g = new_buffer(x.shape, x.dtype) if want else None
+        loss, g, hits = _cross_entropy._margin_cross_entropy_hits(
+            x, as_numpy(target), margin, scale, kind, easy_margin, as_numpy(weight), ignore_index, reduction,
+            label_smoothing, want, g)
+        ctx.grad = to_tensor(g, cosine.dtype) if want else None
+        ctx.reduction = reduction
+        ctx.class_dim = 1 if cosine.dim() >= 2 else 0
+        hits_t = torch.tensor(hits, dtype=torch.float64)
+        ctx.mark_non_differentiable(hits_t)
+        return to_tensor(loss, cosine.dtype), hits_t
+
+    @staticmethod
+    def backward(ctx, grad, _grad_hits):
+        if torch.is_grad_enabled():
+            raise RuntimeError("fastloss.torch.margin_cross_entropy: double backward (create_graph=True) is not "
+                               "supported; fastloss.torch.functional.margin_cross_entropy_torch is the "
+                               "differentiable formulation")
+        g = ctx.grad
+        if g is None:
+            return None, None, None, None
+        if ctx.reduction != "none":
+            # the saved gradient itself for the usual upstream 1 (ctx keeps a reference, so
+            # autograd accumulates into a copy, never into it)
+            return (g if float(grad) == 1.0 else g * grad.to(g.dtype)), None, None, None
+        return g * grad.unsqueeze(ctx.class_dim).to(g.dtype), None, None, None
+
+
 # ---- nll_loss and the elementwise losses ---------------------------------------------------
 
 class Spec:
@@ -267,6 +345,7 @@ class Softmax(_Normalize):
 
 
 cross_entropy_apply = apply_of(CrossEntropy)
+margin_cross_entropy_apply = apply_of(MarginCrossEntropy)
 loss_apply = apply_of(Loss)
 log_softmax_apply = apply_of(LogSoftmax)
 softmax_apply = apply_of(Softmax)

@@ -328,3 +328,46 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
     m = max_k x_k. ``dim=None`` follows torch's implicit rule (and warns). Under
     torch.compile, torch's own implementation runs."""
     return _normalize(_functions.Softmax, _functions.softmax_apply, F.softmax, "softmax", input, dim, _stacklevel, dtype)
+
+
+# ---- margin-softmax cross-entropy (no torch.nn.functional namesake) ---------------------------
+
+margin_cross_entropy_torch = _functions.margin_cross_entropy_torch
+
+
+def _margin_call(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index, reduction,
+                 label_smoothing):
+    """(loss, hits or None): the kernels for plain CPU tensors they take, else torch ops."""
+    reduction = str(reduction)
+    if (float_input(cosine) and plain_cpu(target) and not target.dtype.is_floating_point
+            and not target.is_complex() and same_float(weight, cosine)
+            and not torch.compiler.is_compiling()):
+        # argument errors are the NumPy layer's (no torch namesake to match): raised as they are
+        if _needs_grad(cosine):
+            return _functions.margin_cross_entropy_apply(
+                cosine, target, weight, (margin, scale, kind, easy_margin, ignore_index, reduction, label_smoothing))
+        loss, _, hits = _functions._cross_entropy._margin_cross_entropy_hits(
+            as_numpy(cosine), as_numpy(target), margin, scale, kind, easy_margin, as_numpy(weight), ignore_index,
+            reduction, label_smoothing, False)
+        return to_tensor(loss, cosine.dtype), torch.tensor(hits, dtype=torch.float64)
+    return margin_cross_entropy_torch(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index,
+                                      reduction, label_smoothing), None
+
+
+def margin_cross_entropy(cosine, target, margin=0.2, scale=30.0, kind="arc", easy_margin=False, weight=None,
+                         ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    r"""Margin-softmax cross-entropy (AAM-softmax / ArcFace with ``kind="arc"``, AM-softmax /
+    CosFace with ``kind="cos"``) of a cosine matrix, differentiable with respect to it.
+
+    ``cross_entropy(z, target, weight, ignore_index, reduction, label_smoothing)`` of the
+    logits ``z = scale * cosine`` whose target entry is ``scale * phi(cosine[t])``:
+    ``phi(x) = cos(acos(x) + margin)`` where ``x > cos(pi - margin)``, else
+    ``x - margin * sin(pi - margin)`` (``easy_margin``: ``phi(x) = x`` where ``x <= 0``);
+    ``phi(x) = x - margin`` for ``kind="cos"``. The target cosine is clamped to
+    ``[-1 + 1e-7, 1 - 1e-7]`` for kind "arc" (finite gradients at +-1). Plain CPU tensors run
+    the fused kernel (no one-hot, no N x C temporary beyond the gradient); other devices the
+    same formula in torch ops (:func:`margin_cross_entropy_torch`). Argument errors are the
+    NumPy layer's (``fastloss.margin_cross_entropy``): ValueError, TypeError, IndexError.
+    Double backward runs only through :func:`margin_cross_entropy_torch`."""
+    return _margin_call(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index, reduction,
+                        label_smoothing)[0]
