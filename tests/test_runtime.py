@@ -553,7 +553,12 @@ def test_repeated_calls_are_bitwise_identical(restore_threads):
         x, t, kw, order = make_case("kdim", dtype, "mean")
         first = run_grad(x, t, kw, order)
         for _ in range(4):
-            assert run_grad(x, t, kw, order) == first
+            again = run_grad(x, t, kw, order)
+            # the results and what ran; threads_active (1 or 2: which threads the dynamic
+            # schedule gave a block) depends on the machine's load
+            assert again[:2] == first[:2]
+            assert {k: v for k, v in again[2].items() if k != "threads_active"} == \
+                {k: v for k, v in first[2].items() if k != "threads_active"}
         loss, g = fastloss.cross_entropy_with_grad(x, t, **kw)  # out=None
         assert (_loss_bytes(loss), g.tobytes()) == first[:2]
 
