@@ -35,7 +35,12 @@ static FL_ATTR double FL_KN(mce_row)(const ce_ctx *cx, const FL_T *x, FL_T *g, f
     FL_C m = mlo > mhi ? mlo : mhi;
     if ((FL_C)phi > m)
         m = (FL_C)phi;
-    const double sdx = eps != 0.0 ? FL_KN(ce_dot)(x, w, C, m) + wt * (xt - phi) : 0.0; /* before g overwrites x */
+    /* sum_k w_k (m - z_k / s) over both segments, and the target's term from phi in double
+     * (not (m - x_t) + (x_t - phi): that cancels terms of size |x_t - phi|); before g
+     * overwrites x */
+    const double sdx = eps != 0.0 ? FL_KN(ce_dot)(x, w, t, m) + FL_KN(ce_dot)(x + t + 1, w ? w + t + 1 : NULL, nhi, m) +
+                                        wt * ((double)m - phi)
+                                  : 0.0;
     FL_C *e = FL_KN(ce_scratch)(cx, g);
     /* the exp-sum in the logits' units: terms exp(s x_k - ms), ms = s m rounded up to FL_C
      * (every argument <= 0), each one fused multiply-add */

@@ -8,7 +8,9 @@
  * probabilities), the (n, c, s) view as the .pyx builds it, every operand's strides
  * (negative, padded, permuted, 0 for the read-only operands NumPy may broadcast), weight,
  * ignore_index, label smoothing, reduction, grad_output, the gradient (none, a separate
- * array of any layout, or the logits themselves: out=input) and the SIMD path.
+ * array of any layout, or the logits themselves: out=input), the SIMD path, and for class
+ * indices 1 input in 4 a margin (margin_cross_entropy's call: kind arc or cos, easy_margin,
+ * margins and scales from a table).
  *
  * Checks: no out-of-bounds access (ASan), no UB (UBSan), inputs unchanged; a bad target
  * gives FL_ERR_TARGET with nothing written; with moderate finite data a finite value and
@@ -16,7 +18,8 @@
  * out=input, results bitwise identical to a separate gradient of the same layout. For the
  * half dtypes with moderate finite data, instead of the finiteness check: every loss and
  * gradient element and the reduced value against a double reference from the upcast inputs
- * (ce_half_check), and the padding of the outputs unwritten.
+ * (ce_half_check, with the margin's logits when there is one), and the padding of the
+ * outputs unwritten. With a margin, the hit count between 0 and the positions; without, 0.
  */
 #include "cross_entropy.h"
 #include "fuzz_common.h"
@@ -26,6 +29,29 @@ static int run(void *a) { return fl_cross_entropy(&((fl_ce_args *)a)->call); }
 static fl_index target_at(const fl_ce_args *a, const fz_arr *t, fl_index i, fl_index j)
 {
     return fz_target_at(t, a->tv.sn, a->tv.ss, i, j);
+}
+
+/* The logit of cosine x, and in *dz its derivative: s x, or at the target s phi(x) with phi
+ * written as cos(acos(x) + m) (margin_cross_entropy.h writes it through sin and cos m), the
+ * cosine clamped to +-(1 - 1e-7) for kind arc. No margin: x itself. */
+static double margin_logit(const fl_margin *mg, double x, int at_target, double *dz)
+{
+    *dz = 1.0;
+    if (!mg)
+        return x;
+    const double s = mg->scale, m = mg->margin;
+    *dz = s;
+    if (!at_target)
+        return s * x;
+    if (mg->kind == FL_MARGIN_COS)
+        return s * (x - m);
+    const double hi = 1.0 - FL_MARGIN_EPS, c = x > hi ? hi : (x < -hi ? -hi : x);
+    const double pi = 3.14159265358979323846, theta = acos(c);
+    if (mg->easy ? c > 0.0 : c > cos(pi - m)) { /* the seed's th test: theta + m < pi for m in [0, pi] */
+        *dz = s * sin(theta + m) / sqrt(1.0 - c * c);
+        return s * cos(theta + m);
+    }
+    return s * (mg->easy ? c : c - m * sin(m));
 }
 
 /* The half dtypes, moderate finite data, c > 0: the losses, the gradient and the value
@@ -41,6 +67,9 @@ static void ce_half_check(const fl_ce_args *a, const fz_arr *x, const fz_arr *t,
     const double lfloor = (double)c * 1e-10;
 #define W(k) (w ? fz_at(w, (k)) : 1.0)
 #define X(i, k, j) fz_at(x, (i) * a->xv.sn + (k) * a->xv.sc + (j) * a->xv.ss)
+    /* the logits (the cosines' under a margin; tt: the position's target) */
+#define Z(i, k, j) margin_logit(a->margin, X(i, k, j), (k) == tt, &dz)
+    double dz;
 #define Y(i, k, j) fz_at(t, (i) * a->tv.sn + (k) * a->tv.sc + (j) * a->tv.ss)
     double wtot = 0.0, wabs = 0.0, wmax = 0.0;
     for (fl_index k = 0; k < c; k++) {
@@ -72,40 +101,43 @@ static void ce_half_check(const fl_ce_args *a, const fz_arr *x, const fz_arr *t,
             } else {
                 double m = -INFINITY;
                 for (fl_index k = 0; k < c; k++)
-                    m = X(i, k, j) > m ? X(i, k, j) : m;
+                    m = Z(i, k, j) > m ? Z(i, k, j) : m;
                 double count = 0.0, others = 0.0;
                 for (fl_index k = 0; k < c; k++) {
-                    if (X(i, k, j) < m)
-                        others += exp(X(i, k, j) - m);
+                    if (Z(i, k, j) < m)
+                        others += exp(Z(i, k, j) - m);
                     else
                         count += 1.0;
                 }
                 const double sum = count + others, ls = fz_logsum(count, others);
+                /* with a margin the kernel's terms are of the logits' size s |x| (the
+                 * smoothing sum relative to s phi): their double rounding, as a floor */
+                const double lfl = lfloor + (a->margin ? 1e-10 * fabs(m) : 0.0);
                 double A = 0.0, Amag = 0.0, sy = 0.0, symag = 0.0, wymax = 0.0, wt = 0.0;
                 if (prob) { /* loss = sum_k w_k y'_k (lse - x_k) */
                     for (fl_index k = 0; k < c; k++) {
                         const double wy = W(k) * (one_m * Y(i, k, j) + eps_c);
                         const double wymag = fabs(W(k)) * (fabs(one_m * Y(i, k, j)) + eps_c);
-                        const double d = ls + (m - X(i, k, j));
+                        const double d = ls + (m - Z(i, k, j));
                         l += wy * d;
-                        lmag += wymag * (d + lfloor);
+                        lmag += wymag * (d + lfl);
                         sy += wy;
                         symag += wymag;
                         wymax = wymag > wymax ? wymag : wymax;
                     }
                 } else { /* (1 - eps) w_t (lse - x_t) + (eps / c) sum_k w_k (lse - x_k) */
                     wt = W(tt);
-                    const double d = ls + (m - X(i, tt, j));
+                    const double d = ls + (m - Z(i, tt, j));
                     l = wt * d;
-                    lmag = fabs(wt) * (d + lfloor);
+                    lmag = fabs(wt) * (d + lfl);
                     A = wt;
                     Amag = fabs(wt);
                     if (eps != 0.0) {
                         double sm = 0.0, smag = 0.0;
                         for (fl_index k = 0; k < c; k++) {
-                            const double dk = ls + (m - X(i, k, j));
+                            const double dk = ls + (m - Z(i, k, j));
                             sm += W(k) * dk;
-                            smag += fabs(W(k)) * (dk + lfloor);
+                            smag += fabs(W(k)) * (dk + lfl);
                         }
                         l = one_m * l + eps_c * sm;
                         lmag = one_m * lmag + eps_c * smag;
@@ -120,7 +152,7 @@ static void ce_half_check(const fl_ce_args *a, const fz_arr *x, const fz_arr *t,
                 const double fmag = fabs(sc) * (prob ? symag + wymax : Amag + one_m * fabs(wt) + eps_c * wmax);
                 if (g && fmag < 0x1p126)
                     for (fl_index k = 0; k < c; k++) {
-                        const double p = exp(X(i, k, j) - m) / sum;
+                        const double p = exp(Z(i, k, j) - m) / sum; /* and dz at k: the chain rule */
                         double ref, mag;
                         if (prob) { /* sc (p_k sum_j w_j y'_j - w_k y'_k) */
                             const double wy = W(k) * (one_m * Y(i, k, j) + eps_c);
@@ -130,7 +162,8 @@ static void ce_half_check(const fl_ce_args *a, const fz_arr *x, const fz_arr *t,
                             ref = sc * (p * A - (k == tt ? one_m * wt : 0.0) - eps_c * W(k));
                             mag = fabs(sc) * (p * Amag + (k == tt ? one_m * fabs(wt) : 0.0) + eps_c * fabs(W(k)));
                         }
-                        fz_expect(g, i * g->st[0] + k * g->st[1] + j * g->st[2], ref, mag, "gradient", i, k, j);
+                        fz_expect(g, i * g->st[0] + k * g->st[1] + j * g->st[2], ref * dz, mag * fabs(dz), "gradient",
+                                  i, k, j);
                     }
             }
             if (loss)
@@ -145,6 +178,7 @@ static void ce_half_check(const fl_ce_args *a, const fz_arr *x, const fz_arr *t,
 #undef W
 #undef X
 #undef Y
+#undef Z
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -222,6 +256,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t b = fz_u8(&in) % 7;
         a.label_smoothing = b < 6 ? eps[b] : (double)fz_u8(&in) / 255.0;
     }
+    fl_margin mg; /* margin_cross_entropy: class indices only, as the .pyx allows */
+    if (!prob && fz_chance(&in, 64)) {
+        static const double margins[] = {0.0, 0.2, 0.5, 1.5, 3.5, -0.3};
+        static const double scales[] = {1.0, 30.0, 64.0, 1e-3};
+        const uint8_t b = fz_u8(&in);
+        memset(&mg, 0, sizeof mg);
+        mg.kind = (b & 1) ? FL_MARGIN_COS : FL_MARGIN_ARC;
+        mg.easy = mg.kind == FL_MARGIN_ARC && (b & 2);
+        mg.margin = margins[(b >> 2) % 6];
+        mg.scale = scales[(b >> 5) % 4];
+        a.margin = &mg;
+    }
     int want_grad;
     fz_call_options(&in, &a.call, dt, &want_grad, &moderate);
     const int red = a.call.reduction;
@@ -291,6 +337,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(sl.copy);
     if (status != FL_OK)
         FZ_FAIL("status %d", status);
+    if (a.margin ? !(a.hits >= 0.0 && a.hits <= (double)(n * s) && a.hits == floor(a.hits)) : a.hits != 0.0)
+        FZ_FAIL("hits %g for %lld positions%s", a.hits, (long long)(n * s), a.margin ? "" : " without a margin");
     if ((a.call.kernel == NULL) != (n * s == 0))
         FZ_FAIL("kernel %s for %lld positions", a.call.kernel ? a.call.kernel : "(none)", (long long)(n * s));
 

@@ -182,26 +182,37 @@ class MarginCrossEntropy(torch.autograd.Function):
     label_smoothing)) -> (loss, hits): hits (float64, not differentiable) counts the kept
     positions whose modified target logit is their top-1.
 
-    Kept between forward and backward: the gradient for an upstream gradient of 1, computed in
-    forward by the fused kernel when the cosine requires grad, and nothing else of the
-    cosine's size (the cosine itself is not kept: in a margin head it is a linear layer's
-    output, which autograd does not otherwise hold). backward scales that gradient by the
-    upstream one (no work for the usual 1). Double backward (create_graph=True) is not
-    supported by this path: it raises; margin_cross_entropy_torch is the differentiable
-    formulation."""
+    Kept between forward and backward, when the cosine requires grad: one array of the
+    cosine's size, never two.
+
+    * float32 / float64: the gradient for an upstream gradient of 1, computed in forward by
+      the fused kernel (the cosine itself is not kept: in a margin head it is a linear
+      layer's output, which autograd does not otherwise hold). backward scales it by the
+      upstream gradient (no work for the usual 1).
+    * float16 / bfloat16: the cosine (a reference, with torch's in-place check), and backward
+      runs the fused kernel with the upstream gradient, so that each entry is rounded once
+      to the half dtype (scaling a rounded half gradient would round twice).
+
+    Double backward (create_graph=True) is not supported by this path: it raises;
+    margin_cross_entropy_torch is the differentiable formulation."""
 
     @staticmethod
     def forward(ctx, cosine, target, weight, options):
         margin, scale, kind, easy_margin, ignore_index, reduction, label_smoothing = options
         x = as_numpy(cosine)
         want = ctx.needs_input_grad[0]
-        g = new_buffer(x.shape, x.dtype) if want else None
+        ctx.options = options
+        ctx.class_dim = 1 if cosine.dim() >= 2 else 0
+        ctx.grad = None
+        fused = want and not is_half(cosine)
+        g = new_buffer(x.shape, x.dtype) if fused else None
         loss, g, hits = _cross_entropy._margin_cross_entropy_hits(
             x, as_numpy(target), margin, scale, kind, easy_margin, as_numpy(weight), ignore_index, reduction,
-            label_smoothing, want, g)
-        ctx.grad = to_tensor(g, cosine.dtype) if want else None
-        ctx.reduction = reduction
-        ctx.class_dim = 1 if cosine.dim() >= 2 else 0
+            label_smoothing, fused, g)
+        if fused:
+            ctx.grad = to_tensor(g, cosine.dtype)
+        elif want:
+            ctx.save_for_backward(cosine, target, weight)
         hits_t = torch.tensor(hits, dtype=torch.float64)
         ctx.mark_non_differentiable(hits_t)
         return to_tensor(loss, cosine.dtype), hits_t
@@ -212,10 +223,20 @@ class MarginCrossEntropy(torch.autograd.Function):
             raise RuntimeError("fastloss.torch.margin_cross_entropy: double backward (create_graph=True) is not "
                                "supported; fastloss.torch.functional.margin_cross_entropy_torch is the "
                                "differentiable formulation")
-        g = ctx.grad
-        if g is None:
+        if not ctx.needs_input_grad[0]:
             return None, None, None, None
-        if ctx.reduction != "none":
+        margin, scale, kind, easy_margin, ignore_index, reduction, label_smoothing = ctx.options
+        reduced = reduction != "none"
+        g = ctx.grad
+        if g is None:  # half: the kernel again, with the upstream gradient
+            cosine, target, weight = ctx.saved_tensors
+            x = as_numpy(cosine)
+            out = new_buffer(x.shape, x.dtype)
+            fastloss.margin_cross_entropy_with_grad(
+                x, as_numpy(target), margin, scale, kind, easy_margin, as_numpy(weight), ignore_index, reduction,
+                label_smoothing, grad_output=upstream(grad, reduced), out=out)
+            return to_tensor(out, cosine.dtype), None, None, None
+        if reduced:
             # the saved gradient itself for the usual upstream 1 (ctx keeps a reference, so
             # autograd accumulates into a copy, never into it)
             return (g if float(grad) == 1.0 else g * grad.to(g.dtype)), None, None, None
