@@ -4,8 +4,11 @@ torch is optional for users but required in CI: with ``CI`` set, a missing torch
 failure, never a skip (the parity tests are the specification). The same holds for ml_dtypes
 (the [bf16] extra): ``BF16`` is its bfloat16, or None outside CI when it is not installed.
 """
+import contextlib
 import importlib
+import importlib.util
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -108,3 +111,17 @@ def assert_grad_close(actual, expected, rtol, axis=None, dtype=None, err_msg="",
             f"{err_msg}: {int(bad.sum())} of {bad.size} gradient entries differ beyond rtol={rtol:g} of "
             f"their row's scale; worst at {i}: actual {a[i]!r}, expected {e[i]!r}, "
             f"|diff| {err[i]:.3g} > tol {np.broadcast_to(tol, err.shape)[i]:.3g}")
+
+
+@contextlib.contextmanager
+def imported_example(path, name):
+    """An example script (examples/*.py) imported as the module ``name`` for the duration: it
+    is in sys.modules meanwhile (dataclasses resolve the module's annotations through it)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)

@@ -27,7 +27,6 @@ order, the CIFAR-10 fallback without download, the detached-logits backward equa
 torch comes from the session fixture ``torch`` (a missing torch fails under CI). The file
 takes about 6 s of CPU (10-15 s of wall time on the shared 2 cores).
 """
-import importlib.util
 import math
 import os
 import re
@@ -39,6 +38,8 @@ from pathlib import Path
 import pytest
 
 import fastloss
+
+from conftest import imported_example
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cifar10_tudui.py"
@@ -70,15 +71,8 @@ CLI_ATOL = 1e-5
 @pytest.fixture(scope="module")
 def example(torch):
     """examples/cifar10_tudui.py imported as a module (it imports torch at the top)."""
-    name = "cifar10_tudui_example"
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve the module's annotations through it
-    try:
-        spec.loader.exec_module(module)
+    with imported_example(EXAMPLE, "cifar10_tudui_example") as module:
         yield module
-    finally:
-        sys.modules.pop(name, None)
 
 
 class _Deterministic:

@@ -30,7 +30,6 @@ claim that the margin head verifies unseen speakers better than a plain softmax 
 torch comes from the session fixture ``torch`` (a missing torch fails under CI). The file
 takes about 8 s of wall time on one core.
 """
-import importlib.util
 import math
 import os
 import re
@@ -43,6 +42,8 @@ import numpy as np
 import pytest
 
 import fastloss
+
+from conftest import imported_example
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "speaker_margin.py"
@@ -72,15 +73,8 @@ CLI_MAX_RATIO = 0.85
 @pytest.fixture(scope="module")
 def example(torch):
     """examples/speaker_margin.py imported as a module (it imports torch at the top)."""
-    name = "speaker_margin_example"
-    spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve the module's annotations through it
-    try:
-        spec.loader.exec_module(module)
+    with imported_example(EXAMPLE, "speaker_margin_example") as module:
         yield module
-    finally:
-        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="module")
