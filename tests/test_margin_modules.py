@@ -179,3 +179,28 @@ def test_module_keeps_one_nxc_array(torch):
             assert node.grad is None and len(big) == 1 and big[0].shape == (64, 1000) and big[0].dtype == dtype
         (loss * 2).backward()
         assert x.grad.dtype == dtype and torch.isfinite(x.grad).all()
+
+
+def test_only_the_module_overwrites_its_own_cosine(torch):
+    """The module lets the kernel write the gradient over the cosine it made (its linear
+    output, referred to by nothing else); fastloss.torch.margin_cross_entropy never writes
+    over a cosine its caller passed. Both give the same gradients."""
+    import fastloss.torch as flt
+
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(5)
+    head = flt.AAMSoftmax(300, 0.2, 30, embedding_dim=16)
+    x = torch.randn(40, 16, generator=g, requires_grad=True)
+    label = torch.randint(0, 300, (40,), generator=g)
+    cosine = F.linear(F.normalize(x), F.normalize(head.weight))
+    kept = cosine.detach().clone()
+    loss = flt.margin_cross_entropy(cosine, label, 0.2, 30.0)
+    assert torch.equal(cosine.detach(), kept)
+    loss.backward()
+    assert torch.equal(cosine.detach(), kept)
+    expected = (x.grad.clone(), head.weight.grad.clone())
+    x.grad = head.weight.grad = None
+    loss2, _ = head(x, label)
+    assert loss2.item() == loss.item()
+    loss2.backward()
+    assert torch.equal(x.grad, expected[0]) and torch.equal(head.weight.grad, expected[1])

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024  # /proc figures are in KiB
 
@@ -19,7 +21,7 @@ MiB = 1024  # /proc figures are in KiB
 # carries the high-water mark across execve).
 _LAUNCHER = "import subprocess, sys; sys.exit(subprocess.run([sys.executable, '-c', sys.argv[1]]).returncode)"
 
-_SCRIPT = """
+_PRELUDE = """
 import json, resource
 import numpy as np
 import torch
@@ -31,7 +33,9 @@ def peak():
 def rss():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+"""
 
+_SCRIPT = _PRELUDE + """
 torch.set_num_threads(2)
 small = torch.randn(8, 16).to({dtype}).requires_grad_()
 for fn in (flt.cross_entropy, torch.nn.functional.cross_entropy):   # warm-up of both paths
@@ -52,11 +56,12 @@ print("RESULT " + json.dumps(rep))
 """
 
 
-def _measure(fn, dtype="torch.float32"):
+def _run(script):
+    """Run `script` in a fresh process (through the launcher); its RESULT line, with the
+    kept / forward / backward figures in MiB beside the KiB it reports."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FASTLOSS_", "OMP_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    code = textwrap.dedent(_SCRIPT.format(fn=fn, dtype=dtype))
-    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, code], cwd=str(ROOT), env=env,
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, textwrap.dedent(script)], cwd=str(ROOT), env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
@@ -65,6 +70,10 @@ def _measure(fn, dtype="torch.float32"):
     res["forward_extra_mib"] = (res["forward_peak"] - res["base_peak"]) / MiB
     res["backward_extra_mib"] = (res["backward_peak"] - res["base_peak"]) / MiB
     return res
+
+
+def _measure(fn, dtype="torch.float32"):
+    return _run(_SCRIPT.format(fn=fn, dtype=dtype))
 
 
 def test_cross_entropy_keeps_no_logit_sized_tensor_and_allocates_only_the_gradient(torch):
@@ -143,3 +152,63 @@ def test_bfloat16_fwd_bwd_raises_the_peak_by_the_bf16_gradient_alone(torch):
     assert ours["kept_mib"] < 4, report
     assert ours["forward_extra_mib"] < 4, report
     assert ours["backward_extra_mib"] <= 1.1 * grad_mib, report
+
+
+# ---- the margin heads ----------------------------------------------------------------------
+
+_MARGIN_SCRIPT = _PRELUDE + """
+from fastloss._report import seed_margin_loss
+torch.set_num_threads(2)
+N, C, D = 1024, 32768, 64       # the cosine: 128 MiB in float32; the class weights 8 MiB
+torch.manual_seed(0)
+head = flt.AAMSoftmax(C, 0.2, 30.0, embedding_dim=D).to({dtype})
+x = torch.randn(N, D, dtype={dtype}, requires_grad=True)
+t = torch.from_numpy(np.random.default_rng(1).integers(0, C, N))
+
+def ours():
+    return head(x, t)[0]
+
+def seed():   # the seed's AAMsoftmax.forward, its accuracy() included
+    F = torch.nn.functional
+    cosine = F.linear(F.normalize(x), F.normalize(head.weight))
+    loss, output = seed_margin_loss(torch, cosine, t)
+    _, pred = output.detach().topk(1, 1, True, True)
+    del output, cosine
+    return loss
+
+fn = {fn}
+flt.AAMSoftmax(8, 0.2, 30.0, embedding_dim=D).to({dtype})(x[:4].detach(), t[:4] % 8)[0].backward()  # warm-up
+rep = {{"nxc_kib": N * C * x.element_size() // 1024, "cxd_kib": C * D * x.element_size() // 1024}}
+rep["base_peak"], rep["base_rss"] = peak(), rss()
+loss = fn()
+rep["after_forward_rss"], rep["forward_peak"] = rss(), peak()
+loss.backward()
+rep["backward_peak"] = peak()
+rep["grad_kib"] = (x.grad.numel() + head.weight.grad.numel()) * x.element_size() // 1024
+print("RESULT " + json.dumps(rep))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_margin_module_keeps_one_nxc_array_between_forward_and_backward(torch, dtype):
+    """AAMSoftmax keeps at most one N×C array from forward to backward: the gradient of the
+    cosine (float32) or the cosine (bfloat16), beside the normalized class weights that
+    linear saves (C×D). The seed keeps the cosine, sine, phi, one-hot, output and softmax."""
+    ours = _run(_MARGIN_SCRIPT.format(fn="ours", dtype=f"torch.{dtype}"))
+    theirs = _run(_MARGIN_SCRIPT.format(fn="seed", dtype=f"torch.{dtype}"))
+    nxc, cxd = ours["nxc_kib"] / MiB, ours["cxd_kib"] / MiB
+    report = (f"{dtype}: N×C {nxc:.0f} MiB, C×D {cxd:.0f} MiB | AAMSoftmax: kept after forward "
+              f"{ours['kept_mib']:+.1f} MiB, forward peak {ours['forward_extra_mib']:+.1f} MiB, backward peak "
+              f"{ours['backward_extra_mib']:+.1f} MiB | seed: kept {theirs['kept_mib']:+.1f} MiB, backward peak "
+              f"{theirs['backward_extra_mib']:+.1f} MiB")
+    print(report)
+    assert nxc * 0.9 < ours["kept_mib"] <= nxc + 2 * cxd + 8, report
+    # float32: the kernel writes the gradient over the module's own cosine, so no second N×C
+    # array exists at any time; bfloat16: the backward adds the gradient to the kept cosine.
+    # Beyond those: C×D temporaries (the weight gradients, normalize's backward) and BLAS's
+    # buffers, tens of MiB that vary from run to run.
+    n_arrays = 1 if dtype == "float32" else 2
+    assert ours["forward_extra_mib"] <= nxc + 3 * cxd + 8, report
+    assert ours["backward_extra_mib"] < (n_arrays + 0.5) * nxc + 4 * cxd, report
+    # the seed's own figures, for the record: at least three N×C arrays kept
+    assert theirs["kept_mib"] > 3 * nxc, report

@@ -188,7 +188,9 @@ class MarginCrossEntropy(torch.autograd.Function):
     * float32 / float64: the gradient for an upstream gradient of 1, computed in forward by
       the fused kernel (the cosine itself is not kept: in a margin head it is a linear
       layer's output, which autograd does not otherwise hold). backward scales it by the
-      upstream gradient (no work for the usual 1).
+      upstream gradient (no work for the usual 1). With ``overwrite`` (the modules, whose
+      cosine is their own linear output that nothing else refers to) the kernel writes the
+      gradient over the cosine, so the forward pass holds one N x C array, not two.
     * float16 / bfloat16: the cosine (a reference, with torch's in-place check), and backward
       runs the fused kernel with the upstream gradient, so that each entry is rounded once
       to the half dtype (scaling a rounded half gradient would round twice).
@@ -197,7 +199,7 @@ class MarginCrossEntropy(torch.autograd.Function):
     margin_cross_entropy_torch is the differentiable formulation."""
 
     @staticmethod
-    def forward(ctx, cosine, target, weight, options):
+    def forward(ctx, cosine, target, weight, options, overwrite=False):
         margin, scale, kind, easy_margin, ignore_index, reduction, label_smoothing = options
         x = as_numpy(cosine)
         want = ctx.needs_input_grad[0]
@@ -205,7 +207,7 @@ class MarginCrossEntropy(torch.autograd.Function):
         ctx.class_dim = 1 if cosine.dim() >= 2 else 0
         ctx.grad = None
         fused = want and not is_half(cosine)
-        g = new_buffer(x.shape, x.dtype) if fused else None
+        g = (x if overwrite else new_buffer(x.shape, x.dtype)) if fused else None
         loss, g, hits = _cross_entropy._margin_cross_entropy_hits(
             x, as_numpy(target), margin, scale, kind, easy_margin, as_numpy(weight), ignore_index, reduction,
             label_smoothing, fused, g)
@@ -224,7 +226,7 @@ class MarginCrossEntropy(torch.autograd.Function):
                                "supported; fastloss.torch.functional.margin_cross_entropy_torch is the "
                                "differentiable formulation")
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None
+            return None, None, None, None, None
         margin, scale, kind, easy_margin, ignore_index, reduction, label_smoothing = ctx.options
         reduced = reduction != "none"
         g = ctx.grad
@@ -235,12 +237,12 @@ class MarginCrossEntropy(torch.autograd.Function):
             fastloss.margin_cross_entropy_with_grad(
                 x, as_numpy(target), margin, scale, kind, easy_margin, as_numpy(weight), ignore_index, reduction,
                 label_smoothing, grad_output=upstream(grad, reduced), out=out)
-            return to_tensor(out, cosine.dtype), None, None, None
+            return to_tensor(out, cosine.dtype), None, None, None, None
         if reduced:
             # the saved gradient itself for the usual upstream 1 (ctx keeps a reference, so
             # autograd accumulates into a copy, never into it)
-            return (g if float(grad) == 1.0 else g * grad.to(g.dtype)), None, None, None
-        return g * grad.unsqueeze(ctx.class_dim).to(g.dtype), None, None, None
+            return (g if float(grad) == 1.0 else g * grad.to(g.dtype)), None, None, None, None
+        return g * grad.unsqueeze(ctx.class_dim).to(g.dtype), None, None, None, None
 
 
 # ---- nll_loss and the elementwise losses ---------------------------------------------------

@@ -336,8 +336,9 @@ margin_cross_entropy_torch = _functions.margin_cross_entropy_torch
 
 
 def _margin_call(cosine, target, margin, scale, kind, easy_margin, weight, ignore_index, reduction,
-                 label_smoothing):
-    """(loss, hits or None): the kernels for plain CPU tensors they take, else torch ops."""
+                 label_smoothing, overwrite=False):
+    """(loss, hits or None): the kernels for plain CPU tensors they take, else torch ops.
+    overwrite: the caller's cosine is its own temporary, which the fused gradient may replace."""
     reduction = str(reduction)
     if (float_input(cosine) and plain_cpu(target) and not target.dtype.is_floating_point
             and not target.is_complex() and same_float(weight, cosine)
@@ -345,7 +346,8 @@ def _margin_call(cosine, target, margin, scale, kind, easy_margin, weight, ignor
         # argument errors are the NumPy layer's (no torch namesake to match): raised as they are
         if _needs_grad(cosine):
             return _functions.margin_cross_entropy_apply(
-                cosine, target, weight, (margin, scale, kind, easy_margin, ignore_index, reduction, label_smoothing))
+                cosine, target, weight, (margin, scale, kind, easy_margin, ignore_index, reduction, label_smoothing),
+                overwrite)
         loss, _, hits = _functions._cross_entropy._margin_cross_entropy_hits(
             as_numpy(cosine), as_numpy(target), margin, scale, kind, easy_margin, as_numpy(weight), ignore_index,
             reduction, label_smoothing, False)

@@ -108,8 +108,10 @@ class _MarginHead(nn.Module):
 
     def forward(self, x, label):
         cosine = TF.linear(TF.normalize(x), TF.normalize(self.weight))
+        # the cosine is this call's own (linear saves its inputs, not its output): the fused
+        # kernel may write the gradient over it
         loss, hits = F._margin_call(cosine, label, float(self.m), float(self.s), self.kind, bool(self.easy_margin),
-                                    None, self.ignore_index, "mean", 0.0)
+                                    None, self.ignore_index, "mean", 0.0, overwrite=True)
         kept = int((label != self.ignore_index).sum())
         if hits is None:  # torch ops (another device): top-1 of the modified logits
             with torch.no_grad():
