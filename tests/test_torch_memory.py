@@ -189,6 +189,7 @@ print("RESULT " + json.dumps(rep))
 """
 
 
+@pytest.mark.rss  # peaks: ASan's quarantine holds freed memory (the backward's temporaries)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_margin_module_keeps_one_nxc_array_between_forward_and_backward(torch, dtype):
     """AAMSoftmax keeps at most one N×C array from forward to backward: the gradient of the
